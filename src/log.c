@@ -1,1 +1,312 @@
-/* log */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+#include "wire.h"
+
+#define LOG_LINE_MAX 2048
+#define LOG_FIELD_MAX 600
+
+static struct {
+	const char *ident;
+	enum log_target target;
+	int level;
+	char peer[128];
+	char client_id[WIRE_ID_HEX_SIZE];
+	char client_name[LOG_FIELD_MAX];
+	uint16_t request_code;
+	char file_name[LOG_FIELD_MAX];
+	long long file_size;
+} ctx = {.ident = "efserver", .target = LOG_TARGET_STDERR, .level = LOG_INFO, .file_size = -1};
+
+static const char *const level_names[] = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"};
+
+/* stderr is the journal when JOURNAL_STREAM names its device and inode (systemd.exec(5)). */
+static bool stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return st.st_dev == dev && st.st_ino == ino;
+}
+
+static bool stderr_is_socket(void)
+{
+	struct stat st;
+
+	return fstat(STDERR_FILENO, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+void log_open(const char *ident, enum log_target target)
+{
+	int fd;
+
+	ctx.ident = ident;
+	if (target == LOG_TARGET_AUTO) {
+		if (stderr_is_journal())
+			target = LOG_TARGET_JOURNAL;
+		else if (stderr_is_socket())
+			target = LOG_TARGET_SYSLOG;
+		else if (isatty(STDERR_FILENO))
+			target = LOG_TARGET_TERMINAL;
+		else
+			target = LOG_TARGET_STDERR;
+	}
+	ctx.target = target;
+	if (target == LOG_TARGET_SYSLOG)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	/* Under inetd fd 2 is the connection: not one stray byte may reach it. */
+	if ((target == LOG_TARGET_SYSLOG || target == LOG_TARGET_JOURNAL) && stderr_is_socket() && !stderr_is_journal()) {
+		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)dup3(fd, STDERR_FILENO, 0);
+			close(fd);
+		}
+	}
+}
+
+enum log_target log_get_target(void)
+{
+	return ctx.target;
+}
+
+int log_target_from_name(const char *name, enum log_target *out)
+{
+	static const struct {
+		const char *name;
+		enum log_target target;
+	} names[] = {
+		{"auto", LOG_TARGET_AUTO},         {"journal", LOG_TARGET_JOURNAL}, {"syslog", LOG_TARGET_SYSLOG},
+		{"terminal", LOG_TARGET_TERMINAL}, {"stderr", LOG_TARGET_STDERR},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i].name) == 0) {
+			*out = names[i].target;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+void log_set_level(int level)
+{
+	ctx.level = level;
+}
+
+int log_get_level(void)
+{
+	return ctx.level;
+}
+
+int log_level_from_name(const char *name, int *out)
+{
+	int i;
+
+	if (strcmp(name, "error") == 0) {
+		*out = LOG_ERR;
+		return 0;
+	}
+	for (i = LOG_CRIT; i <= LOG_DEBUG; i++)
+		if (strcmp(name, level_names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+const char *log_escape(const void *data, size_t len, char *out, size_t out_size)
+{
+	const unsigned char *s = data;
+	size_t o = 0, i = 0, n;
+
+	if (out_size == 0)
+		return out;
+	while (i < len && o + 5 < out_size) {
+		if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
+			out[o++] = (char)s[i++];
+		} else if (s[i] >= 0x80 && (n = utf8_len(s + i, len - i)) > 0) {
+			if (o + n + 1 >= out_size)
+				break;
+			memcpy(out + o, s + i, n);
+			o += n;
+			i += n;
+		} else {
+			o += (size_t)snprintf(out + o, out_size - o, "\\x%02x", s[i++]);
+		}
+	}
+	if (i < len && o + 4 < out_size) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+void log_context_peer(const char *peer)
+{
+	snprintf(ctx.peer, sizeof(ctx.peer), "%s", peer ? peer : "");
+}
+
+void log_context_client(const uint8_t *id, const char *name)
+{
+	if (id)
+		wire_id_to_hex(id, ctx.client_id);
+	else
+		ctx.client_id[0] = '\0';
+	log_escape(name ? name : "", name ? strlen(name) : 0, ctx.client_name, sizeof(ctx.client_name));
+}
+
+void log_context_request(uint16_t code)
+{
+	ctx.request_code = code;
+}
+
+void log_context_file(const char *name, long long size)
+{
+	log_escape(name ? name : "", name ? strlen(name) : 0, ctx.file_name, sizeof(ctx.file_name));
+	ctx.file_size = size;
+}
+
+static void emit_journal(int level, const char *file, int line, const char *func, const char *msg)
+{
+	char f[12][LOG_FIELD_MAX + 32];
+	struct iovec iov[12];
+	int n = 0;
+
+#define FIELD(...)                                                                                                     \
+	do {                                                                                                           \
+		int len_ = snprintf(f[n], sizeof(f[n]), __VA_ARGS__);                                                  \
+		iov[n].iov_base = f[n];                                                                                \
+		iov[n].iov_len = len_ < 0 ? 0 : (size_t)len_ < sizeof(f[n]) ? (size_t)len_ : sizeof(f[n]) - 1;        \
+		n++;                                                                                                   \
+	} while (0)
+	FIELD("MESSAGE=%s", msg);
+	FIELD("PRIORITY=%d", level);
+	FIELD("SYSLOG_IDENTIFIER=%s", ctx.ident);
+	FIELD("CODE_FILE=%s", file);
+	FIELD("CODE_LINE=%d", line);
+	FIELD("CODE_FUNC=%s", func);
+	if (ctx.peer[0])
+		FIELD("PEER=%s", ctx.peer);
+	if (ctx.client_id[0])
+		FIELD("CLIENT_ID=%s", ctx.client_id);
+	if (ctx.client_name[0])
+		FIELD("CLIENT_NAME=%s", ctx.client_name);
+	if (ctx.request_code)
+		FIELD("REQUEST_CODE=%u", ctx.request_code);
+	if (ctx.file_name[0])
+		FIELD("FILE_NAME=%s", ctx.file_name);
+	if (ctx.file_size >= 0)
+		FIELD("FILE_SIZE=%lld", ctx.file_size);
+#undef FIELD
+	(void)sd_journal_sendv(iov, n);
+}
+
+static void emit_stream(int level, const char *msg, bool colour)
+{
+	static const char *const colours[] = {"\033[1;31m", "\033[1;31m", "\033[1;31m", "\033[31m",
+					      "\033[33m",   "\033[1m",    "",         "\033[2m"};
+	char line[LOG_LINE_MAX + 256];
+	char who[LOG_FIELD_MAX + 160] = "";
+	int len;
+
+	if (ctx.peer[0] || ctx.client_name[0])
+		snprintf(who, sizeof(who), "%s%s%s: ", ctx.peer, ctx.peer[0] && ctx.client_name[0] ? " " : "",
+			 ctx.client_name);
+	if (colour)
+		len = snprintf(line, sizeof(line), "%s%s[%ld] %s: %s%s\033[0m\n", colours[level], ctx.ident,
+			       (long)getpid(), level_names[level], who, msg);
+	else
+		len = snprintf(line, sizeof(line), "%s[%ld] %s: %s%s\n", ctx.ident, (long)getpid(), level_names[level],
+			       who, msg);
+	if (len > 0)
+		(void)!write(STDERR_FILENO, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+}
+
+void log_emit(int level, const char *file, int line, const char *func, const char *fmt, ...)
+{
+	char msg[LOG_LINE_MAX];
+	int saved = errno;
+	va_list ap;
+
+	if (level > ctx.level)
+		return;
+	if (level < LOG_EMERG)
+		level = LOG_EMERG;
+	if (level > LOG_DEBUG)
+		level = LOG_DEBUG;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	switch (ctx.target) {
+	case LOG_TARGET_JOURNAL:
+		emit_journal(level, file, line, func, msg);
+		break;
+	case LOG_TARGET_SYSLOG:
+		syslog(level, "%s%s%s", ctx.peer, ctx.peer[0] ? ": " : "", msg);
+		break;
+	case LOG_TARGET_TERMINAL:
+		emit_stream(level, msg, true);
+		break;
+	case LOG_TARGET_AUTO:
+	case LOG_TARGET_STDERR:
+		emit_stream(level, msg, false);
+		break;
+	}
+	errno = saved;
+}
+
+void log_hexdump(const char *what, const void *buf, size_t len, size_t max)
+{
+	const uint8_t *p = buf;
+	char hex[3 * 16 + 1];
+	size_t i, j, n = len < max ? len : max;
+
+	if (ctx.level < LOG_DEBUG)
+		return;
+	log_debug("%s: %zu byte%s%s", what, len, len == 1 ? "" : "s", n < len ? ", first bytes:" : ":");
+	for (i = 0; i < n; i += 16) {
+		for (j = 0; j < 16 && i + j < n; j++)
+			snprintf(hex + 3 * j, sizeof(hex) - 3 * j, "%02x ", p[i + j]);
+		hex[3 * j - 1] = '\0';
+		log_debug("  %04zx  %s", i, hex);
+	}
+}

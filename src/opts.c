@@ -1,1 +1,79 @@
-/* opts */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "opts.h"
+
+static int parse_scaled(const char *s, uint64_t min, uint64_t max, int allow_suffix, uint64_t *out)
+{
+	unsigned long long v;
+	uint64_t scale = 1;
+	char *end;
+
+	/* strtoull accepts leading blanks and a minus sign: refuse both. */
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (allow_suffix && *end) {
+		switch (*end) {
+		case 'K':
+		case 'k':
+			scale = 1024;
+			break;
+		case 'M':
+			scale = 1024 * 1024;
+			break;
+		case 'G':
+			scale = 1024 * 1024 * 1024;
+			break;
+		default:
+			return -EINVAL;
+		}
+		end++;
+		if (*end == 'i' && end[1] == 'B')
+			end += 2;
+	}
+	if (*end)
+		return -EINVAL;
+	if (v > UINT64_MAX / scale)
+		return -ERANGE;
+	v *= scale;
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int opts_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	return parse_scaled(s, min, max, 0, out);
+}
+
+int opts_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	return parse_scaled(s, min, max, 1, out);
+}
+
+const char *opts_human_size(uint64_t bytes, char *buf, unsigned long size)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+	double v = (double)bytes;
+	int u = -1;
+
+	if (bytes < 1024) {
+		snprintf(buf, size, "%llu byte%s", (unsigned long long)bytes, bytes == 1 ? "" : "s");
+		return buf;
+	}
+	while (v >= 1024 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, units[u]);
+	return buf;
+}

@@ -1,0 +1,18 @@
+/* Full reads and writes with deadlines, on pipes and sockets alike. */
+#ifndef EF_IO_H
+#define EF_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Read len bytes within timeout_ms (for the whole call; negative: no
+ * deadline). Returns the bytes read, fewer than len only at end of input,
+ * or -ETIMEDOUT, or another negative errno.
+ */
+ssize_t io_read_full(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Write all of buf within timeout_ms (negative: no deadline). 0 or a negative errno. */
+int io_write_full(int fd, const void *buf, size_t len, int timeout_ms);
+
+#endif

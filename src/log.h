@@ -1,0 +1,60 @@
+/*
+ * Logging to wherever efsession's messages belong: the journal under
+ * systemd, syslog under inetd (where fd 2 is the connection itself),
+ * coloured lines on a terminal, plain lines otherwise. Every entry carries
+ * the context fields of the connection (PEER, CLIENT_ID, CLIENT_NAME,
+ * REQUEST_CODE, FILE_NAME, FILE_SIZE) and its source file and line.
+ */
+#ifndef EF_LOG_H
+#define EF_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <syslog.h>
+
+enum log_target {
+	LOG_TARGET_AUTO,
+	LOG_TARGET_JOURNAL,
+	LOG_TARGET_SYSLOG,
+	LOG_TARGET_TERMINAL,
+	LOG_TARGET_STDERR,
+};
+
+/*
+ * Choose the target (AUTO: journal if stderr is the journal stream, syslog
+ * if stderr is a socket, terminal if a tty, plain stderr otherwise). When
+ * the target is not stderr and stderr is a socket, fd 2 is pointed at
+ * /dev/null so that no library can ever write into the connection.
+ */
+void log_open(const char *ident, enum log_target target);
+enum log_target log_get_target(void);
+int log_target_from_name(const char *name, enum log_target *out);
+
+void log_set_level(int level);
+int log_get_level(void);
+/* "debug", "info", "notice", "warning", "err"/"error", "crit": 0 or -EINVAL. */
+int log_level_from_name(const char *name, int *out);
+
+/* Connection context, attached to every entry until changed; NULL or 0 clears. */
+void log_context_peer(const char *peer);
+void log_context_client(const uint8_t *id, const char *name);
+void log_context_request(uint16_t code);
+void log_context_file(const char *name, long long size);
+
+__attribute__((format(printf, 5, 6))) void log_emit(int level, const char *file, int line, const char *func,
+						     const char *fmt, ...);
+
+#define log_debug(...) log_emit(LOG_DEBUG, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_info(...) log_emit(LOG_INFO, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_notice(...) log_emit(LOG_NOTICE, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_warning(...) log_emit(LOG_WARNING, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_error(...) log_emit(LOG_ERR, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_crit(...) log_emit(LOG_CRIT, __FILE__, __LINE__, __func__, __VA_ARGS__)
+
+/* Debug level only: a hex dump of at most max bytes of buf. Never pass a key. */
+void log_hexdump(const char *what, const void *buf, size_t len, size_t max);
+
+/* Printable form of untrusted bytes: \xNN for anything not printable ASCII or valid UTF-8. */
+const char *log_escape(const void *data, size_t len, char *out, size_t out_size);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * One client connection: requests of both code sets read from in_fd,
+ * responses written to out_fd, until the client closes (PROTOCOL.md).
+ * Tests drive it through a pipe or a socketpair.
+ */
+#ifndef EF_SESSION_H
+#define EF_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cksum.h"
+
+struct store;
+struct vault;
+
+/* Bytes read, decrypted, checksummed and written per step of an upload. */
+#define SESSION_CHUNK (256u * 1024)
+
+struct session_config {
+	enum cksum_algo checksum;
+	unsigned idle_timeout;   /* seconds; 0: none */
+	uint64_t max_file_size;  /* largest content_size (encrypted) accepted; 0: what the protocol allows */
+	size_t aes_key_len;      /* 16 or 32 */
+	uint64_t fault_checksum; /* report a wrong checksum for the first N uploads of each file */
+	bool debug;              /* hex dumps of headers and payload starts */
+};
+
+/* How a session ended; efsession's exit status. */
+enum session_end {
+	SESSION_DONE = 0,       /* the client closed the connection between requests */
+	SESSION_PEER_ERROR = 1, /* refused framing, timeout, or a connection dropped mid-request */
+	SESSION_SYSTEM_ERROR = 111,
+};
+
+/*
+ * Serve one connection. st or v may be NULL when the state could not be
+ * opened: every request is then answered with 2107 and the connection closed.
+ */
+enum session_end session_run(const struct session_config *cfg, struct store *st, struct vault *v, int in_fd,
+			     int out_fd);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * The file vault: where received files live (PROTOCOL.md section 6),
+ * STATE_DIR/files/<client id hex>/<base name>. A file is written unnamed,
+ * fsynced, and only then linked to its name, so no reader ever sees a
+ * partial file and a dropped connection leaves nothing behind.
+ */
+#ifndef EF_VAULT_H
+#define EF_VAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+#define VAULT_FILES_DIR "files"
+#define VAULT_TMP_DIR "tmp"
+/* Names in tmp/ that a live or dead session may leave: upload-<pid>-<random>. */
+#define VAULT_TMP_PREFIX "upload-"
+
+struct vault;
+struct vault_file;
+
+/* Open STATE_DIR (which must exist) and create files/ and tmp/ in it (0700) if needed. */
+int vault_open(const char *state_dir, struct vault **out);
+void vault_close(struct vault *v);
+
+/* "files/<hex>/<base>" relative to the state directory. -ENAMETOOLONG if it does not fit. */
+int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out, size_t out_size);
+
+/* Start a file for that client: an unnamed file in its directory (created 0700 if needed). */
+int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_file **out);
+int vault_write(struct vault_file *f, const void *buf, size_t len);
+/*
+ * fsync the content, then give it its name atomically (replacing an
+ * earlier copy), then fsync the directory. The file stays open until
+ * vault_discard.
+ */
+int vault_publish(struct vault_file *f, const char *base);
+/* Close the file; if it was never published, nothing of it remains. */
+void vault_discard(struct vault_file *f);
+
+/* Remove a client's stored file and fsync its directory; a missing file is not an error. */
+int vault_remove(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *base);
+
+#endif
