@@ -13,8 +13,8 @@
 #define KEYFILE_RSA_MIN_BITS 1024
 #define KEYFILE_RSA_MAX_BITS 4096
 #define KEYFILE_RSA_E        17
-/* A PKCS#8 RSA-4096 key is about 2.4 KB; room for odd encoders. */
-#define KEYFILE_DER_MAX    8192
+/* A PKCS#8 RSA-4096 key is about 2.4 KB; the bound also fits libgcrypt's small secure memory. */
+#define KEYFILE_DER_MAX    4096
 #define KEYFILE_ERROR_SIZE 96
 
 /* Bytes of Base64 for len bytes of data, padding included, without the NUL. */
