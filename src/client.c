@@ -590,6 +590,8 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 		r = send_failed(c, code, r);
 		goto out;
 	}
+	if (c->hooks.progress)
+		c->hooks.progress(c->hooks.ctx, f->name, attempt, 0, size);
 	for (;;) {
 		want = remaining < CLIENT_CHUNK ? (size_t)remaining : CLIENT_CHUNK;
 		if ((r = read_full(fd, c->chunk, want)) < 0) {

@@ -255,6 +255,7 @@ static int report(const struct client_error *e, const char *server, const char *
 	return EXIT_LOCAL;
 }
 
+/* 0 to go on, 1 when --help or --version has done all there is to do, -EINVAL on a usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum { OPT_PER_REQUEST = 256, OPT_RSA_BITS };
@@ -334,10 +335,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'h':
 			usage(stdout);
-			exit(EXIT_SUCCESS);
+			return 1;
 		case 'V':
 			printf("efclient (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-			exit(EXIT_SUCCESS);
+			return 1;
 		default:
 			return -EINVAL;
 		}
@@ -391,10 +392,12 @@ int main(int argc, char **argv)
 	struct stat st;
 	int r, status = EXIT_SUCCESS;
 
-	if (parse_options(argc, argv, &o) < 0) {
+	if ((r = parse_options(argc, argv, &o)) < 0) {
 		fprintf(stderr, "Try 'efclient --help' for more information.\n");
 		return EXIT_USAGE;
 	}
+	if (r > 0)
+		return EXIT_SUCCESS;
 	paths = argv + optind;
 	npaths = (size_t)(argc - optind);
 	if ((r = crypto_init()) < 0) {

@@ -72,22 +72,20 @@ setup() {
 	trap 'exit 1' INT TERM HUP
 }
 
-# server_start STATE [EFSESSION OPTION]...: efsession on 127.0.0.1:$port,
-# one process per connection, its log and systemd-socket-activate's in
-# STATE.log. Ports already taken are skipped.
-server_start() {
-	state=$1
+# activate LOG COMMAND...: COMMAND started by systemd-socket-activate for
+# each connection to 127.0.0.1:$port, on a free port; its messages and
+# COMMAND's stderr go to LOG.
+activate() {
+	log=$1
 	shift
-	mkdir -p "$state" || return 1
 	for try in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 		port=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
-		: >"$state.log"
-		"$SOCKET_ACTIVATE" -a -l "127.0.0.1:$port" -- "$EFSESSION" --state-dir "$state" \
-			--log-target stderr "$@" 2>>"$state.log" &
+		: >"$log"
+		"$SOCKET_ACTIVATE" -a -l "127.0.0.1:$port" -- "$@" 2>>"$log" &
 		pid=$!
-		# It prints "Listening on" once the socket is bound, or exits.
+		# It prints "Listening on" once the socket is bound, or exits when the port is taken.
 		while kill -0 "$pid" 2>/dev/null; do
-			if grep -q "Listening on" "$state.log"; then
+			if grep -q "Listening on" "$log"; then
 				servers="$servers $pid"
 				return 0
 			fi
@@ -95,8 +93,18 @@ server_start() {
 		done
 		wait "$pid" 2>/dev/null
 	done
-	echo "cannot start efsession on a free port: $(cat "$state.log")" >&2
+	echo "cannot listen on a free port: $(cat "$log")" >&2
 	return 1
+}
+
+# server_start STATE [EFSESSION OPTION]...: efsession on 127.0.0.1:$port,
+# one process per connection, its log and systemd-socket-activate's in
+# STATE.log.
+server_start() {
+	state=$1
+	shift
+	mkdir -p "$state" || return 1
+	activate "$state.log" "$EFSESSION" --state-dir "$state" --log-target stderr "$@"
 }
 
 # server_stop: stop the server started last (its port then refuses connections).
