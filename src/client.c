@@ -90,7 +90,8 @@ int client_new(struct client **out, const struct client_params *params, const st
 {
 	struct client *c;
 
-	if (params->timeout_seconds == 0 || params->timeout_seconds > CLIENT_TIMEOUT_MAX ||
+	if ((params->code_set != CLIENT_SET_1025 && params->code_set != CLIENT_SET_1100) ||
+	    params->timeout_seconds == 0 || params->timeout_seconds > CLIENT_TIMEOUT_MAX ||
 	    params->retries > CLIENT_RETRIES_MAX)
 		return -EINVAL;
 	if (!(c = calloc(1, sizeof(*c))))

@@ -54,6 +54,23 @@ struct progress {
 	bool drawn;
 };
 
+/* Everything one run works with. */
+struct run {
+	struct options o;
+	struct clientconf_transfer transfer;
+	struct clientconf_identity me;
+	bool have_identity;
+	char *host;
+	char *port;
+	char server[300]; /* host:port as a user writes it, for messages */
+	const char *name;
+	struct client_file *files;
+	size_t nfiles;
+	struct keyfile_rsa *key; /* a new key, when there is no identity yet */
+	struct client *client;
+	struct progress progress;
+};
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -89,7 +106,7 @@ static void usage(FILE *out)
 	        CLIENT_RETRIES_DEFAULT, CLIENT_TIMEOUT_DEFAULT, KEYFILE_RSA_BITS);
 }
 
-__attribute__((format(printf, 1, 2))) static void error(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -195,14 +212,14 @@ static void on_mismatch(void *ctx, const char *name, unsigned attempt, uint32_t 
 	struct progress *p = ctx;
 
 	if (p->verbose)
-		error("%s: checksum mismatch on upload %u (ours %" PRIu32 ", server's %" PRIu32 ")", name, attempt,
-		      ours, theirs);
+		say("%s: checksum mismatch on upload %u (ours %" PRIu32 ", server's %" PRIu32 ")", name, attempt, ours,
+		    theirs);
 }
 
 /* One line for a failed request, and the exit status it calls for. */
-static int report(const struct client_error *e, const char *server, const char *name, const char *file,
-                  unsigned timeout)
+static int report(const struct client_error *e, const struct run *run, const char *file)
 {
+	const char *server = run->server, *name = run->name;
 	const char *what = wire_request_name(e->request);
 	char why[sizeof(e->detail)], about[WIRE_NAME_SIZE + 16] = "";
 	bool file_request = e->request == REQ_FILE || e->request == REQ_FILE_1100 ||
@@ -213,45 +230,45 @@ static int report(const struct client_error *e, const char *server, const char *
 		snprintf(about, sizeof(about), " of %s", file);
 	switch (e->failure) {
 	case CLIENT_FAIL_RESOLVE:
-		error("server %s unreachable: %s", server, e->detail);
+		say("server %s unreachable: %s", server, e->detail);
 		return EXIT_NETWORK;
 	case CLIENT_FAIL_CONNECT:
-		error("server %s unreachable: %s", server, reason(e->err, why, sizeof(why)));
+		say("server %s unreachable: %s", server, reason(e->err, why, sizeof(why)));
 		return EXIT_NETWORK;
 	case CLIENT_FAIL_NETWORK:
 		if (e->err == ETIMEDOUT)
-			snprintf(why, sizeof(why), "no answer within %u s", timeout);
+			snprintf(why, sizeof(why), "no answer within %u s", run->o.timeout);
 		else if (e->err)
 			reason(e->err, why, sizeof(why));
 		else
 			snprintf(why, sizeof(why), "%s", e->detail);
-		error("connection to server %s lost during %s (%u)%s: %s", server, what, e->request, about, why);
+		say("connection to server %s lost during %s (%u)%s: %s", server, what, e->request, about, why);
 		return EXIT_NETWORK;
 	case CLIENT_FAIL_REFUSED:
 		if (e->response == RESP_REGISTER_REFUSED)
-			error("name '%s' already registered", name);
+			say("name '%s' already registered", name);
 		else if (e->response == RESP_RECONNECT_REFUSED)
-			error("server %s refused to reconnect '%s' (2106): it does not know this name and id", server,
-			      name);
+			say("server %s refused to reconnect '%s' (2106): it does not know this name and id", server,
+			    name);
 		else
-			error("server %s refused %s (%u)%s: %s (%u)%s%s", server, what, e->request, about,
-			      wire_response_name(e->response), e->response, e->detail[0] ? ", " : "", e->detail);
+			say("server %s refused %s (%u)%s: %s (%u)%s%s", server, what, e->request, about,
+			    wire_response_name(e->response), e->response, e->detail[0] ? ", " : "", e->detail);
 		return EXIT_REFUSED;
 	case CLIENT_FAIL_PROTOCOL:
-		error("bad response %u from server %s to %s (%u)%s: %s", e->response, server, what, e->request, about,
-		      e->detail);
+		say("bad response %u from server %s to %s (%u)%s: %s", e->response, server, what, e->request, about,
+		    e->detail);
 		return EXIT_REFUSED;
 	case CLIENT_FAIL_CHECKSUM:
-		error("checksum mismatch: %s", file ? file : "?");
+		say("checksum mismatch: %s", file ? file : "?");
 		return EXIT_CHECKSUM;
 	case CLIENT_FAIL_LOCAL:
-		error("%s%s%s%s%s", file ? file : what, e->err ? ": " : "", e->err ? strerror(e->err) : "",
-		      e->detail[0] ? ": " : "", e->detail);
+		say("%s%s%s%s%s", file ? file : what, e->err ? ": " : "", e->err ? strerror(e->err) : "",
+		    e->detail[0] ? ": " : "", e->detail);
 		return EXIT_LOCAL;
 	case CLIENT_FAIL_NONE:
 		break;
 	}
-	error("%s (%u) failed", what, e->request);
+	say("%s (%u) failed", what, e->request);
 	return EXIT_LOCAL;
 }
 
@@ -292,27 +309,27 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'c':
 			if (parse_unsigned(optarg, 0, 65535, &set) < 0 ||
 			    (set != CLIENT_SET_1025 && set != CLIENT_SET_1100)) {
-				error("--code-set: '%s' is neither 1025 nor 1100", optarg);
+				say("--code-set: '%s' is neither 1025 nor 1100", optarg);
 				return -EINVAL;
 			}
 			o->code_set = set;
 			break;
 		case 'k':
 			if (cksum_algo_from_name(optarg, &o->algo) < 0) {
-				error("--checksum: '%s' is not cksum, crc32 or crc32-ciphertext", optarg);
+				say("--checksum: '%s' is not cksum, crc32 or crc32-ciphertext", optarg);
 				return -EINVAL;
 			}
 			break;
 		case 'r':
 			if (parse_unsigned(optarg, 0, CLIENT_RETRIES_MAX, &o->retries) < 0) {
-				error("--retries: '%s' is not a number from 0 to %d", optarg, CLIENT_RETRIES_MAX);
+				say("--retries: '%s' is not a number from 0 to %d", optarg, CLIENT_RETRIES_MAX);
 				return -EINVAL;
 			}
 			break;
 		case 't':
 			if (parse_unsigned(optarg, 1, CLIENT_TIMEOUT_MAX, &o->timeout) < 0) {
-				error("--timeout: '%s' is not a number of seconds from 1 to %d", optarg,
-				      CLIENT_TIMEOUT_MAX);
+				say("--timeout: '%s' is not a number of seconds from 1 to %d", optarg,
+				    CLIENT_TIMEOUT_MAX);
 				return -EINVAL;
 			}
 			break;
@@ -322,8 +339,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_RSA_BITS:
 			if (parse_unsigned(optarg, KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS, &o->rsa_bits) < 0 ||
 			    o->rsa_bits % 8) {
-				error("--rsa-bits: '%s' is not a multiple of 8 from %d to %d", optarg,
-				      KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS);
+				say("--rsa-bits: '%s' is not a multiple of 8 from %d to %d", optarg,
+				    KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS);
 				return -EINVAL;
 			}
 			break;
@@ -351,221 +368,246 @@ static void file_error(const char *path, int r, enum client_code_set set)
 {
 	switch (r) {
 	case -EFBIG:
-		error("%s: too large for the protocol (at most %" PRIu64 " bytes)", path, client_max_file_size(set));
+		say("%s: too large for the protocol (at most %" PRIu64 " bytes)", path, client_max_file_size(set));
 		break;
 	case -EILSEQ:
-		error("%s: its base name is empty, '.', '..' or holds a control character", path);
+		say("%s: its base name is empty, '.', '..' or holds a control character", path);
 		break;
 	case -ENAMETOOLONG:
-		error("%s: its base name is longer than %d bytes", path, WIRE_NAME_MAX);
+		say("%s: its base name is longer than %d bytes", path, WIRE_NAME_MAX);
 		break;
 	case -EINVAL:
-		error("%s: not a regular file", path);
+		say("%s: not a regular file", path);
 		break;
 	default:
-		error("%s: %s", path, strerror(-r));
+		say("%s: %s", path, strerror(-r));
 	}
+}
+
+/* Every file is checked before connecting, so that a bad one stops the run before anything is sent. */
+static int check_files(struct run *run, char *const *paths, size_t n)
+{
+	size_t i, j;
+	int r;
+
+	if (!(run->files = calloc(n, sizeof(*run->files)))) {
+		say("out of memory");
+		return EXIT_LOCAL;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = client_check_file(paths[i], run->o.code_set, &run->files[i])) < 0) {
+			file_error(paths[i], r, run->o.code_set);
+			return EXIT_USAGE;
+		}
+		/* The server keeps one file per base name: a second would silently replace the first. */
+		for (j = 0; j < i; j++)
+			if (strcmp(run->files[i].name, run->files[j].name) == 0) {
+				say("%s and %s would both be stored as '%s'", run->files[j].path, run->files[i].path,
+				    run->files[i].name);
+				return EXIT_USAGE;
+			}
+	}
+	run->nfiles = n;
+	return EXIT_SUCCESS;
+}
+
+/* Settle server, name and files from the command line, me.info and transfer.info, in that order. */
+static int resolve_settings(struct run *run, char *const *args, size_t nargs)
+{
+	struct options *o = &run->o;
+	struct clientconf_error cerr;
+	const char *why;
+	int r;
+
+	r = clientconf_read_identity(o->dir, &run->me, &cerr);
+	if (r < 0 && r != -ENOENT) {
+		say("%s", cerr.text);
+		return EXIT_USAGE;
+	}
+	run->have_identity = r == 0;
+	if (run->have_identity && o->name && strcmp(o->name, run->me.name) != 0) {
+		say("--name '%s' differs from the name '%s' in %s/%s", o->name, run->me.name, o->dir, CLIENTCONF_ME);
+		return EXIT_USAGE;
+	}
+	if (!o->server || nargs == 0 || (!o->name && !run->have_identity)) {
+		if (clientconf_read_transfer(o->dir, &run->transfer, &cerr) < 0) {
+			say("%s", cerr.text);
+			return EXIT_USAGE;
+		}
+	}
+	if (o->server) {
+		if (clientconf_parse_server(o->server, strlen(o->server), &run->host, &run->port, &why) < 0) {
+			say("--server '%s': %s", o->server, why);
+			return EXIT_USAGE;
+		}
+	} else {
+		run->host = run->transfer.host;
+		run->port = run->transfer.port;
+		run->transfer.host = run->transfer.port = NULL;
+	}
+	snprintf(run->server, sizeof(run->server), "%s%s%s:%s", strchr(run->host, ':') ? "[" : "", run->host,
+	         strchr(run->host, ':') ? "]" : "", run->port);
+	run->name = run->have_identity ? run->me.name : o->name ? o->name : run->transfer.name;
+	if (!run->name) {
+		say("no client name: give --name or put it on line 2 of %s/%s", o->dir, CLIENTCONF_TRANSFER);
+		return EXIT_USAGE;
+	}
+	if (clientconf_check_name(run->name, strlen(run->name), &why) < 0) {
+		say("--name '%s': %s", run->name, why);
+		return EXIT_USAGE;
+	}
+	if (nargs == 0) {
+		args = run->transfer.files;
+		nargs = run->transfer.nfiles;
+	}
+	if (nargs == 0) {
+		say("no file to send: give files as arguments or list them in %s/%s from line 3", o->dir,
+		    CLIENTCONF_TRANSFER);
+		return EXIT_USAGE;
+	}
+	return check_files(run, args, nargs);
+}
+
+/* Register (and write the identity) or reconnect, and end up with an AES key. */
+static int identify(struct run *run)
+{
+	const struct options *o = &run->o;
+	struct clientconf_error cerr;
+	char hex[WIRE_ID_HEX_SIZE];
+	uint8_t id[WIRE_ID_SIZE];
+	int r;
+
+	if (!run->have_identity) {
+		/* Before connecting, so that a slow key does not meet the server's idle timeout. */
+		if ((r = keyfile_generate(&run->key, o->rsa_bits)) < 0) {
+			say("cannot generate an RSA-%u key: %s", o->rsa_bits, strerror(-r));
+			return EXIT_LOCAL;
+		}
+		if (client_register(run->client, run->name, id) < 0)
+			return report(client_error(run->client), run, NULL);
+		wire_id_to_hex(id, hex);
+		if (clientconf_write_identity(o->dir, run->name, id, run->key, &cerr) < 0) {
+			say("registered '%s' as %s, but %s", run->name, hex, cerr.text);
+			return EXIT_LOCAL;
+		}
+		if (run->progress.verbose)
+			say("registered '%s' with %s as %s; wrote %s/%s and %s/%s", run->name, run->server, hex, o->dir,
+			    CLIENTCONF_ME, o->dir, CLIENTCONF_PRIVKEY);
+		if (client_send_public_key(run->client, run->name, id, run->key) < 0)
+			return report(client_error(run->client), run, NULL);
+		return EXIT_SUCCESS;
+	}
+	/* The 1100 set has no reconnect: the stored public key is sent again for a fresh AES key. */
+	if (o->code_set == CLIENT_SET_1025)
+		r = client_reconnect(run->client, run->name, run->me.id, run->me.key);
+	else
+		r = client_send_public_key(run->client, run->name, run->me.id, run->me.key);
+	if (r < 0)
+		return report(client_error(run->client), run, NULL);
+	if (run->progress.verbose) {
+		wire_id_to_hex(run->me.id, hex);
+		say("%s '%s' (%s) with %s", o->code_set == CLIENT_SET_1025 ? "reconnected" : "sent the public key of",
+		    run->name, hex, run->server);
+	}
+	return EXIT_SUCCESS;
+}
+
+/* A checksum given up does not stop the run; anything else does. */
+static int upload_all(struct run *run)
+{
+	const struct client_file *f;
+	int status = EXIT_SUCCESS;
+	unsigned attempts;
+	size_t i;
+
+	for (i = 0; i < run->nfiles; i++) {
+		f = &run->files[i];
+		if (run->progress.verbose)
+			say("sending %s as '%s' (%" PRIu64 " bytes)", f->path, f->name, f->size);
+		if (client_upload(run->client, f, &attempts) == 0) {
+			if (run->progress.verbose)
+				say("%s: stored and verified%s", f->name, attempts > 1 ? " after resending" : "");
+			continue;
+		}
+		if (client_error(run->client)->failure != CLIENT_FAIL_CHECKSUM)
+			return report(client_error(run->client), run, f->name);
+		say("checksum mismatch after %u resends: %s", attempts - 1, f->name);
+		status = EXIT_CHECKSUM;
+	}
+	return status;
+}
+
+static int start_client(struct run *run)
+{
+	const struct options *o = &run->o;
+	struct client_params params = {
+	    .host = run->host,
+	    .port = run->port,
+	    .code_set = o->code_set,
+	    .algo = o->algo,
+	    .retries = o->retries,
+	    .timeout_seconds = o->timeout,
+	    .connection_per_request = o->per_request,
+	};
+	struct client_hooks hooks = {.ctx = &run->progress, .progress = on_progress, .mismatch = on_mismatch};
+	int r;
+
+	run->progress.bar = o->verbosity >= 0 && isatty(STDERR_FILENO);
+	run->progress.verbose = o->verbosity > 0;
+	if ((r = client_new(&run->client, &params, &hooks)) < 0) {
+		say("cannot set up the client: %s", strerror(-r));
+		return EXIT_LOCAL;
+	}
+	return EXIT_SUCCESS;
+}
+
+static void run_free(struct run *run)
+{
+	client_free(run->client);
+	keyfile_free(run->key);
+	clientconf_identity_free(&run->me);
+	clientconf_transfer_free(&run->transfer);
+	free(run->files);
+	free(run->host);
+	free(run->port);
 }
 
 int main(int argc, char **argv)
 {
-	struct options o = {.dir = ".",
-	                    .code_set = CLIENT_SET_1025,
-	                    .algo = CKSUM_POSIX,
-	                    .retries = CLIENT_RETRIES_DEFAULT,
-	                    .timeout = CLIENT_TIMEOUT_DEFAULT,
-	                    .rsa_bits = KEYFILE_RSA_BITS};
-	struct clientconf_transfer transfer = {0};
-	struct clientconf_identity me = {0};
-	struct clientconf_error cerr;
-	struct client_file *files = NULL;
-	struct client *client = NULL;
-	struct keyfile_rsa *key = NULL;
-	struct progress progress = {0};
-	char *host = NULL, *port = NULL, server[300], hex[WIRE_ID_HEX_SIZE];
-	char *const *paths;
-	const char *why, *name;
-	bool have_identity;
-	size_t npaths, i, j;
-	unsigned attempts;
-	uint8_t id[WIRE_ID_SIZE];
+	struct run run = {.o = {.dir = ".",
+	                        .code_set = CLIENT_SET_1025,
+	                        .algo = CKSUM_POSIX,
+	                        .retries = CLIENT_RETRIES_DEFAULT,
+	                        .timeout = CLIENT_TIMEOUT_DEFAULT,
+	                        .rsa_bits = KEYFILE_RSA_BITS}};
 	struct stat st;
-	int r, status = EXIT_SUCCESS;
+	int r, status;
 
-	if ((r = parse_options(argc, argv, &o)) < 0) {
+	if ((r = parse_options(argc, argv, &run.o)) < 0) {
 		fprintf(stderr, "Try 'efclient --help' for more information.\n");
 		return EXIT_USAGE;
 	}
 	if (r > 0)
 		return EXIT_SUCCESS;
-	paths = argv + optind;
-	npaths = (size_t)(argc - optind);
 	if ((r = crypto_init()) < 0) {
-		error("cannot initialise libgcrypt: %s", strerror(-r));
+		say("cannot initialise libgcrypt: %s", strerror(-r));
 		return EXIT_LOCAL;
 	}
-	if (stat(o.dir, &st) < 0) {
-		error("directory %s: %s", o.dir, strerror(errno));
+	if (stat(run.o.dir, &st) < 0) {
+		say("directory %s: %s", run.o.dir, strerror(errno));
 		return EXIT_USAGE;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		error("directory %s: not a directory", o.dir);
+		say("directory %s: not a directory", run.o.dir);
 		return EXIT_USAGE;
 	}
-
-	r = clientconf_read_identity(o.dir, &me, &cerr);
-	if (r < 0 && r != -ENOENT) {
-		error("%s", cerr.text);
-		return EXIT_USAGE;
-	}
-	have_identity = r == 0;
-	if (have_identity && o.name && strcmp(o.name, me.name) != 0) {
-		error("--name '%s' differs from the name '%s' in %s/%s", o.name, me.name, o.dir, CLIENTCONF_ME);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	if (!o.server || npaths == 0 || (!o.name && !have_identity)) {
-		if (clientconf_read_transfer(o.dir, &transfer, &cerr) < 0) {
-			error("%s", cerr.text);
-			status = EXIT_USAGE;
-			goto out;
-		}
-	}
-	if (o.server) {
-		if (clientconf_parse_server(o.server, strlen(o.server), &host, &port, &why) < 0) {
-			error("--server '%s': %s", o.server, why);
-			status = EXIT_USAGE;
-			goto out;
-		}
-	} else {
-		host = transfer.host;
-		port = transfer.port;
-		transfer.host = transfer.port = NULL;
-	}
-	/* As the user would write it, brackets around an IPv6 address. */
-	snprintf(server, sizeof(server), "%s%s%s:%s", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-	         port);
-	name = have_identity ? me.name : o.name ? o.name : transfer.name;
-	if (!name) {
-		error("no client name: give --name or put it on line 2 of %s/%s", o.dir, CLIENTCONF_TRANSFER);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	if (clientconf_check_name(name, strlen(name), &why) < 0) {
-		error("--name '%s': %s", name, why);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	if (npaths == 0) {
-		paths = transfer.files;
-		npaths = transfer.nfiles;
-	}
-	if (npaths == 0) {
-		error("no file to send: give files as arguments or list them in %s/%s from line 3", o.dir,
-		      CLIENTCONF_TRANSFER);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	if (!(files = calloc(npaths, sizeof(*files)))) {
-		error("out of memory");
-		status = EXIT_LOCAL;
-		goto out;
-	}
-	for (i = 0; i < npaths; i++) {
-		if ((r = client_check_file(paths[i], o.code_set, &files[i])) < 0) {
-			file_error(paths[i], r, o.code_set);
-			status = EXIT_USAGE;
-			goto out;
-		}
-		/* The server keeps one file per base name: a second would silently replace the first. */
-		for (j = 0; j < i; j++)
-			if (strcmp(files[i].name, files[j].name) == 0) {
-				error("%s and %s would both be stored as '%s'", files[j].path, files[i].path,
-				      files[i].name);
-				status = EXIT_USAGE;
-				goto out;
-			}
-	}
-
-	progress.bar = o.verbosity >= 0 && isatty(STDERR_FILENO);
-	progress.verbose = o.verbosity > 0;
-	r = client_new(&client,
-	               &(struct client_params){.host = host,
-	                                       .port = port,
-	                                       .code_set = o.code_set,
-	                                       .algo = o.algo,
-	                                       .retries = o.retries,
-	                                       .timeout_seconds = o.timeout,
-	                                       .connection_per_request = o.per_request},
-	               &(struct client_hooks){.ctx = &progress, .progress = on_progress, .mismatch = on_mismatch});
-	if (r < 0) {
-		error("cannot set up the client: %s", strerror(-r));
-		status = EXIT_LOCAL;
-		goto out;
-	}
-
-	if (!have_identity) {
-		/* Before connecting, so that a slow key does not meet the server's idle timeout. */
-		if ((r = keyfile_generate(&key, o.rsa_bits)) < 0) {
-			error("cannot generate an RSA-%u key: %s", o.rsa_bits, strerror(-r));
-			status = EXIT_LOCAL;
-			goto out;
-		}
-		if (client_register(client, name, id) < 0) {
-			status = report(client_error(client), server, name, NULL, o.timeout);
-			goto out;
-		}
-		wire_id_to_hex(id, hex);
-		if (clientconf_write_identity(o.dir, name, id, key, &cerr) < 0) {
-			error("registered '%s' as %s, but %s", name, hex, cerr.text);
-			status = EXIT_LOCAL;
-			goto out;
-		}
-		if (progress.verbose)
-			error("registered '%s' with %s as %s; wrote %s/%s and %s/%s", name, server, hex, o.dir,
-			      CLIENTCONF_ME, o.dir, CLIENTCONF_PRIVKEY);
-		r = client_send_public_key(client, name, id, key);
-	} else if (o.code_set == CLIENT_SET_1025) {
-		r = client_reconnect(client, name, me.id, me.key);
-	} else {
-		r = client_send_public_key(client, name, me.id, me.key);
-	}
-	if (r < 0) {
-		status = report(client_error(client), server, name, NULL, o.timeout);
-		goto out;
-	}
-	if (progress.verbose && have_identity) {
-		wire_id_to_hex(me.id, hex);
-		error("%s '%s' (%s) with %s", o.code_set == CLIENT_SET_1025 ? "reconnected" : "sent the public key of",
-		      name, hex, server);
-	}
-
-	for (i = 0; i < npaths; i++) {
-		if (progress.verbose)
-			error("sending %s as '%s' (%" PRIu64 " bytes)", files[i].path, files[i].name, files[i].size);
-		r = client_upload(client, &files[i], &attempts);
-		if (r == 0) {
-			if (progress.verbose)
-				error("%s: stored and verified%s", files[i].name,
-				      attempts > 1 ? " after resending" : "");
-			continue;
-		}
-		if (client_error(client)->failure == CLIENT_FAIL_CHECKSUM) {
-			/* Given up; the other files still have their chance. */
-			error("checksum mismatch after %u resends: %s", attempts - 1, files[i].name);
-			status = EXIT_CHECKSUM;
-			continue;
-		}
-		status = report(client_error(client), server, name, files[i].name, o.timeout);
-		break;
-	}
-out:
-	client_free(client);
-	keyfile_free(key);
-	clientconf_identity_free(&me);
-	clientconf_transfer_free(&transfer);
-	free(files);
-	free(host);
-	free(port);
+	status = resolve_settings(&run, argv + optind, (size_t)(argc - optind));
+	if (status == EXIT_SUCCESS)
+		status = start_client(&run);
+	if (status == EXIT_SUCCESS)
+		status = identify(&run);
+	if (status == EXIT_SUCCESS)
+		status = upload_all(&run);
+	run_free(&run);
 	return status;
 }
