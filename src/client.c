@@ -21,9 +21,14 @@
 #include "client.h"
 #include "crypto.h"
 #include "der.h"
+#include "io.h"
 
-/* Upload chunk: a multiple of the AES block, plus room for the padding block. */
-#define CLIENT_CHUNK (256 * 1024)
+/*
+ * Upload chunk: a multiple of the AES block (plus room for the padding
+ * block), small enough that each one going out within the timeout asks
+ * little of a slow link.
+ */
+#define CLIENT_CHUNK (64 * 1024)
 
 struct client {
 	struct client_params p;
@@ -136,10 +141,10 @@ void client_free(struct client *c)
 	free(c);
 }
 
-/* Wait until the socket is ready, at most the timeout. */
-static int wait_fd(struct client *c, short events)
+/* Wait for a connect in progress to finish, at most the timeout. */
+static int wait_connected(struct client *c)
 {
-	struct pollfd pfd = {.fd = c->fd, .events = events};
+	struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
 	int r;
 
 	do
@@ -173,7 +178,7 @@ static int connect_to(struct client *c, uint16_t request)
 		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
 		if (errno == EINPROGRESS) {
-			if ((r = wait_fd(c, POLLOUT)) < 0) {
+			if ((r = wait_connected(c)) < 0) {
 				err = -r;
 			} else if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &so_error, &len) < 0) {
 				err = errno;
@@ -196,55 +201,10 @@ static int connect_to(struct client *c, uint16_t request)
 	return 0;
 }
 
+/* The socket's own writes: a request, a part of one, or a chunk of a file within the timeout. */
 static int send_all(struct client *c, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		n = send(c->fd, p, len, MSG_NOSIGNAL);
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-		} else if (n < 0 && errno == EINTR) {
-			continue;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if ((r = wait_fd(c, POLLOUT)) < 0)
-				return r;
-		} else {
-			return n < 0 ? -errno : -EIO;
-		}
-	}
-	return 0;
-}
-
-/* Read exactly len bytes. -ENODATA when the peer closed first (*got says how far it came). */
-static int recv_all(struct client *c, void *buf, size_t len, size_t *got)
-{
-	uint8_t *p = buf;
-	size_t done = 0;
-	ssize_t n;
-	int r;
-
-	*got = 0;
-	while (done < len) {
-		n = recv(c->fd, p + done, len - done, 0);
-		if (n > 0) {
-			done += (size_t)n;
-			*got = done;
-		} else if (n == 0) {
-			return -ENODATA;
-		} else if (errno == EINTR) {
-			continue;
-		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if ((r = wait_fd(c, POLLIN)) < 0)
-				return r;
-		} else {
-			return -errno;
-		}
-	}
-	return 0;
+	return io_write_full(c->fd, buf, len, c->timeout_ms);
 }
 
 /*
@@ -257,19 +217,22 @@ static int recv_response(struct client *c, struct response *resp)
 {
 	uint8_t h[WIRE_RESPONSE_HEADER_SIZE];
 	struct wire_response_header hdr;
-	size_t got;
-	int r;
+	ssize_t n;
 
 	resp->code = 0;
-	if ((r = recv_all(c, h, sizeof(h), &got)) < 0)
-		return r == -ENODATA && got > 0 ? -ECONNABORTED : r;
+	if ((n = io_read_full(c->fd, h, sizeof(h), c->timeout_ms)) < 0)
+		return (int)n;
+	if ((size_t)n < sizeof(h))
+		return n == 0 ? -ENODATA : -ECONNABORTED;
 	wire_parse_response_header(h, &hdr);
 	resp->code = hdr.code;
 	resp->size = hdr.payload_size;
 	if (hdr.payload_size > CLIENT_RESPONSE_MAX)
 		return -EMSGSIZE;
-	if ((r = recv_all(c, resp->payload, hdr.payload_size, &got)) < 0)
-		return r == -ENODATA ? -ECONNABORTED : r;
+	if ((n = io_read_full(c->fd, resp->payload, hdr.payload_size, c->timeout_ms)) < 0)
+		return (int)n;
+	if ((size_t)n < hdr.payload_size)
+		return -ECONNABORTED;
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -591,6 +592,8 @@ int main(int argc, char **argv)
 	}
 	if (r > 0)
 		return EXIT_SUCCESS;
+	/* A server that hangs up mid-upload is reported with the request it broke off. */
+	signal(SIGPIPE, SIG_IGN);
 	if ((r = crypto_init()) < 0) {
 		say("cannot initialise libgcrypt: %s", strerror(-r));
 		return EXIT_LOCAL;
