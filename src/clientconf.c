@@ -14,7 +14,7 @@
 #include <gcrypt.h>
 
 #include "clientconf.h"
-#include "crypto.h"
+#include "io.h"
 
 /* A whole file in memory; secure memory for the files that hold a key. */
 struct text {
@@ -511,22 +511,6 @@ out:
 	return r;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Replace DIR/name with data: a 0600 temporary file, flushed, renamed over it, and the directory flushed. */
 static int write_atomic(const char *dir, const char *name, const char *data, size_t len)
 {
@@ -545,7 +529,7 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
 		r = -errno;
 		goto out;
 	}
-	if (fchmod(fd, 0600) < 0 || (r = write_all(fd, data, len)) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, 0600) < 0 || (r = io_write_full(fd, data, len, -1)) < 0 || fsync(fd) < 0) {
 		r = r < 0 ? r : -errno;
 		goto fail;
 	}
