@@ -51,6 +51,15 @@ for set in 1025 1100; do
 	check "$set: and writes no identity" test ! -e "$other/me.info" -a ! -e "$other/priv.key"
 done
 
+# A larger key than the protocol's usual 160-byte one.
+big=$work/rsa2048
+mkdir "$big"
+run_client "$work/r" -s "127.0.0.1:$port" -n rsa2048 -d "$big" --rsa-bits 2048 "$work/hello.txt"
+check "--rsa-bits 2048: the server takes the larger key and its AES key decrypts" \
+	eval 'exit_is 0 && stored "$srv" "$big" "$work/hello.txt"'
+check "--rsa-bits 2048: the key written is a 2048-bit one (about 1.6 KB of Base64)" \
+	test "$(wc -c <"$big/priv.key")" -gt 1500
+
 # The seeds' format by hand: the id as an upper-case UUID, the key wrapped at 64 columns, CR LF line ends.
 me=$work/me1025
 id=$(client_id "$me")

@@ -371,6 +371,24 @@ static void test_identity(void)
 	       strcmp(shown(&err), "DIR/priv.key:2: private key: invalid Base64 character '!' at column 2") == 0,
 	   "errors in priv.key name priv.key: %s", shown(&err));
 
+	/* Three times 8 KiB: past the 16 KiB a key file may hold. */
+	memset(text, 'A', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	{
+		char path[PATH_MAX + 32];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, CLIENTCONF_PRIVKEY);
+		if ((f = fopen(path, "w"))) {
+			for (i = 0; i < 3; i++)
+				fputs(text, f);
+			fclose(f);
+		}
+	}
+	r = clientconf_read_identity(dir, &me, &err);
+	ok(r == -EFBIG && strcmp(shown(&err), "DIR/priv.key: larger than 16384 bytes") == 0,
+	   "a key file larger than any key is refused unread: %s", shown(&err));
+
 	put(CLIENTCONF_PRIVKEY, "");
 	r = clientconf_read_identity(dir, &me, &err);
 	ok(r == -EINVAL && strcmp(shown(&err), "DIR/priv.key:1: empty, expected the private key in Base64") == 0,
