@@ -201,12 +201,6 @@ static int connect_to(struct client *c, uint16_t request)
 	return 0;
 }
 
-/* The socket's own writes: a request, a part of one, or a chunk of a file within the timeout. */
-static int send_all(struct client *c, const void *buf, size_t len)
-{
-	return io_write_full(c->fd, buf, len, c->timeout_ms);
-}
-
 /*
  * A response header and its payload, bounded before anything is read into
  * it. 0, -ENODATA when the server closed the connection before the first
@@ -325,7 +319,7 @@ static int send_request(struct client *c, const uint8_t id[WIRE_ID_SIZE], uint16
 		return r;
 	n = put_header(buf, id, code, (uint32_t)len);
 	memcpy(buf + n, payload, len);
-	if ((r = send_all(c, buf, n + len)) < 0)
+	if ((r = io_write_full(c->fd, buf, n + len, c->timeout_ms)) < 0)
 		return send_failed(c, code, r);
 	return 0;
 }
@@ -481,25 +475,6 @@ int client_check_file(const char *path, enum client_code_set set, struct client_
 	return 0;
 }
 
-/* Fill len bytes from the file; -ENODATA when it ends first (it shrank since it was checked). */
-static int read_full(int fd, uint8_t *buf, size_t len)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = read(fd, buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ENODATA;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * One upload (1028/1103): the header knows content_size from the file size,
  * then the file goes out in chunks, each checksummed and encrypted on the
@@ -517,6 +492,7 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 	struct response resp;
 	struct stat st;
 	size_t want, len, pad;
+	ssize_t n;
 	int fd, r;
 
 	if ((fd = open(f->path, O_RDONLY | O_CLOEXEC)) < 0)
@@ -550,7 +526,7 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 	}
 	wire_put_u32(p, (uint32_t)content);
 	memcpy(p + 4, f->name, WIRE_NAME_SIZE);
-	if ((r = send_all(c, head, WIRE_REQUEST_HEADER_SIZE + fixed)) < 0) {
+	if ((r = io_write_full(c->fd, head, WIRE_REQUEST_HEADER_SIZE + fixed, c->timeout_ms)) < 0) {
 		r = send_failed(c, code, r);
 		goto out;
 	}
@@ -558,9 +534,10 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 		c->hooks.progress(c->hooks.ctx, f->name, attempt, 0, size);
 	for (;;) {
 		want = remaining < CLIENT_CHUNK ? (size_t)remaining : CLIENT_CHUNK;
-		if ((r = read_full(fd, c->chunk, want)) < 0) {
-			r = fail(c, CLIENT_FAIL_LOCAL, r == -ENODATA ? EIO : -r, code, 0,
-			         r == -ENODATA ? "the file shrank while it was sent" : NULL);
+		/* A local file: no deadline. Fewer bytes than checked means it shrank, and the frame cannot be finished. */
+		if ((n = io_read_full(fd, c->chunk, want, -1)) < 0 || (size_t)n < want) {
+			r = fail(c, CLIENT_FAIL_LOCAL, n < 0 ? (int)-n : EIO, code, 0,
+			         n < 0 ? NULL : "the file shrank while it was sent");
 			goto out;
 		}
 		remaining -= want;
@@ -579,7 +556,7 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 		}
 		if (cksum_over_ciphertext(c->p.algo))
 			cksum_update(&cs, c->chunk, len);
-		if ((r = send_all(c, c->chunk, len)) < 0) {
+		if ((r = io_write_full(c->fd, c->chunk, len, c->timeout_ms)) < 0) {
 			r = send_failed(c, code, r);
 			goto out;
 		}
