@@ -22,8 +22,8 @@ void crypto_new_client_id(uint8_t id[16]);
  * RSAES-OAEP, SHA-1 and MGF1-SHA-1, empty label. out receives exactly the
  * modulus length in bytes (*out_len). 0 or a negative errno.
  */
-int crypto_oaep_encrypt(const struct der_rsa_key *key, const uint8_t *msg, size_t msg_len, uint8_t *out, size_t out_size,
-			size_t *out_len);
+int crypto_oaep_encrypt(const struct der_rsa_key *key, const uint8_t *msg, size_t msg_len, uint8_t *out,
+                        size_t out_size, size_t *out_len);
 
 /* AES-CBC with an all-zero IV, streamed in whole blocks. */
 struct crypto_cbc;

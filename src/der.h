@@ -16,12 +16,12 @@
 /* Why a key was refused. */
 enum der_error {
 	DER_OK = 0,
-	DER_TRUNCATED,      /* a length runs past the end of the field */
-	DER_MALFORMED,      /* not the expected structure or not strict DER */
-	DER_WRONG_OID,      /* an algorithm other than rsaEncryption */
-	DER_TRAILING,       /* bytes after the key that are not all zero */
-	DER_MODULUS_SIZE,   /* modulus outside 1024..4096 bits */
-	DER_BAD_EXPONENT,   /* exponent even or below 3 (or not smaller than the modulus) */
+	DER_TRUNCATED,    /* a length runs past the end of the field */
+	DER_MALFORMED,    /* not the expected structure or not strict DER */
+	DER_WRONG_OID,    /* an algorithm other than rsaEncryption */
+	DER_TRAILING,     /* bytes after the key that are not all zero */
+	DER_MODULUS_SIZE, /* modulus outside 1024..4096 bits */
+	DER_BAD_EXPONENT, /* exponent even or below 3 (or not smaller than the modulus) */
 };
 
 struct der_rsa_key {
@@ -29,8 +29,8 @@ struct der_rsa_key {
 	size_t n_len;
 	const uint8_t *e;
 	size_t e_len;
-	unsigned bits;    /* modulus size in bits */
-	size_t der_len;   /* bytes of the DER element, without the trailing zeros */
+	unsigned bits;  /* modulus size in bits */
+	size_t der_len; /* bytes of the DER element, without the trailing zeros */
 };
 
 /*

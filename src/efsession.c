@@ -27,34 +27,34 @@
 #include "store.h"
 #include "vault.h"
 
-#define EXIT_USAGE 100
+#define EXIT_USAGE        100
 #define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/efserver"
 
 static void usage(FILE *to)
 {
 	fprintf(to, "Usage: efsession [OPTION]...\n"
-		    "Serve one efserver protocol connection on standard input and output (or on the\n"
-		    "socket passed by systemd), until the client closes it. Started per connection by\n"
-		    "systemd (efserver.socket) or inetd; see efsession(8).\n"
-		    "\n"
-		    "  -s, --state-dir DIR        state directory (default: $STATE_DIRECTORY, else\n"
-		    "                             " DEFAULT_STATE_DIR ")\n"
-		    "  -c, --checksum ALGO        cksum (default), crc32 or crc32-ciphertext\n"
-		    "  -t, --idle-timeout SECONDS close a connection quiet this long (default 30; 0: never)\n"
-		    "  -m, --max-file-size BYTES  largest encrypted content accepted, K/M/G suffixes\n"
-		    "                             allowed (default: what the protocol allows, 4 GiB)\n"
-		    "  -k, --aes-key-bits BITS    128 (default) or 256\n"
-		    "  -l, --log-level LEVEL      debug, info (default), notice, warning, err, crit\n"
-		    "      --log-target TARGET    auto (default), journal, syslog, terminal, stderr\n"
-		    "  -d, --debug                debug level with hex dumps of requests (never of a\n"
-		    "                             key), and no idle timeout\n"
-		    "      --fault-checksum N     report a wrong checksum for the first N uploads of\n"
-		    "                             each file, to exercise clients' resend paths\n"
-		    "  -h, --help                 show this help and exit\n"
-		    "  -V, --version              show the version and exit\n"
-		    "\n"
-		    "Exit status: 0 the client closed the connection, 1 the client broke the protocol,\n"
-		    "timed out or dropped the connection mid-request, 100 usage error, 111 system error.\n");
+	            "Serve one efserver protocol connection on standard input and output (or on the\n"
+	            "socket passed by systemd), until the client closes it. Started per connection by\n"
+	            "systemd (efserver.socket) or inetd; see efsession(8).\n"
+	            "\n"
+	            "  -s, --state-dir DIR        state directory (default: $STATE_DIRECTORY, else\n"
+	            "                             " DEFAULT_STATE_DIR ")\n"
+	            "  -c, --checksum ALGO        cksum (default), crc32 or crc32-ciphertext\n"
+	            "  -t, --idle-timeout SECONDS close a connection quiet this long (default 30; 0: never)\n"
+	            "  -m, --max-file-size BYTES  largest encrypted content accepted, K/M/G suffixes\n"
+	            "                             allowed (default: what the protocol allows, 4 GiB)\n"
+	            "  -k, --aes-key-bits BITS    128 (default) or 256\n"
+	            "  -l, --log-level LEVEL      debug, info (default), notice, warning, err, crit\n"
+	            "      --log-target TARGET    auto (default), journal, syslog, terminal, stderr\n"
+	            "  -d, --debug                debug level with hex dumps of requests (never of a\n"
+	            "                             key), and no idle timeout\n"
+	            "      --fault-checksum N     report a wrong checksum for the first N uploads of\n"
+	            "                             each file, to exercise clients' resend paths\n"
+	            "  -h, --help                 show this help and exit\n"
+	            "  -V, --version              show the version and exit\n"
+	            "\n"
+	            "Exit status: 0 the client closed the connection, 1 the client broke the protocol,\n"
+	            "timed out or dropped the connection mid-request, 100 usage error, 111 system error.\n");
 }
 
 /* Descriptors 0-2 must exist, so that nothing we open ends up as one of them. */
@@ -95,23 +95,23 @@ static void describe_peer(int fd)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"state-dir", required_argument, NULL, 's'},
-		{"checksum", required_argument, NULL, 'c'},
-		{"idle-timeout", required_argument, NULL, 't'},
-		{"max-file-size", required_argument, NULL, 'm'},
-		{"aes-key-bits", required_argument, NULL, 'k'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"log-target", required_argument, NULL, 'L'},
-		{"debug", no_argument, NULL, 'd'},
-		{"fault-checksum", required_argument, NULL, 'F'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0, 0, 0, 0},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"checksum", required_argument, NULL, 'c'},
+	    {"idle-timeout", required_argument, NULL, 't'},
+	    {"max-file-size", required_argument, NULL, 'm'},
+	    {"aes-key-bits", required_argument, NULL, 'k'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"log-target", required_argument, NULL, 'L'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"fault-checksum", required_argument, NULL, 'F'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0, 0, 0, 0},
 	};
 	struct session_config cfg = {
-		.checksum = CKSUM_POSIX,
-		.idle_timeout = 30,
-		.aes_key_len = 16,
+	    .checksum = CKSUM_POSIX,
+	    .idle_timeout = 30,
+	    .aes_key_len = 16,
 	};
 	const char *state_dir = NULL, *env;
 	char *state_env = NULL;
@@ -131,14 +131,14 @@ int main(int argc, char **argv)
 		case 'c':
 			if (cksum_algo_from_name(optarg, &cfg.checksum) < 0) {
 				fprintf(stderr, "efsession: unknown checksum '%s' (cksum, crc32 or crc32-ciphertext)\n",
-					optarg);
+				        optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		case 't':
 			if (opts_parse_u64(optarg, 0, 86400, &u) < 0) {
 				fprintf(stderr, "efsession: --idle-timeout wants seconds from 0 to 86400, not '%s'\n",
-					optarg);
+				        optarg);
 				return EXIT_USAGE;
 			}
 			cfg.idle_timeout = (unsigned)u;
@@ -146,7 +146,7 @@ int main(int argc, char **argv)
 		case 'm':
 			if (opts_parse_size(optarg, 16, UINT32_MAX, &cfg.max_file_size) < 0) {
 				fprintf(stderr, "efsession: --max-file-size wants 16 bytes to 4 GiB, not '%s'\n",
-					optarg);
+				        optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -228,7 +228,7 @@ int main(int argc, char **argv)
 		log_error("Cannot use the state directory %s: %s.", state_dir, strerror(-r));
 	else if ((r = store_open(state_dir, 0, &st)) < 0)
 		log_error("Cannot open the database in %s: %s%s%s.", state_dir, strerror(-r), st ? ": " : "",
-			  st ? store_errmsg(st) : "");
+		          st ? store_errmsg(st) : "");
 
 	end = session_run(&cfg, st, v, in, out);
 

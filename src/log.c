@@ -18,7 +18,7 @@
 #include "log.h"
 #include "wire.h"
 
-#define LOG_LINE_MAX 2048
+#define LOG_LINE_MAX  2048
 #define LOG_FIELD_MAX 600
 
 static struct {
@@ -73,7 +73,8 @@ void log_open(const char *ident, enum log_target target)
 	if (target == LOG_TARGET_SYSLOG)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	/* Under inetd fd 2 is the connection: not one stray byte may reach it. */
-	if ((target == LOG_TARGET_SYSLOG || target == LOG_TARGET_JOURNAL) && stderr_is_socket() && !stderr_is_journal()) {
+	if ((target == LOG_TARGET_SYSLOG || target == LOG_TARGET_JOURNAL) && stderr_is_socket() &&
+	    !stderr_is_journal()) {
 		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 		if (fd >= 0) {
 			(void)dup3(fd, STDERR_FILENO, 0);
@@ -93,8 +94,8 @@ int log_target_from_name(const char *name, enum log_target *out)
 		const char *name;
 		enum log_target target;
 	} names[] = {
-		{"auto", LOG_TARGET_AUTO},         {"journal", LOG_TARGET_JOURNAL}, {"syslog", LOG_TARGET_SYSLOG},
-		{"terminal", LOG_TARGET_TERMINAL}, {"stderr", LOG_TARGET_STDERR},
+	    {"auto", LOG_TARGET_AUTO},         {"journal", LOG_TARGET_JOURNAL}, {"syslog", LOG_TARGET_SYSLOG},
+	    {"terminal", LOG_TARGET_TERMINAL}, {"stderr", LOG_TARGET_STDERR},
 	};
 	size_t i;
 
@@ -215,7 +216,7 @@ static void emit_journal(int level, const char *file, int line, const char *func
 	do {                                                                                                           \
 		int len_ = snprintf(f[n], sizeof(f[n]), __VA_ARGS__);                                                  \
 		iov[n].iov_base = f[n];                                                                                \
-		iov[n].iov_len = len_ < 0 ? 0 : (size_t)len_ < sizeof(f[n]) ? (size_t)len_ : sizeof(f[n]) - 1;        \
+		iov[n].iov_len = len_ < 0 ? 0 : (size_t)len_ < sizeof(f[n]) ? (size_t)len_ : sizeof(f[n]) - 1;         \
 		n++;                                                                                                   \
 	} while (0)
 	FIELD("MESSAGE=%s", msg);
@@ -243,20 +244,20 @@ static void emit_journal(int level, const char *file, int line, const char *func
 static void emit_stream(int level, const char *msg, bool colour)
 {
 	static const char *const colours[] = {"\033[1;31m", "\033[1;31m", "\033[1;31m", "\033[31m",
-					      "\033[33m",   "\033[1m",    "",         "\033[2m"};
+	                                      "\033[33m",   "\033[1m",    "",           "\033[2m"};
 	char line[LOG_LINE_MAX + 256];
 	char who[LOG_FIELD_MAX + 160] = "";
 	int len;
 
 	if (ctx.peer[0] || ctx.client_name[0])
 		snprintf(who, sizeof(who), "%s%s%s: ", ctx.peer, ctx.peer[0] && ctx.client_name[0] ? " " : "",
-			 ctx.client_name);
+		         ctx.client_name);
 	if (colour)
 		len = snprintf(line, sizeof(line), "%s%s[%ld] %s: %s%s\033[0m\n", colours[level], ctx.ident,
-			       (long)getpid(), level_names[level], who, msg);
+		               (long)getpid(), level_names[level], who, msg);
 	else
 		len = snprintf(line, sizeof(line), "%s[%ld] %s: %s%s\n", ctx.ident, (long)getpid(), level_names[level],
-			       who, msg);
+		               who, msg);
 	if (len > 0)
 		(void)!write(STDERR_FILENO, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
 }

@@ -42,14 +42,14 @@ void log_context_request(uint16_t code);
 void log_context_file(const char *name, long long size);
 
 __attribute__((format(printf, 5, 6))) void log_emit(int level, const char *file, int line, const char *func,
-						     const char *fmt, ...);
+                                                    const char *fmt, ...);
 
-#define log_debug(...) log_emit(LOG_DEBUG, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define log_info(...) log_emit(LOG_INFO, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define log_notice(...) log_emit(LOG_NOTICE, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_debug(...)   log_emit(LOG_DEBUG, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_info(...)    log_emit(LOG_INFO, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_notice(...)  log_emit(LOG_NOTICE, __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define log_warning(...) log_emit(LOG_WARNING, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define log_error(...) log_emit(LOG_ERR, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define log_crit(...) log_emit(LOG_CRIT, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_error(...)   log_emit(LOG_ERR, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_crit(...)    log_emit(LOG_CRIT, __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 /* Debug level only: a hex dump of at most max bytes of buf. Never pass a key. */
 void log_hexdump(const char *what, const void *buf, size_t len, size_t max);

@@ -21,8 +21,8 @@
 #include "wire.h"
 
 /* The largest payload other than a file's: name[255] and a 1024-byte key field. */
-#define PAYLOAD_MAX (WIRE_NAME_SIZE + WIRE_KEY_FIELD_MAX)
-#define DUMP_MAX 64
+#define PAYLOAD_MAX  (WIRE_NAME_SIZE + WIRE_KEY_FIELD_MAX)
+#define DUMP_MAX     64
 #define RESPONSE_MAX (WIRE_ID_SIZE + DER_RSA_MAX_BITS / 8 + WIRE_NAME_SIZE)
 #define NAME_ESC_MAX (4 * WIRE_NAME_SIZE + 8)
 
@@ -74,28 +74,28 @@ static enum outcome handle_crc_ok(struct session *s, const struct request_spec *
 static enum outcome handle_crc_retry(struct session *s, const struct request_spec *rq);
 static enum outcome handle_crc_abort(struct session *s, const struct request_spec *rq);
 
-#define NAME WIRE_NAME_SIZE
-#define ID WIRE_ID_SIZE
-#define KEY_MIN (NAME + WIRE_KEY_FIELD_MIN)
-#define KEY_MAX (NAME + WIRE_KEY_FIELD_MAX)
+#define NAME          WIRE_NAME_SIZE
+#define ID            WIRE_ID_SIZE
+#define KEY_MIN       (NAME + WIRE_KEY_FIELD_MIN)
+#define KEY_MAX       (NAME + WIRE_KEY_FIELD_MAX)
 #define FILE_MIN_1025 (WIRE_FILE_FIXED_1025 + WIRE_AES_BLOCK)
 #define FILE_MIN_1100 (WIRE_FILE_FIXED_1100 + WIRE_AES_BLOCK)
 
 /* PROTOCOL.md section 2 (payloads) and 3 (which request gets which response). */
 static const struct request_spec requests[] = {
-	{REQ_REGISTER, 1025, NAME, NAME, RESP_REGISTER_REFUSED, false, 0, handle_register},
-	{REQ_PUBLIC_KEY, 1025, KEY_MIN, KEY_MAX, RESP_ERROR, false, 0, handle_public_key},
-	{REQ_RECONNECT, 1025, NAME, NAME, RESP_ERROR, false, 0, handle_reconnect},
-	{REQ_FILE, 1025, FILE_MIN_1025, UINT32_MAX, RESP_ERROR, false, 0, handle_file},
-	{REQ_CRC_OK, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_ok},
-	{REQ_CRC_RETRY, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_retry},
-	{REQ_CRC_ABORT, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_abort},
-	{REQ_REGISTER_1100, 1100, NAME, NAME, RESP_REGISTER_REFUSED, false, 0, handle_register},
-	{REQ_PUBLIC_KEY_1100, 1100, KEY_MIN, KEY_MAX, RESP_ERROR, false, 0, handle_public_key},
-	{REQ_FILE_1100, 1100, FILE_MIN_1100, UINT32_MAX, RESP_ERROR, true, 0, handle_file},
-	{REQ_CRC_OK_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, 0, handle_crc_ok},
-	{REQ_CRC_RETRY_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, SILENT_SUCCESS, handle_crc_retry},
-	{REQ_CRC_ABORT_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, SILENT_SUCCESS, handle_crc_abort},
+    {REQ_REGISTER, 1025, NAME, NAME, RESP_REGISTER_REFUSED, false, 0, handle_register},
+    {REQ_PUBLIC_KEY, 1025, KEY_MIN, KEY_MAX, RESP_ERROR, false, 0, handle_public_key},
+    {REQ_RECONNECT, 1025, NAME, NAME, RESP_ERROR, false, 0, handle_reconnect},
+    {REQ_FILE, 1025, FILE_MIN_1025, UINT32_MAX, RESP_ERROR, false, 0, handle_file},
+    {REQ_CRC_OK, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_ok},
+    {REQ_CRC_RETRY, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_retry},
+    {REQ_CRC_ABORT, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_abort},
+    {REQ_REGISTER_1100, 1100, NAME, NAME, RESP_REGISTER_REFUSED, false, 0, handle_register},
+    {REQ_PUBLIC_KEY_1100, 1100, KEY_MIN, KEY_MAX, RESP_ERROR, false, 0, handle_public_key},
+    {REQ_FILE_1100, 1100, FILE_MIN_1100, UINT32_MAX, RESP_ERROR, true, 0, handle_file},
+    {REQ_CRC_OK_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, 0, handle_crc_ok},
+    {REQ_CRC_RETRY_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, SILENT_SUCCESS, handle_crc_retry},
+    {REQ_CRC_ABORT_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, SILENT_SUCCESS, handle_crc_abort},
 };
 
 static const struct request_spec *find_request(uint16_t code)
@@ -136,9 +136,8 @@ static int respond(struct session *s, uint16_t code, const void *payload, size_t
 }
 
 /* A malformed request: its documented answer, then the connection is closed (PROTOCOL.md section 7). */
-__attribute__((format(printf, 3, 4))) static enum outcome format_error(struct session *s,
-								       const struct request_spec *rq,
-								       const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static enum outcome format_error(struct session *s, const struct request_spec *rq,
+                                                                       const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -147,15 +146,14 @@ __attribute__((format(printf, 3, 4))) static enum outcome format_error(struct se
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	log_warning("Malformed request %u (%s): %s; answering %u and closing the connection.", s->hdr.code,
-		    wire_request_name(s->hdr.code), why, rq ? rq->format_error : RESP_ERROR);
+	            wire_request_name(s->hdr.code), why, rq ? rq->format_error : RESP_ERROR);
 	(void)respond(s, rq ? rq->format_error : RESP_ERROR, NULL, 0, false);
 	return OUT_CLOSE;
 }
 
 /* A refusal with the framing intact: answered, and the connection goes on. */
-__attribute__((format(printf, 5, 6))) static enum outcome refuse(struct session *s, uint16_t code,
-								 const void *payload, size_t len, const char *fmt,
-								 ...)
+__attribute__((format(printf, 5, 6))) static enum outcome refuse(struct session *s, uint16_t code, const void *payload,
+                                                                 size_t len, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -163,14 +161,12 @@ __attribute__((format(printf, 5, 6))) static enum outcome refuse(struct session 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	log_notice("Refused request %u (%s): %s; answered %u.", s->hdr.code, wire_request_name(s->hdr.code), why,
-		   code);
+	log_notice("Refused request %u (%s): %s; answered %u.", s->hdr.code, wire_request_name(s->hdr.code), why, code);
 	return respond(s, code, payload, len, true) < 0 ? OUT_DROP : OUT_CONTINUE;
 }
 
 /* A failure of ours (disk, database): 2107 and close, so a client never waits on a broken server. */
-__attribute__((format(printf, 3, 4))) static enum outcome server_error(struct session *s, int err,
-								       const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static enum outcome server_error(struct session *s, int err, const char *fmt, ...)
 {
 	char what[512];
 	va_list ap;
@@ -179,7 +175,8 @@ __attribute__((format(printf, 3, 4))) static enum outcome server_error(struct se
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	log_error("%s: %s%s%s; answering 2107 and closing the connection.", what, strerror(-err),
-		  s->st && (err == -EIO || err == -EBUSY) ? ": " : "", s->st && (err == -EIO || err == -EBUSY) ? store_errmsg(s->st) : "");
+	          s->st && (err == -EIO || err == -EBUSY) ? ": " : "",
+	          s->st && (err == -EIO || err == -EBUSY) ? store_errmsg(s->st) : "");
 	(void)respond(s, RESP_ERROR, NULL, 0, false);
 	return OUT_FAIL;
 }
@@ -193,7 +190,7 @@ static bool read_exact(struct session *s, void *buf, size_t len, const char *wha
 		return true;
 	if (n == -ETIMEDOUT)
 		log_notice("No data for %u s while reading %s of request %u; closing the connection.",
-			   s->cfg->idle_timeout, what, s->hdr.code);
+		           s->cfg->idle_timeout, what, s->hdr.code);
 	else if (n >= 0)
 		log_notice("The connection ended in the middle of %s of request %u.", what, s->hdr.code);
 	else
@@ -210,8 +207,10 @@ static enum outcome read_payload(struct session *s, const struct request_spec *r
 	if (!read_exact(s, s->buf, len, "the payload"))
 		return OUT_DROP;
 	if (s->cfg->debug)
-		log_hexdump("request payload", s->buf, rq->code == REQ_PUBLIC_KEY || rq->code == REQ_PUBLIC_KEY_1100
-						? (len < NAME ? len : NAME) : len, DUMP_MAX);
+		log_hexdump("request payload", s->buf,
+		            rq->code == REQ_PUBLIC_KEY || rq->code == REQ_PUBLIC_KEY_1100 ? (len < NAME ? len : NAME)
+		                                                                          : len,
+		            DUMP_MAX);
 	if (rq->id_in_payload && memcmp(s->buf, s->hdr.client_id, ID) != 0)
 		return format_error(s, rq, "the client_id in the payload differs from the header's");
 	return OUT_CONTINUE;
@@ -260,8 +259,8 @@ static enum outcome handle_register(struct session *s, const struct request_spec
 }
 
 /* A fresh AES key, RSA-OAEP-encrypted for key, into msg after the client id (PROTOCOL.md section 4). */
-static int new_aes_key(struct session *s, const struct der_rsa_key *key, uint8_t aes[CRYPTO_AES_MAX_KEY],
-		       uint8_t *msg, size_t msg_size, size_t *msg_len)
+static int new_aes_key(struct session *s, const struct der_rsa_key *key, uint8_t aes[CRYPTO_AES_MAX_KEY], uint8_t *msg,
+                       size_t msg_size, size_t *msg_len)
 {
 	size_t enc_len;
 	int r;
@@ -304,7 +303,7 @@ static enum outcome handle_public_key(struct session *s, const struct request_sp
 	crypto_wipe(aes, sizeof(aes));
 	if (r == -ENOENT)
 		return refuse(s, RESP_ERROR, NULL, 0, "client %s is not registered under the name '%s'", s->id_hex,
-			      esc(name, e1));
+		              esc(name, e1));
 	if (r == -EPERM)
 		return refuse(s, RESP_ERROR, NULL, 0, "client '%s' already has a different public key", esc(name, e1));
 	if (r < 0)
@@ -312,7 +311,7 @@ static enum outcome handle_public_key(struct session *s, const struct request_sp
 	s->touched = true;
 	log_context_client(s->hdr.client_id, name);
 	log_info("Sent a new %zu-bit AES key to '%s', encrypted with its %u-bit RSA key.", s->cfg->aes_key_len * 8,
-		 esc(name, e1), key.bits);
+	         esc(name, e1), key.bits);
 	return respond(s, RESP_AES_KEY, msg, msg_len, false) < 0 ? OUT_DROP : OUT_CONTINUE;
 }
 
@@ -337,14 +336,14 @@ static enum outcome handle_reconnect(struct session *s, const struct request_spe
 	crypto_wipe(c.aes_key, sizeof(c.aes_key));
 	if (r == -ENOENT)
 		return refuse(s, RESP_RECONNECT_REFUSED, s->hdr.client_id, ID, "client %s is not registered",
-			      s->id_hex);
+		              s->id_hex);
 	if (strcmp(c.name, name) != 0)
 		return refuse(s, RESP_RECONNECT_REFUSED, s->hdr.client_id, ID,
-			      "client %s is registered as '%s', not '%s'", s->id_hex, esc(c.name, e1), esc(name, e2));
+		              "client %s is registered as '%s', not '%s'", s->id_hex, esc(c.name, e1), esc(name, e2));
 	log_context_client(c.id, c.name);
 	if (c.public_key_len == 0)
 		return refuse(s, RESP_RECONNECT_REFUSED, s->hdr.client_id, ID, "'%s' has no public key stored",
-			      esc(name, e1));
+		              esc(name, e1));
 	if (der_read_rsa_public(c.public_key, c.public_key_len, &key) != DER_OK)
 		return server_error(s, -EPROTO, "The stored public key of '%s' is unreadable", esc(name, e1));
 	if ((r = new_aes_key(s, &key, aes, msg, sizeof(msg), &msg_len)) < 0) {
@@ -384,8 +383,8 @@ static int publish(void *ctx)
  * Returns OUT_CONTINUE with *bad_padding set or not, OUT_DROP, or OUT_FAIL.
  */
 static enum outcome receive_content(struct session *s, struct crypto_cbc *cbc, struct cksum_state *ck,
-				    struct vault_file *file, uint32_t content_size, uint64_t *plain_size,
-				    bool *bad_padding)
+                                    struct vault_file *file, uint32_t content_size, uint64_t *plain_size,
+                                    bool *bad_padding)
 {
 	bool over_cipher = cksum_over_ciphertext(s->cfg->checksum), first = true;
 	uint32_t remaining = content_size;
@@ -454,8 +453,8 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		return format_error(s, rq, "content of %u bytes is not a whole number of AES blocks", content);
 	if (s->cfg->max_file_size && content > s->cfg->max_file_size)
 		return format_error(s, rq, "content of %s is above the limit of %s",
-				    opts_human_size(content, hs, sizeof(hs)),
-				    opts_human_size(s->cfg->max_file_size, hm, sizeof(hm)));
+		                    opts_human_size(content, hs, sizeof(hs)),
+		                    opts_human_size(s->cfg->max_file_size, hm, sizeof(hm)));
 	if (!read_exact(s, s->buf, fixed, "the fixed fields"))
 		return OUT_DROP;
 	if (s->cfg->debug)
@@ -464,7 +463,7 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		return format_error(s, rq, "the client_id in the payload differs from the header's");
 	if (wire_get_u32(s->buf + id_off) != content)
 		return format_error(s, rq, "content_size %u does not match payload_size %u (it should be %u)",
-				    wire_get_u32(s->buf + id_off), s->hdr.payload_size, content);
+		                    wire_get_u32(s->buf + id_off), s->hdr.payload_size, content);
 	memcpy(field, s->buf + id_off + 4, NAME);
 	if (!take_name(field, false, name, &ne))
 		return format_error(s, rq, "the file name is %s", wire_name_error_str(ne));
@@ -479,14 +478,14 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		return server_error(s, r, "Could not look up client %s", s->id_hex);
 	if (r == -ENOENT) {
 		log_warning("Refused file '%s': client %s is not registered; closing without reading the content.",
-			    esc(name, e1), s->id_hex);
+		            esc(name, e1), s->id_hex);
 		(void)respond(s, RESP_ERROR, NULL, 0, false);
 		return OUT_CLOSE;
 	}
 	log_context_client(c.id, c.name);
 	if (c.aes_key_len == 0) {
 		log_warning("Refused file '%s': no AES key was ever sent to '%s'; closing without reading the content.",
-			    esc(name, e1), esc(c.name, e2));
+		            esc(name, e1), esc(c.name, e2));
 		(void)respond(s, RESP_ERROR, NULL, 0, false);
 		return OUT_CLOSE;
 	}
@@ -509,8 +508,9 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		goto out;
 	}
 	if (bad_padding) {
-		o = refuse(s, RESP_ERROR, NULL, 0, "the padding of '%s' does not check out (wrong key or corrupt content); nothing was kept",
-			   esc(name, e1));
+		o = refuse(s, RESP_ERROR, NULL, 0,
+		           "the padding of '%s' does not check out (wrong key or corrupt content); nothing was kept",
+		           esc(name, e1));
 		goto out;
 	}
 	sum = cksum_final(&ck);
@@ -535,8 +535,8 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 	reported = (uint64_t)attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
 	log_context_file(name, (long long)plain_size);
 	log_info("Stored %s for %s: %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
-		 opts_human_size(plain_size, hs, sizeof(hs)), sum,
-		 reported != sum ? " (reporting a wrong one on purpose)" : "");
+	         opts_human_size(plain_size, hs, sizeof(hs)), sum,
+	         reported != sum ? " (reporting a wrong one on purpose)" : "");
 
 	memcpy(msg, s->hdr.client_id, ID);
 	wire_put_u32(msg + ID, content);
@@ -603,14 +603,14 @@ static enum outcome handle_crc(struct session *s, const struct request_spec *rq,
 	}
 	if (r == -ENOENT)
 		return refuse(s, RESP_ERROR, NULL, 0, "client %s has no file '%s' to confirm", s->id_hex,
-			      esc(name, e1));
+		              esc(name, e1));
 	if (r < 0)
 		return server_error(s, r, "Could not record that client %s %s '%s'", s->id_hex, verbs[action],
-				    esc(name, e1));
+		                    esc(name, e1));
 	s->touched = true;
 	if (action == CRC_ABORT)
 		log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.", s->id_hex,
-			    esc(name, e1));
+		            esc(name, e1));
 	else
 		log_info("Client %s %s '%s'.", s->id_hex, verbs[action], esc(name, e1));
 	if (rq->flags & SILENT_SUCCESS)
@@ -645,7 +645,7 @@ static enum outcome serve_request(struct session *s)
 	log_context_request(s->hdr.code);
 	log_context_file(NULL, -1);
 	log_debug("Request %u (%s) from %s, version %u, %u bytes of payload.", s->hdr.code,
-		  wire_request_name(s->hdr.code), s->id_hex, s->hdr.version, s->hdr.payload_size);
+	          wire_request_name(s->hdr.code), s->id_hex, s->hdr.version, s->hdr.payload_size);
 	if (!s->st || !s->v) {
 		log_error("The state directory is unavailable; answering 2107 and closing the connection.");
 		(void)respond(s, RESP_ERROR, NULL, 0, false);
@@ -655,8 +655,8 @@ static enum outcome serve_request(struct session *s)
 	if (!rq)
 		o = format_error(s, NULL, "unknown request code");
 	else if (s->hdr.payload_size < rq->min_payload || s->hdr.payload_size > rq->max_payload)
-		o = format_error(s, rq, "payload_size %u is outside %u..%u", s->hdr.payload_size,
-				 rq->min_payload, rq->min_payload == rq->max_payload ? rq->min_payload : rq->max_payload);
+		o = format_error(s, rq, "payload_size %u is outside %u..%u", s->hdr.payload_size, rq->min_payload,
+		                 rq->min_payload == rq->max_payload ? rq->min_payload : rq->max_payload);
 	else
 		o = rq->handle(s, rq);
 	/* PROTOCOL.md section 8: every request naming a known id updates last seen, refused or not. */
@@ -665,16 +665,15 @@ static enum outcome serve_request(struct session *s)
 	return o;
 }
 
-enum session_end session_run(const struct session_config *cfg, struct store *st, struct vault *v, int in_fd,
-			     int out_fd)
+enum session_end session_run(const struct session_config *cfg, struct store *st, struct vault *v, int in_fd, int out_fd)
 {
 	struct session s = {
-		.cfg = cfg,
-		.st = st,
-		.v = v,
-		.in = in_fd,
-		.out = out_fd,
-		.timeout_ms = cfg->idle_timeout && !cfg->debug ? (int)(cfg->idle_timeout * 1000) : -1,
+	    .cfg = cfg,
+	    .st = st,
+	    .v = v,
+	    .in = in_fd,
+	    .out = out_fd,
+	    .timeout_ms = cfg->idle_timeout && !cfg->debug ? (int)(cfg->idle_timeout * 1000) : -1,
 	};
 	uint8_t hdr[WIRE_REQUEST_HEADER_SIZE];
 	enum session_end end = SESSION_PEER_ERROR;
@@ -704,7 +703,7 @@ enum session_end session_run(const struct session_config *cfg, struct store *st,
 		}
 		if ((size_t)n < sizeof(hdr)) {
 			log_notice("The connection ended in the middle of a request header (%zd of %zu bytes).", n,
-				   sizeof(hdr));
+			           sizeof(hdr));
 			break;
 		}
 		if (cfg->debug)

@@ -39,6 +39,6 @@ enum session_end {
  * opened: every request is then answered with 2107 and the connection closed.
  */
 enum session_end session_run(const struct session_config *cfg, struct store *st, struct vault *v, int in_fd,
-			     int out_fd);
+                             int out_fd);
 
 #endif

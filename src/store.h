@@ -16,9 +16,9 @@
 #include "wire.h"
 
 #define STORE_SCHEMA_VERSION 1
-#define STORE_DB_NAME "efserver.db"
-#define STORE_AES_MAX 32
-#define STORE_PATH_MAX 512
+#define STORE_DB_NAME        "efserver.db"
+#define STORE_AES_MAX        32
+#define STORE_PATH_MAX       512
 
 struct store;
 
@@ -28,8 +28,8 @@ struct store_client {
 	uint8_t public_key[DER_RSA_SPKI_MAX]; /* canonical SPKI DER */
 	size_t public_key_len;                /* 0: none stored yet */
 	uint8_t aes_key[STORE_AES_MAX];
-	size_t aes_key_len;                   /* 0: none issued yet */
-	char last_seen[32];                   /* ISO 8601 UTC */
+	size_t aes_key_len; /* 0: none issued yet */
+	char last_seen[32]; /* ISO 8601 UTC */
 	long long file_count;
 };
 
@@ -40,14 +40,14 @@ enum store_file_status {
 
 struct store_file {
 	uint8_t client_id[WIRE_ID_SIZE];
-	char file_name[WIRE_NAME_SIZE];  /* as sent, up to its NUL */
-	char path_name[STORE_PATH_MAX];  /* relative to the state directory */
+	char file_name[WIRE_NAME_SIZE]; /* as sent, up to its NUL */
+	char path_name[STORE_PATH_MAX]; /* relative to the state directory */
 	bool verified;
 	enum store_file_status status;
-	uint64_t size;                   /* plaintext bytes */
-	uint32_t checksum;               /* true checksum of the stored plaintext */
+	uint64_t size;     /* plaintext bytes */
+	uint32_t checksum; /* true checksum of the stored plaintext */
 	long long attempts;
-	char received[32];               /* ISO 8601 UTC */
+	char received[32]; /* ISO 8601 UTC */
 };
 
 /*
@@ -76,8 +76,8 @@ int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE]);
  * (-ENOENT otherwise); the first public key is kept, a different one is
  * refused with -EPERM; then store the new AES key and update last seen.
  */
-int store_set_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki, size_t spki_len,
-		   const uint8_t *aes, size_t aes_len);
+int store_set_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                   size_t spki_len, const uint8_t *aes, size_t aes_len);
 
 /* 1027: replace the AES key of a known id (-ENOENT otherwise), update last seen. */
 int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len);
@@ -97,7 +97,8 @@ typedef int (*store_publish_fn)(void *ctx);
  * seen, calling publish inside the transaction. *attempts receives the
  * new count.
  */
-int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx, long long *attempts);
+int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx,
+                      long long *attempts);
 
 /*
  * The stored file of that client, path and file name: -ENOENT when there is
@@ -108,7 +109,7 @@ int store_mark_verified(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
 int store_check_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name);
 /* 1031/1106: status failed, verified false; remove is called inside the transaction to delete the copy. */
 int store_give_up(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name,
-		  store_publish_fn remove, void *ctx);
+                  store_publish_fn remove, void *ctx);
 
 /* Iteration for administration tools: the callback returns non-zero to stop. */
 typedef int (*store_client_fn)(const struct store_client *c, void *ctx);

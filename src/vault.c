@@ -23,9 +23,9 @@ struct vault {
 
 struct vault_file {
 	struct vault *vault;
-	int dir_fd;       /* the client's directory */
+	int dir_fd; /* the client's directory */
 	int fd;
-	bool named;       /* O_TMPFILE unavailable: fd has the name tmp_name in tmp/ */
+	bool named; /* O_TMPFILE unavailable: fd has the name tmp_name in tmp/ */
 	bool published;
 	char tmp_name[64];
 	uint64_t written;
@@ -124,7 +124,7 @@ int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_f
 		/* No O_TMPFILE here: a named file in tmp/, which efctl gc can find after a crash. */
 		crypto_random(rnd, sizeof(rnd));
 		snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
-			 (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+		         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 		f->fd = openat(v->tmp_fd, f->tmp_name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 		f->named = f->fd >= 0;
 	}
@@ -155,7 +155,8 @@ int vault_write(struct vault_file *f, const void *buf, size_t len)
 		f->written += (uint64_t)n;
 	}
 	if (f->written - f->flushed >= VAULT_WRITEBACK_STEP) {
-		(void)sync_file_range(f->fd, (off_t)f->flushed, (off_t)(f->written - f->flushed), SYNC_FILE_RANGE_WRITE);
+		(void)sync_file_range(f->fd, (off_t)f->flushed, (off_t)(f->written - f->flushed),
+		                      SYNC_FILE_RANGE_WRITE);
 		f->flushed = f->written;
 	}
 	return 0;
@@ -169,7 +170,7 @@ static int link_tmp(struct vault_file *f)
 
 	crypto_random(rnd, sizeof(rnd));
 	snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
-		 (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
 	if (linkat(AT_FDCWD, proc, f->vault->tmp_fd, f->tmp_name, AT_SYMLINK_FOLLOW) < 0)
 		return -errno;

@@ -13,7 +13,7 @@
 #include "wire.h"
 
 #define VAULT_FILES_DIR "files"
-#define VAULT_TMP_DIR "tmp"
+#define VAULT_TMP_DIR   "tmp"
 /* Names in tmp/ that a live or dead session may leave: upload-<pid>-<random>. */
 #define VAULT_TMP_PREFIX "upload-"
 

@@ -6,22 +6,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_ID_SIZE 16
-#define WIRE_NAME_SIZE 255            /* name[255] and file_name[255] */
-#define WIRE_NAME_MAX (WIRE_NAME_SIZE - 1)
-#define WIRE_REQUEST_HEADER_SIZE 23
+#define WIRE_ID_SIZE              16
+#define WIRE_NAME_SIZE            255 /* name[255] and file_name[255] */
+#define WIRE_NAME_MAX             (WIRE_NAME_SIZE - 1)
+#define WIRE_REQUEST_HEADER_SIZE  23
 #define WIRE_RESPONSE_HEADER_SIZE 7
-#define WIRE_SERVER_VERSION 3
-#define WIRE_CLIENT_VERSION 3
-#define WIRE_AES_BLOCK 16
-#define WIRE_KEY_FIELD_MIN 1          /* public_key[K], PROTOCOL.md section 8 */
-#define WIRE_KEY_FIELD_MAX 1024
+#define WIRE_SERVER_VERSION       3
+#define WIRE_CLIENT_VERSION       3
+#define WIRE_AES_BLOCK            16
+#define WIRE_KEY_FIELD_MIN        1 /* public_key[K], PROTOCOL.md section 8 */
+#define WIRE_KEY_FIELD_MAX        1024
 
 /* Fixed fields before the content of a file request. */
-#define WIRE_FILE_FIXED_1025 (4 + WIRE_NAME_SIZE)                  /* 259 */
-#define WIRE_FILE_FIXED_1100 (WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE)   /* 275 */
+#define WIRE_FILE_FIXED_1025 (4 + WIRE_NAME_SIZE)                /* 259 */
+#define WIRE_FILE_FIXED_1100 (WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE) /* 275 */
 /* 2103: client_id, content_size, file_name, checksum. */
-#define WIRE_2103_SIZE (WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE + 4)     /* 279 */
+#define WIRE_2103_SIZE (WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE + 4) /* 279 */
 
 enum wire_request_code {
 	REQ_REGISTER = 1025,

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,18 +36,18 @@
 
 #include "tap.h"
 
-#define MAX_SEGS 4096
-#define MAX_ARGS 32
-#define LINE_MAX_LEN 8192
+#define MAX_SEGS       4096
+#define MAX_ARGS       32
+#define LINE_MAX_LEN   8192
 #define RUN_DEADLINE_S 300
 
 /* The fixture: alice has a public key and a known AES key; bob is registered only. */
 static const uint8_t alice_id[16] = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x47, 0x88,
-				     0x99, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+                                     0x99, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
 static const uint8_t bob_id[16] = {0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x40, 0x99,
-				   0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};
+                                   0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};
 static const uint8_t alice_aes[16] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
-				      0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+                                      0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
 
 static struct {
 	gcry_sexp_t priv;
@@ -100,6 +102,7 @@ static struct {
 	uint8_t *got;
 	size_t got_len;
 	char log_path[600];
+	const char *connect; /* HOST:PORT, or NULL for a child on a pipe */
 	char *snapshot;
 } R;
 
@@ -164,7 +167,10 @@ static size_t content_next(struct content_gen *g, uint8_t *buf, size_t cap)
 	n -= n % 16;
 	for (i = 0; i < n; i++) {
 		uint64_t pos = g->produced + i;
-		buf[i] = pos < g->seg->size ? prng_byte(&g->prng) : pad;
+		if (pos >= g->seg->size)
+			buf[i] = pad;
+		else
+			buf[i] = g->seg->bytes ? g->seg->bytes[pos] : prng_byte(&g->prng);
 	}
 	if (n && g->produced + n == g->total) {
 		switch (g->seg->pad) {
@@ -269,25 +275,28 @@ static void free_segs(struct segs *ss)
 	ss->n = 0;
 }
 
-/* A number, or a sum of numbers and pad(N) (the padded size of N plaintext bytes). */
+/* Numbers and pad(N) (the padded size of N plaintext bytes) added or subtracted. */
 static uint64_t eval(const char *e)
 {
-	uint64_t total = 0;
+	uint64_t total = 0, v;
+	bool minus = false;
 	char *end;
 
 	for (;;) {
 		if (strncmp(e, "pad(", 4) == 0) {
-			total += padded(strtoull(e + 4, &end, 0));
+			v = padded(strtoull(e + 4, &end, 0));
 			if (*end != ')')
 				die("bad expression '%s'", e);
 			end++;
 		} else {
-			total += strtoull(e, &end, 0);
+			v = strtoull(e, &end, 0);
 			if (end == e)
 				die("bad expression '%s'", e);
 		}
-		if (*end != '+')
+		total = minus ? total - v : total + v;
+		if (*end != '+' && *end != '-')
 			break;
+		minus = *end == '-';
 		e = end + 1;
 	}
 	if (*end && *end != ' ' && *end != '\t' && *end != ':')
@@ -374,6 +383,23 @@ static void parse_bytes_line(const char *p, struct segs *ss, bool expect)
 			memset(buf, 0, WIRE_NAME_SIZE);
 			parse_quoted(&q, buf, WIRE_NAME_SIZE);
 			emit(ss, buf, WIRE_NAME_SIZE, false);
+			p = q;
+			continue;
+		}
+		if (strncmp(p, "plain:\"", 7) == 0) {
+			const char *q = p + 6;
+			struct seg *sg;
+			if (expect)
+				die("plain belongs in a request line");
+			n = parse_quoted(&q, buf, sizeof(buf));
+			if (ss->n == MAX_SEGS)
+				die("too many segments");
+			sg = &ss->s[ss->n++];
+			memset(sg, 0, sizeof(*sg));
+			sg->kind = SEG_CONTENT;
+			sg->size = n;
+			sg->bytes = malloc(n + 1);
+			memcpy(sg->bytes, buf, n);
 			p = q;
 			continue;
 		}
@@ -483,6 +509,26 @@ static void set_nonblock(int fd)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
+/* REPLAY_CONNECT=HOST:PORT: the run goes to an efsession listening there instead of a child on a pipe. */
+static int connect_to(const char *where)
+{
+	char host[256];
+	const char *colon = strrchr(where, ':');
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+	int fd;
+
+	if (!colon || (size_t)(colon - where) >= sizeof(host))
+		die("REPLAY_CONNECT wants HOST:PORT");
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - where), where);
+	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+		die("cannot resolve %s", where);
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		die("cannot connect to %s: %s", where, strerror(errno));
+	freeaddrinfo(ai);
+	return fd;
+}
+
 /* Run efsession with the input segments on a pipe, collecting its output and exit status. */
 static void execute(void)
 {
@@ -498,6 +544,13 @@ static void execute(void)
 	char *argv[MAX_ARGS + 4];
 	int i, argc = 0;
 
+	if (R.connect) {
+		in[0] = -1;
+		in[1] = connect_to(R.connect);
+		out[0] = dup(in[1]);
+		pid = -1;
+		goto connected;
+	}
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
 		die("pipe: %s", strerror(errno));
 	snprintf(R.log_path, sizeof(R.log_path), "%s.log.%d", R.state, R.run_no);
@@ -522,8 +575,9 @@ static void execute(void)
 	}
 	close(out[1]);
 	close(err_fd);
-	set_nonblock(in[1]);
 	set_nonblock(in[0]);
+connected:
+	set_nonblock(in[1]);
 	set_nonblock(out[0]);
 	R.got_len = 0;
 	for (;;) {
@@ -559,7 +613,10 @@ static void execute(void)
 			np = 2;
 		else if (in[1] >= 0) {
 			/* Everything sent: the client closes its side, as a client that is done does. */
-			close(in[1]);
+			if (R.connect)
+				shutdown(in[1], SHUT_WR);
+			else
+				close(in[1]);
 			in[1] = -1;
 		}
 		if (!out_open)
@@ -586,11 +643,22 @@ static void execute(void)
 				sent += (uint64_t)n;
 			}
 		}
-		if (np == 2 && (p[1].revents & (POLLERR | POLLHUP)))
+		if (np == 2 && (p[1].revents & (POLLERR | POLLHUP)) && !R.connect)
 			die("input pipe broke");
+		if (np == 2 && (p[1].revents & (POLLERR | POLLHUP)))
+			buf_off = buf_len = 0, seg = R.in.n;
 	}
 	if (in_content)
 		content_end(&g);
+	if (R.connect) {
+		R.status = -1;
+		R.sent = sent;
+		R.consumed = sent;
+		if (in[1] >= 0)
+			close(in[1]);
+		close(out[0]);
+		return;
+	}
 	waitpid(pid, &status, 0);
 	R.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	/* What efsession did not read is still in the pipe. */
@@ -681,14 +749,16 @@ static char *snapshot(void)
 
 	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db,
-			       "SELECT 'client', hex(id), name, hex(public_key), hex(aes_key), NULL, NULL, NULL FROM clients "
-			       "UNION ALL SELECT 'file', hex(client_id), file_name, path_name, verified, status, size, "
-			       "checksum || '/' || attempts || '/' || received FROM files ORDER BY 1, 2, 3",
-			       -1, &st, NULL) == SQLITE_OK) {
+	    sqlite3_prepare_v2(
+	        db,
+	        "SELECT 'client', hex(id), name, hex(public_key), hex(aes_key), NULL, NULL, NULL FROM clients "
+	        "UNION ALL SELECT 'file', hex(client_id), file_name, path_name, verified, status, size, "
+	        "checksum || '/' || attempts || '/' || received FROM files ORDER BY 1, 2, 3",
+	        -1, &st, NULL) == SQLITE_OK) {
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			for (i = 0; i < 8; i++)
-				fprintf(m, "%s|", sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "");
+				fprintf(m, "%s|",
+				        sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "");
 			fprintf(m, "\n");
 		}
 		sqlite3_finalize(st);
@@ -700,10 +770,11 @@ static char *snapshot(void)
 		char cmd[800];
 		FILE *p;
 		char line[1024];
-		snprintf(cmd, sizeof(cmd),
-			 "cd '%s' 2>/dev/null && find files tmp -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do "
-			 "printf '%%s ' \"$f\"; cksum < \"$f\"; done",
-			 R.state);
+		snprintf(
+		    cmd, sizeof(cmd),
+		    "cd '%s' 2>/dev/null && find files tmp -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do "
+		    "printf '%%s ' \"$f\"; cksum < \"$f\"; done",
+		    R.state);
 		p = popen(cmd, "r");
 		while (p && fgets(line, sizeof(line), p))
 			fputs(line, m);
@@ -757,7 +828,7 @@ static void check_sql(const char *q, int line)
 			fprintf(m, "%s", rows++ ? ", " : "");
 			for (i = 0; i < sqlite3_column_count(st); i++)
 				fprintf(m, "%s%s", i ? "|" : "",
-					sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "NULL");
+				        sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "NULL");
 		}
 		sqlite3_finalize(st);
 	}
@@ -768,9 +839,13 @@ static void check_sql(const char *q, int line)
 	free(got);
 }
 
-/* Replace $alice, $bob and $id by the ids in hex. */
+/* Replace $alice, $bob and $id by the ids in hex, $sum:SIZE:SEED by a checksum in decimal. */
 static void expand_ids(const char *in, char *out, size_t cap)
 {
+	unsigned long long size;
+	unsigned seed;
+	int used;
+
 	static const char *const names[] = {"$alice", "$bob", "$id"};
 	const uint8_t *ids[] = {alice_id, bob_id, R.captured_id};
 	size_t o = 0, k;
@@ -780,7 +855,10 @@ static void expand_ids(const char *in, char *out, size_t cap)
 		for (k = 0; k < 3; k++)
 			if (strncmp(in, names[k], strlen(names[k])) == 0)
 				break;
-		if (k < 3) {
+		if (sscanf(in, "$sum:%llu:%u%n", &size, &seed, &used) == 2) {
+			o += (size_t)snprintf(out + o, cap - o, "%u", content_sum(size, seed, R.algo));
+			in += used;
+		} else if (k < 3) {
 			wire_id_to_hex(ids[k], hex);
 			memcpy(out + o, hex, 32);
 			o += 32;
@@ -834,7 +912,7 @@ static void check_file(const char *args, int line)
 		}
 		close(fd);
 		if (!ok(same && pos == size && (sb.st_mode & 07777) == 0600,
-			"%s:%d: %s holds the %llu bytes sent, mode 0600", R.file, line, path, size))
+		        "%s:%d: %s holds the %llu bytes sent, mode 0600", R.file, line, path, size))
 			printf("#   size %llu, mode %o, %s\n", (unsigned long long)sb.st_size, sb.st_mode & 07777,
 			       same ? "same bytes so far" : "content differs");
 	}
@@ -875,13 +953,14 @@ static void adopt_key(int line)
 
 	for (i = 0; i + 7 <= R.got_len; i += 7 + wire_get_u32(R.got + i + 3)) {
 		uint16_t code = wire_get_u16(R.got + i + 1);
-		if ((code == RESP_AES_KEY || code == RESP_RECONNECTED) && i + 7 + wire_get_u32(R.got + i + 3) <= R.got_len)
+		if ((code == RESP_AES_KEY || code == RESP_RECONNECTED) &&
+		    i + 7 + wire_get_u32(R.got + i + 3) <= R.got_len)
 			resp = R.got + i;
 	}
 	if (!resp)
 		die("adopt-key: no 2102 or 2105 in the last run");
 	if (gcry_sexp_build(&data, NULL, "(enc-val (flags oaep) (hash-algo sha1) (rsa (a %b)))",
-			    (int)(wire_get_u32(resp + 3) - 16), resp + 7 + 16) == 0 &&
+	                    (int)(wire_get_u32(resp + 3) - 16), resp + 7 + 16) == 0 &&
 	    gcry_pk_decrypt(&plain, data, keys.priv) == 0) {
 		gcry_sexp_t v = gcry_sexp_find_token(plain, "value", 0);
 		k = v ? gcry_sexp_nth_data(v, 1, &klen) : NULL;
@@ -935,7 +1014,7 @@ static size_t der_skip_header(const uint8_t *d, size_t pos)
 }
 
 static long make_key(unsigned bits, unsigned e, gcry_sexp_t *priv, uint8_t *spki, size_t spki_cap, uint8_t *pkcs1,
-		     size_t pkcs1_cap, size_t *pkcs1_len)
+                     size_t pkcs1_cap, size_t *pkcs1_len)
 {
 	gcry_sexp_t params, key, pub, ln, le;
 	gcry_mpi_t n, ee;
@@ -1031,17 +1110,24 @@ int main(int argc, char **argv)
 	}
 	snprintf(efs, sizeof(efs), "%s/efsession", builddir ? builddir : ".");
 	snprintf(R.efsession, sizeof(R.efsession), "%s", getenv("EFSESSION") ? getenv("EFSESSION") : efs);
-	snprintf(R.state, sizeof(R.state), "%s/efreplay.XXXXXX", tmp ? tmp : "/tmp");
-	if (!mkdtemp(R.state))
-		die("mkdtemp: %s", strerror(errno));
+	R.connect = getenv("REPLAY_CONNECT");
+	if (getenv("REPLAY_STATE")) {
+		/* The state directory of the efsession behind REPLAY_CONNECT; it is the caller's to remove. */
+		snprintf(R.state, sizeof(R.state), "%s", getenv("REPLAY_STATE"));
+		keep = true;
+	} else {
+		snprintf(R.state, sizeof(R.state), "%s/efreplay.XXXXXX", tmp ? tmp : "/tmp");
+		if (!mkdtemp(R.state))
+			die("mkdtemp: %s", strerror(errno));
+	}
 	if (crypto_init() < 0)
 		die("libgcrypt");
 	keys.spki_len = (size_t)make_key(1024, 17, &keys.priv, keys.spki, sizeof(keys.spki), keys.pkcs1,
-					 sizeof(keys.pkcs1), &keys.pkcs1_len);
+	                                 sizeof(keys.pkcs1), &keys.pkcs1_len);
 	{
 		gcry_sexp_t other;
-		keys.other_spki_len = (size_t)make_key(1024, 17, &other, keys.other_spki, sizeof(keys.other_spki), NULL,
-						       0, NULL);
+		keys.other_spki_len =
+		    (size_t)make_key(1024, 17, &other, keys.other_spki, sizeof(keys.other_spki), NULL, 0, NULL);
 		gcry_sexp_release(other);
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -1077,9 +1163,14 @@ int main(int argc, char **argv)
 			finish_run();
 			expand_ids(l, exp, sizeof(exp));
 			l = exp;
-			if (strncmp(l, "exit ", 5) == 0) {
+			if (R.connect && (strncmp(l, "exit ", 5) == 0 || strncmp(l, "consumed ", 9) == 0 ||
+			                  strncmp(l, "log ", 4) == 0 || strncmp(l, "nolog ", 6) == 0)) {
+				printf("ok %d - %s:%d: %s # SKIP not visible over TCP\n", ++tap_count, R.file, lineno,
+				       l);
+			} else if (strncmp(l, "exit ", 5) == 0) {
 				int want = atoi(l + 5);
-				if (!ok(R.status == want, "%s:%d: efsession exits with status %d", R.file, lineno, want)) {
+				if (!ok(R.status == want, "%s:%d: efsession exits with status %d", R.file, lineno,
+				        want)) {
 					printf("#   exit status %d\n", R.status);
 					dump_log();
 				}
@@ -1087,7 +1178,7 @@ int main(int argc, char **argv)
 				const char *what = trim(l + 9);
 				uint64_t want = strcmp(what, "all") == 0 ? R.input_len : eval(what);
 				if (!ok(R.consumed == want, "%s:%d: efsession read %s bytes of its input", R.file,
-					lineno, what))
+				        lineno, what))
 					printf("#   read %llu of %llu sent\n", (unsigned long long)R.consumed,
 					       (unsigned long long)R.sent);
 			} else if (strncmp(l, "sql ", 4) == 0) {
@@ -1097,7 +1188,7 @@ int main(int argc, char **argv)
 			} else if (strcmp(l, "unchanged") == 0) {
 				char *now = snapshot();
 				if (!ok(strcmp(now, R.snapshot) == 0,
-					"%s:%d: database rows (but last seen) and files unchanged", R.file, lineno))
+				        "%s:%d: database rows (but last seen) and files unchanged", R.file, lineno))
 					printf("#   before:\n%s#   after:\n%s", R.snapshot, now);
 				free(now);
 			} else if (strcmp(l, "adopt-key") == 0) {

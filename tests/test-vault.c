@@ -1,1 +1,145 @@
-int main(void){return 77;}
+/* The file vault: nothing is visible before publication, publication is atomic, nothing is left by a discard. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "vault.h"
+
+#include "tap.h"
+
+static const uint8_t id[16] = {0xde, 0xad, 0xbe, 0xef, 0, 1, 0x42, 3, 0x84, 5, 6, 7, 8, 9, 10, 11};
+static char root[256];
+
+static int entries(const char *rel)
+{
+	char path[600];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	if (!(dir = opendir(path)))
+		return -1;
+	while ((d = readdir(dir)))
+		if (strcmp(d->d_name, ".") && strcmp(d->d_name, ".."))
+			n++;
+	closedir(dir);
+	return n;
+}
+
+static int read_file(const char *rel, char *buf, size_t cap, mode_t *mode)
+{
+	char path[600];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	if ((fd = open(path, O_RDONLY)) < 0)
+		return -1;
+	fstat(fd, &st);
+	*mode = st.st_mode & 07777;
+	n = read(fd, buf, cap);
+	close(fd);
+	return (int)n;
+}
+
+int main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char path[600], buf[64], rel[512];
+	struct vault *v = NULL;
+	struct vault_file *f = NULL;
+	struct stat st;
+	mode_t mode = 0;
+	uint8_t *big;
+	int r;
+
+	crypto_init();
+	snprintf(root, sizeof(root), "%s/efvault.XXXXXX", tmp ? tmp : "/tmp");
+	if (!mkdtemp(root))
+		return 99;
+	umask(022);
+
+	snprintf(path, sizeof(path), "%s/missing", root);
+	ok(vault_open(path, &v) == -ENOENT && v == NULL, "a missing state directory is -ENOENT and nothing is created");
+	ok(stat(path, &st) < 0, "the missing state directory was not created");
+
+	ok(vault_open(root, &v) == 0, "the vault opens in an existing state directory");
+	snprintf(path, sizeof(path), "%s/files", root);
+	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700, "files/ is created, mode 0700");
+	snprintf(path, sizeof(path), "%s/tmp", root);
+	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700, "tmp/ is created, mode 0700");
+
+	ok(vault_path_name(id, "a.txt", rel, sizeof(rel)) == 0 &&
+	       strcmp(rel, "files/deadbeef000142038405060708090a0b/a.txt") == 0,
+	   "the path name is files/<lowercase hex id>/<base name>");
+	ok(vault_path_name(id, "a.txt", rel, 20) == -ENAMETOOLONG, "a path name that does not fit is refused");
+
+	ok(vault_create(v, id, &f) == 0, "a file is started for a client");
+	snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b", root);
+	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700, "the client's directory is created, mode 0700");
+	ok(vault_write(f, "hello", 5) == 0, "content is written");
+	is_int(entries("files/deadbeef000142038405060708090a0b"), 0, "before publication no file is visible");
+	ok(vault_publish(f, "a.txt") == 0, "the file is published");
+	vault_discard(f);
+	ok(read_file("files/deadbeef000142038405060708090a0b/a.txt", buf, sizeof(buf), &mode) == 5 &&
+	       memcmp(buf, "hello", 5) == 0 && mode == 0600,
+	   "the published file holds its content, mode 0600 despite umask 022");
+
+	ok(vault_create(v, id, &f) == 0 && vault_write(f, "second copy", 11) == 0,
+	   "a second upload of a.txt is written");
+	ok(read_file("files/deadbeef000142038405060708090a0b/a.txt", buf, sizeof(buf), &mode) == 5,
+	   "until published, readers still see the first copy");
+	ok(vault_publish(f, "a.txt") == 0, "the second copy is published over the first");
+	vault_discard(f);
+	ok(read_file("files/deadbeef000142038405060708090a0b/a.txt", buf, sizeof(buf), &mode) == 11 &&
+	       memcmp(buf, "second copy", 11) == 0,
+	   "the replacement is complete");
+	is_int(entries("tmp"), 0, "replacing leaves nothing in tmp/");
+	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "replacing leaves exactly one file");
+
+	ok(vault_create(v, id, &f) == 0 && vault_write(f, "dropped", 7) == 0,
+	   "an upload that will be dropped is written");
+	vault_discard(f);
+	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "a discarded upload leaves no file");
+	is_int(entries("tmp"), 0, "a discarded upload leaves nothing in tmp/");
+
+	ok(vault_create(v, id, &f) == 0, "a file for unsafe names is started");
+	ok(vault_publish(f, "..") == -EINVAL, "publishing as '..' is refused");
+	ok(vault_publish(f, ".") == -EINVAL, "publishing as '.' is refused");
+	ok(vault_publish(f, "") == -EINVAL, "publishing under an empty name is refused");
+	ok(vault_publish(f, "x/y") == -EINVAL, "publishing a name with a slash is refused");
+	vault_discard(f);
+	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "refused publications leave nothing");
+
+	big = calloc(1, 9u << 20);
+	ok(vault_create(v, id, &f) == 0 && vault_write(f, big, 9u << 20) == 0 && vault_write(f, big, 1) == 0 &&
+	       vault_publish(f, "big") == 0,
+	   "a 9 MiB file (past the writeback step) is written and published");
+	vault_discard(f);
+	free(big);
+	snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b/big", root);
+	ok(stat(path, &st) == 0 && st.st_size == (9 << 20) + 1, "it has all its bytes");
+
+	ok(vault_remove(v, id, "a.txt") == 0, "a stored file is removed");
+	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "only the other file remains");
+	ok(vault_remove(v, id, "a.txt") == 0, "removing a missing file is not an error");
+	ok(vault_remove(v, id, "..") == -EINVAL, "removing '..' is refused");
+	r = vault_remove(v, (const uint8_t *)"0123456789abcdef", "x");
+	ok(r == 0, "removing from a client without a directory is not an error");
+
+	vault_close(v);
+	snprintf(path, sizeof(path), "rm -rf '%s'", root);
+	r = system(path);
+	(void)r;
+	return tap_done();
+}

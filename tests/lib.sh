@@ -1,0 +1,105 @@
+# Shared by the shell tests: TAP output, a scratch directory, and efsession
+# started per connection by systemd-socket-activate on a free loopback port.
+set -u
+
+: "${top_builddir:=.}"
+: "${top_srcdir:=.}"
+: "${SOCKET_ACTIVATE:=$(command -v systemd-socket-activate || true)}"
+EFSESSION=$top_builddir/efsession
+EFCLIENT=$top_builddir/efclient
+REPLAY=$top_builddir/tests/replay-run
+
+tap_n=0
+tap_failed=0
+SERVER_PID=
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/eftest.XXXXXX")
+
+cleanup() {
+	stop_server
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+pass() {
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n - $*"
+}
+
+fail() {
+	tap_n=$((tap_n + 1))
+	tap_failed=$((tap_failed + 1))
+	echo "not ok $tap_n - $*"
+}
+
+# check DESCRIPTION COMMAND...: one TAP line for whether COMMAND succeeds.
+check() {
+	local desc=$1
+	shift
+	if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
+
+skip() {
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n - $1 # SKIP $2"
+}
+
+skip_all() {
+	echo "1..0 # SKIP $*"
+	trap - EXIT
+	rm -rf "$WORK"
+	exit 0
+}
+
+diag() {
+	sed 's/^/# /' "$@"
+}
+
+done_testing() {
+	echo "1..$tap_n"
+	[ "$tap_failed" -eq 0 ]
+}
+
+# start_server STATE_DIR [EFSESSION OPTIONS...]: efsession per connection on
+# 127.0.0.1:$PORT, its log in $SERVER_LOG. Retries on another port if taken.
+start_server() {
+	local state=$1 try
+	shift
+	[ -n "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate is not installed"
+	mkdir -p "$state"
+	SERVER_LOG=$WORK/server.log
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		: >"$SERVER_LOG"
+		"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept --inetd \
+			"$(cd "$(dirname "$EFSESSION")" && pwd)/efsession" --state-dir "$state" --log-target stderr "$@" \
+			2>>"$SERVER_LOG" &
+		SERVER_PID=$!
+		while kill -0 "$SERVER_PID" 2>/dev/null && ! grep -q "^Listening on" "$SERVER_LOG"; do
+			sleep 0.05
+		done
+		grep -q "^Listening on" "$SERVER_LOG" && kill -0 "$SERVER_PID" 2>/dev/null && return 0
+		wait "$SERVER_PID" 2>/dev/null
+		SERVER_PID=
+	done
+	echo "Bail out! could not start systemd-socket-activate on a free port"
+	exit 1
+}
+
+stop_server() {
+	if [ -n "$SERVER_PID" ]; then
+		kill "$SERVER_PID" 2>/dev/null
+		wait "$SERVER_PID" 2>/dev/null
+		SERVER_PID=
+	fi
+	return 0
+}
+
+# wait_idle: until no efsession child of the launcher is left (sessions end when clients close).
+wait_sessions() {
+	local i
+	for i in $(seq 1 200); do
+		pgrep -P "$SERVER_PID" >/dev/null 2>&1 || return 0
+		sleep 0.05
+	done
+	return 1
+}
