@@ -27,17 +27,17 @@ fi
 (ulimit -v "$limit" && exec "$EFCLIENT" -s "127.0.0.1:$port" -n big1100 -d "$me" -c 1100 \
 	"$work/big.bin") >"$work/r.out" 2>"$work/r.err"
 status=$?
-[ -s "$work/r.err" ] && diag "$(cat "$work/r.err")"
+[ -s "$work/r.err" ] && note "$(cat "$work/r.err")"
 check "1100: so it is with the client limited to 64 MiB of address space" \
 	eval 'exit_is 0 && stored "$srv" "$me" "$work/big.bin"'
 rm -f "$work/big.bin"
 
 # One byte more than the 1025 set can carry once padded; sparse, so it costs no disk.
 truncate -s 4294967024 "$work/huge.bin"
-before=$(connections "$srv")
+before=$(connections)
 run_client "$work/r" -s "127.0.0.1:$port" -d "$me" "$work/huge.bin"
 check "a file too large for the protocol is refused, exit 64" \
 	eval 'exit_is 64 && says "$work/r" "huge.bin: too large for the protocol (at most 4294967023 bytes)"'
-check "before connecting" test "$(connections "$srv")" -eq "$before"
+check "before connecting" test "$(connections)" -eq "$before"
 
 done_testing

@@ -33,7 +33,7 @@ for algo in cksum crc32 crc32-ciphertext; do
 	check "$algo server, $other client: checksum failure, exit 2" exit_is 2
 	check "$algo server, $other client: the file is given up and not kept" \
 		eval 'says "$work/r" "checksum mismatch after 3 resends: a.bin" && test ! -e "$srv/files/$(client_id "$me")/a.bin"'
-	server_stop
+	stop_server
 done
 
 srv=$work/fault1
@@ -54,7 +54,7 @@ for mode in "" --connection-per-request; do
 			stored "$srv" "$me" "$work/a.bin" "$work/b.bin"
 	done
 done
-server_stop
+stop_server
 
 srv=$work/fault4
 server_start "$srv" --fault-checksum 4 || exit 1

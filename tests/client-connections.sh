@@ -18,9 +18,9 @@ for set in 1025 1100; do
 	for mode in "" --connection-per-request; do
 		me=$work/c$set$mode
 		mkdir "$me"
-		before=$(connections "$srv")
+		before=$(connections)
 		run_client "$work/r" -s "127.0.0.1:$port" -n "c$set$mode" -d "$me" -c "$set" $mode $files
-		used=$(($(connections "$srv") - before))
+		used=$(($(connections) - before))
 		if [ -n "$mode" ]; then
 			# register, public key, then an upload and a confirmation for each file.
 			want=8
@@ -31,9 +31,9 @@ for set in 1025 1100; do
 			eval 'exit_is 0 && stored "$srv" "$me" $files'
 		check "$set ${mode:-one connection}: $want connection(s) for the first run" test "$used" -eq "$want"
 		rm -rf "$srv/files/$(client_id "$me")"
-		before=$(connections "$srv")
+		before=$(connections)
 		run_client "$work/r" -s "127.0.0.1:$port" -d "$me" -c "$set" $mode $files
-		used=$(($(connections "$srv") - before))
+		used=$(($(connections) - before))
 		# reconnect or public key, then two per file.
 		[ -n "$mode" ] && want=7
 		check "$set ${mode:-one connection}: the second run too, in $want connection(s)" \
@@ -66,7 +66,7 @@ for i in $(seq 1 16); do
 	me=$work/many$i
 	if [ "$(cat "$me/status")" != 0 ]; then
 		ok_all=0
-		diag "client $i: exit $(cat "$me/status")" "$(cat "$me/err")"
+		note "client $i: exit $(cat "$me/status")" "$(cat "$me/err")"
 	fi
 done
 check "16 clients at once all exit 0" test "$ok_all" -eq 1

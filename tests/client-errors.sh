@@ -19,6 +19,7 @@ run_client "$work/r" -s "127.0.0.1:$port" -n erin -d "$me" "$work/small.txt"
 check "an identity is made on a first server" exit_is 0
 
 # A second server, with its own state, knows nothing of it.
+stop_server
 second=$work/second
 server_start "$second" --max-file-size 16K || exit 1
 run_client "$work/r" -s "127.0.0.1:$port" -d "$me" "$work/small.txt"
@@ -39,7 +40,7 @@ check "and the line names the request and the file" \
 check "the files before it were stored" stored "$second" "$me2" "$work/small.txt"
 
 # Not efsession: a peer that reads the register request (23 + 255 bytes) from the connection (fd 3) and hangs up.
-activate "$work/hangup.log" sh -c 'head -c 278 <&3 >/dev/null' || exit 1
+peer_start "$work/hangup.log" sh -c 'head -c 278 <&3 >/dev/null' || exit 1
 mkdir "$work/sub1"
 run_client "$work/r" -s "127.0.0.1:$port" -n gina -d "$work/sub1" "$work/small.txt"
 check "a connection closed by the server is a network error, exit 69" exit_is 69
@@ -47,7 +48,7 @@ check "naming the request it happened to" \
 	says "$work/r" "efclient: connection to server 127.0.0.1:$port lost during register (1025): the server closed the connection"
 
 # A peer that accepts and never answers.
-activate "$work/sleep.log" sleep 60 || exit 1
+peer_start "$work/sleep.log" sleep 60 || exit 1
 mkdir "$work/sub2"
 run_client "$work/r" -s "127.0.0.1:$port" -n hana -d "$work/sub2" -c 1100 --timeout 1 "$work/small.txt"
 check "a server that does not answer within --timeout is a network error, exit 69" exit_is 69

@@ -120,7 +120,7 @@ check "without --server or transfer.info there is nowhere to go" \
 	eval 'exit_is 64 && says "$work/r" "$work/sub/transfer.info: No such file or directory"'
 
 # Nobody listens once the server is stopped.
-server_stop
+stop_server
 run_client "$work/r" -s "127.0.0.1:$port" -n dave -d "$work/sub" "$work/hello.txt"
 check "an unreachable server exits 69" exit_is 69
 check "and says which and why" says "$work/r" "efclient: server 127.0.0.1:$port unreachable: connection refused"

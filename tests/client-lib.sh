@@ -1,126 +1,73 @@
-# Helpers for the efclient end-to-end tests, sourced by tests/client-*.sh:
-# TAP output, a throwaway directory removed on exit, and efsession started
-# per connection by systemd-socket-activate on a free loopback port, with a
-# state directory of its own.
+# What the efclient end-to-end tests (tests/client-*.sh) add to the shared
+# tests/lib.sh: running efclient and looking at what it did, and peers other
+# than efsession (one that hangs up, one that never answers) under
+# systemd-socket-activate.
 
-top_builddir=$(cd "${top_builddir:-.}" && pwd)
-top_srcdir=${top_srcdir:-.}
-EFCLIENT=$top_builddir/efclient
-EFSESSION=$top_builddir/efsession
-SOCKET_ACTIVATE=${SOCKET_ACTIVATE:-$(command -v systemd-socket-activate)}
+. "${top_srcdir:-.}/tests/lib.sh"
 
-tap_count=0
-tap_failed=0
-servers=
-work=
+# Absolute, for the tests that run it from another directory.
+EFCLIENT=$(cd "$top_builddir" && pwd)/efclient
+work=$WORK
+peers=
+status=0
 
-pass() {
-	tap_count=$((tap_count + 1))
-	echo "ok $tap_count - $*"
-}
-
-fail() {
-	tap_count=$((tap_count + 1))
-	tap_failed=$((tap_failed + 1))
-	echo "not ok $tap_count - $*"
-}
-
-diag() {
+note() {
 	printf '%s\n' "$@" | sed 's/^/#   /'
 }
 
-# check WHAT COMMAND...: one test, passing when COMMAND succeeds.
-check() {
-	what=$1
-	shift
-	if "$@"; then
-		pass "$what"
-	else
-		fail "$what"
-	fi
-}
-
-skip_all() {
-	echo "1..0 # SKIP $*"
-	exit 0
-}
-
-done_testing() {
-	echo "1..$tap_count"
-	[ "$tap_failed" -eq 0 ]
-}
-
-cleanup() {
-	for pid in $servers; do
-		# The efsession children first: they may still be closing a connection.
+stop_peers() {
+	for pid in $peers; do
+		# The command started for a connection first, then the launcher.
 		for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
 			kill "$child" 2>/dev/null
 		done
 		kill "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
-	servers=
-	[ -n "$work" ] && rm -rf "$work"
+	peers=
 }
 
 setup() {
-	[ -x "$EFCLIENT" ] || skip_all "no $EFCLIENT"
-	[ -x "$EFSESSION" ] || skip_all "no $EFSESSION"
-	[ -n "$SOCKET_ACTIVATE" ] && [ -x "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate not found"
-	work=$(mktemp -d "${TMPDIR:-/tmp}/efclient-test.XXXXXX") || exit 1
-	trap cleanup EXIT
+	[ -x "$EFCLIENT" ] || skip_all "efclient is not built"
+	[ -x "$EFSESSION" ] || skip_all "efsession is not built"
+	[ -n "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate is not installed"
+	trap 'stop_peers; cleanup' EXIT
 	trap 'exit 1' INT TERM HUP
 }
 
-# activate LOG COMMAND...: COMMAND started by systemd-socket-activate for
-# each connection to 127.0.0.1:$port, on a free port; its messages and
-# COMMAND's stderr go to LOG.
-activate() {
+# server_start STATE [EFSESSION OPTION]...: start_server of tests/lib.sh, the port in $port.
+server_start() {
+	start_server "$@" && port=$PORT
+}
+
+# peer_start LOG COMMAND...: COMMAND started by systemd-socket-activate for
+# each connection to 127.0.0.1:$port (the connection is its fd 3), on a free
+# port; messages in LOG.
+peer_start() {
 	log=$1
 	shift
-	for try in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+	for try in 1 2 3 4 5 6 7 8 9 10; do
 		port=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
 		: >"$log"
-		"$SOCKET_ACTIVATE" -a -l "127.0.0.1:$port" -- "$@" 2>>"$log" &
+		"$SOCKET_ACTIVATE" --listen="127.0.0.1:$port" --accept -- "$@" 2>>"$log" &
 		pid=$!
 		# It prints "Listening on" once the socket is bound, or exits when the port is taken.
 		while kill -0 "$pid" 2>/dev/null; do
-			if grep -q "Listening on" "$log"; then
-				servers="$servers $pid"
+			if grep -q "^Listening on" "$log"; then
+				peers="$peers $pid"
 				return 0
 			fi
 			sleep 0.05
 		done
 		wait "$pid" 2>/dev/null
 	done
-	echo "cannot listen on a free port: $(cat "$log")" >&2
-	return 1
+	echo "Bail out! cannot listen on a free port: $(cat "$log")"
+	exit 1
 }
 
-# server_start STATE [EFSESSION OPTION]...: efsession on 127.0.0.1:$port,
-# one process per connection, its log and systemd-socket-activate's in
-# STATE.log.
-server_start() {
-	state=$1
-	shift
-	mkdir -p "$state" || return 1
-	activate "$state.log" "$EFSESSION" --state-dir "$state" --log-target stderr "$@"
-}
-
-# server_stop: stop the server started last (its port then refuses connections).
-server_stop() {
-	last=${servers##* }
-	for child in $(cat /proc/"$last"/task/*/children 2>/dev/null); do
-		kill "$child" 2>/dev/null
-	done
-	kill "$last" 2>/dev/null
-	wait "$last" 2>/dev/null
-	servers=${servers% *}
-}
-
-# connections STATE: how many connections the server has accepted.
+# connections: how many connections the running server has accepted.
 connections() {
-	grep -c "Connection from" "$1.log"
+	grep -c "Connection from" "$SERVER_LOG"
 }
 
 # client_id DIR: the id in DIR/me.info, as the server names its directory.
@@ -137,7 +84,7 @@ stored() {
 	[ -n "$id" ] || return 1
 	for f in "$@"; do
 		cmp -s "$f" "$state/files/$id/${f##*/}" || {
-			diag "$f differs from $state/files/$id/${f##*/}"
+			note "$f differs from $state/files/$id/${f##*/}"
 			return 1
 		}
 	done
@@ -150,7 +97,7 @@ run_client() {
 	"$EFCLIENT" "$@" >"$out.out" 2>"$out.err"
 	status=$?
 	if [ -s "$out.err" ]; then
-		diag "efclient $*: exit $status" "$(cat "$out.err")"
+		note "efclient $*: exit $status" "$(cat "$out.err")"
 	fi
 	return 0
 }
@@ -158,7 +105,7 @@ run_client() {
 # says OUT TEXT: efclient's stderr in OUT.err holds TEXT.
 says() {
 	grep -qF -- "$2" "$1.err" || {
-		diag "expected on stderr: $2"
+		note "expected on stderr: $2"
 		return 1
 	}
 }
@@ -166,7 +113,7 @@ says() {
 # exit_is WANT: the last run_client exited with WANT.
 exit_is() {
 	[ "$status" -eq "$1" ] || {
-		diag "exit status $status, expected $1"
+		note "exit status $status, expected $1"
 		return 1
 	}
 }
