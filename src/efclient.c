@@ -199,7 +199,8 @@ static void on_progress(void *ctx, const char *name, unsigned attempt, uint64_t 
 		snprintf(eta, sizeof(eta), "%s", done < total ? "ETA --:--" : "");
 	}
 	human(speed, rate, sizeof(rate));
-	name_width = width - 58;
+	/* The rest of the line takes 61 columns; the last column is left free so that the terminal does not wrap. */
+	name_width = width - 62 < 8 ? 8 : width - 62;
 	fprintf(stderr, "\r%-*.*s %10s / %-10s %3u%% %10s/s %-9s%s\033[K", name_width, name_width, name,
 	        human((double)done, a, sizeof(a)), human((double)total, b, sizeof(b)), percent, rate, eta,
 	        attempt > 1 ? " (resend)" : "");
