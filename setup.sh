@@ -46,7 +46,20 @@ serve)
 check)
 	install_packages
 	build
-	make -j"$(nproc)" check
+	status=0
+	make -j"$(nproc)" check || status=1
+	# The suites that need their own builds or machines (tests/ci/*.sh, TAP each).
+	: >ci-suites.log
+	for suite in tests/ci/*.sh; do
+		[ -e "$suite" ] || continue
+		echo "setup: running $suite" >&2
+		if ! bash "$suite" >"${suite%.sh}.log" 2>&1; then
+			status=1
+		fi
+		grep -E '^(not )?ok ' "${suite%.sh}.log" | sed "s|^|$suite: |" >>ci-suites.log
+		grep -q '^not ok' "${suite%.sh}.log" && { status=1; tail -50 "${suite%.sh}.log" >&2; }
+	done
+	exit $status
 	;;
 *)
 	echo "usage: $0 serve|check" >&2
