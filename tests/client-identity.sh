@@ -4,7 +4,8 @@
 # or sends the stored key again (1100); several files per run arrive byte for
 # byte; a name already taken, a me.info written by hand in the seeds' format,
 # a key kept only in priv.key, transfer.info alone, an unreachable server,
-# and configuration errors each end as documented.
+# and configuration errors each end as documented; --help lists every
+# option and efclient(1) documents each one it lists.
 
 . "${top_srcdir:-.}/tests/client-lib.sh"
 setup
@@ -136,5 +137,8 @@ lists_all() {
 	done
 }
 check "--help lists every option" lists_all "$work/h.out"
+for opt in $(grep -oE -- '--[a-z-]+' "$work/h.out" | sort -u); do
+	check "efclient(1) documents $opt" grep -qF -- "Fl $(echo "${opt#-}" | sed 's/-/\\-/g')" "$top_srcdir/man/efclient.1"
+done
 
 done_testing
