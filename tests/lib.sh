@@ -61,16 +61,19 @@ done_testing() {
 
 # start_server STATE_DIR [EFSESSION OPTIONS...]: efsession per connection on
 # 127.0.0.1:$PORT, its log in $SERVER_LOG. Retries on another port if taken.
+# The connection is on stdin/stdout (inetd style), or with SERVER_FD3=1 passed
+# as fd 3 with LISTEN_FDS=1, as systemd does without StandardInput=socket.
 start_server() {
-	local state=$1 try
+	local state=$1 try style=--inetd
 	shift
+	[ "${SERVER_FD3:-0}" = 1 ] && style=
 	[ -n "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate is not installed"
 	mkdir -p "$state"
 	SERVER_LOG=$WORK/server.log
 	for try in 1 2 3 4 5 6 7 8 9 10; do
 		PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
 		: >"$SERVER_LOG"
-		"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept --inetd \
+		"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept $style \
 			"$(cd "$(dirname "$EFSESSION")" && pwd)/efsession" --state-dir "$state" --log-target stderr "$@" \
 			2>>"$SERVER_LOG" &
 		SERVER_PID=$!
@@ -94,7 +97,7 @@ stop_server() {
 	return 0
 }
 
-# wait_idle: until no efsession child of the launcher is left (sessions end when clients close).
+# wait_sessions: until no efsession child of the launcher is left (sessions end when clients close).
 wait_sessions() {
 	local i
 	for i in $(seq 1 200); do
