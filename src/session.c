@@ -234,6 +234,30 @@ static const char *esc(const char *s, char buf[NAME_ESC_MAX])
 	return log_escape(s, strlen(s), buf, NAME_ESC_MAX);
 }
 
+/*
+ * A file_name[255] field: valid (PROTOCOL.md section 8), with a usable base
+ * name (section 6), and the path it is stored under.
+ */
+static enum outcome take_file_name(struct session *s, const struct request_spec *rq, const uint8_t *field,
+                                   char name[NAME], char base[NAME], char path[STORE_PATH_MAX])
+{
+	char e1[NAME_ESC_MAX];
+	enum wire_name_error ne;
+	const char *b;
+	size_t blen;
+
+	if (!take_name(field, false, name, &ne))
+		return format_error(s, rq, "the file name is %s", wire_name_error_str(ne));
+	if (wire_base_name(name, strlen(name), &b, &blen) < 0)
+		return format_error(s, rq, "the file name '%s' has no usable base name", esc(name, e1));
+	memcpy(base, b, blen);
+	base[blen] = '\0';
+	log_context_file(name, -1);
+	if (vault_path_name(s->hdr.client_id, base, path, STORE_PATH_MAX) < 0)
+		return format_error(s, rq, "the file name '%s' is too long", esc(name, e1));
+	return OUT_CONTINUE;
+}
+
 static enum outcome handle_register(struct session *s, const struct request_spec *rq)
 {
 	char name[NAME], e1[NAME_ESC_MAX];
@@ -438,9 +462,6 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 	struct cksum_state ck = {0};
 	struct store_client c;
 	struct store_file f = {0};
-	enum wire_name_error ne;
-	const char *b;
-	size_t blen;
 	uint64_t plain_size;
 	uint32_t sum, reported;
 	long long attempts;
@@ -465,13 +486,8 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		return format_error(s, rq, "content_size %u does not match payload_size %u (it should be %u)",
 		                    wire_get_u32(s->buf + id_off), s->hdr.payload_size, content);
 	memcpy(field, s->buf + id_off + 4, NAME);
-	if (!take_name(field, false, name, &ne))
-		return format_error(s, rq, "the file name is %s", wire_name_error_str(ne));
-	if (wire_base_name(name, strlen(name), &b, &blen) < 0)
-		return format_error(s, rq, "the file name '%s' has no usable base name", esc(name, e1));
-	memcpy(base, b, blen);
-	base[blen] = '\0';
-	log_context_file(name, -1);
+	if ((o = take_file_name(s, rq, field, name, base, f.path_name)) != OUT_CONTINUE)
+		return o;
 
 	r = store_get_client(s->st, s->hdr.client_id, &c);
 	if (r < 0 && r != -ENOENT)
@@ -517,10 +533,6 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 
 	memcpy(f.client_id, s->hdr.client_id, ID);
 	snprintf(f.file_name, sizeof(f.file_name), "%s", name);
-	if ((r = vault_path_name(s->hdr.client_id, base, f.path_name, sizeof(f.path_name))) < 0) {
-		o = server_error(s, r, "The path of '%s' is too long", esc(name, e1));
-		goto out;
-	}
 	f.size = plain_size;
 	f.checksum = sum;
 	pub.base = base;
@@ -572,23 +584,13 @@ static enum outcome handle_crc(struct session *s, const struct request_spec *rq,
 	const size_t off = rq->id_in_payload ? ID : 0;
 	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX];
 	struct removal rm = {s->v, s->hdr.client_id, base};
-	enum wire_name_error ne;
-	const char *b;
-	size_t blen;
 	enum outcome o;
 	int r;
 
 	if ((o = read_payload(s, rq, s->hdr.payload_size)) != OUT_CONTINUE)
 		return o;
-	if (!take_name(s->buf + off, false, name, &ne))
-		return format_error(s, rq, "the file name is %s", wire_name_error_str(ne));
-	if (wire_base_name(name, strlen(name), &b, &blen) < 0)
-		return format_error(s, rq, "the file name '%s' has no usable base name", esc(name, e1));
-	memcpy(base, b, blen);
-	base[blen] = '\0';
-	log_context_file(name, -1);
-	if ((r = vault_path_name(s->hdr.client_id, base, path, sizeof(path))) < 0)
-		return format_error(s, rq, "the file name '%s' is too long", esc(name, e1));
+	if ((o = take_file_name(s, rq, s->buf + off, name, base, path)) != OUT_CONTINUE)
+		return o;
 
 	switch (action) {
 	case CRC_OK:
