@@ -1,24 +1,31 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "crypto.h"
+#include "seal.h"
 #include "vault.h"
 
 /* Start writeback every this many bytes, so the final fsync has little left to do. */
 #define VAULT_WRITEBACK_STEP (8u << 20)
+/* Times vault_create looks again for a client directory that efctl gc removed under it. */
+#define VAULT_DIR_TRIES 4
 
 struct vault {
 	int state_fd;
 	int files_fd;
 	int tmp_fd;
+	const struct seal_key *key; /* NULL: files are stored as received */
 };
 
 struct vault_file {
@@ -27,6 +34,7 @@ struct vault_file {
 	int fd;
 	bool named; /* O_TMPFILE unavailable: fd has the name tmp_name in tmp/ */
 	bool published;
+	struct seal_writer *seal;
 	char tmp_name[64];
 	uint64_t written;
 	uint64_t flushed; /* bytes already handed to writeback */
@@ -61,6 +69,11 @@ int vault_open(const char *state_dir, struct vault **out)
 	}
 	*out = v;
 	return 0;
+}
+
+void vault_set_storage_key(struct vault *v, const struct seal_key *key)
+{
+	v->key = key;
 }
 
 void vault_close(struct vault *v)
@@ -105,41 +118,38 @@ static int client_dir(struct vault *v, const uint8_t id[WIRE_ID_SIZE], bool crea
 	return r;
 }
 
-int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_file **out)
+/*
+ * The client's directory, held with a shared lock for as long as a file is
+ * written in it: efctl gc removes an empty directory only under an
+ * exclusive lock, and one it removed just before we locked has no links left.
+ */
+static int client_dir_locked(struct vault *v, const uint8_t id[WIRE_ID_SIZE], int *out)
 {
-	struct vault_file *f = calloc(1, sizeof(*f));
-	uint8_t rnd[8];
-	int r;
+	struct stat sb;
+	int fd, r;
 
-	if (!f)
-		return -ENOMEM;
-	f->vault = v;
-	f->fd = -1;
-	if ((r = client_dir(v, id, true, &f->dir_fd)) < 0) {
-		free(f);
-		return r;
+	for (int i = 0; i < VAULT_DIR_TRIES; i++) {
+		if ((r = client_dir(v, id, true, &fd)) < 0)
+			return r;
+		while ((r = flock(fd, LOCK_SH)) < 0 && errno == EINTR)
+			continue;
+		if (r < 0 || fstat(fd, &sb) < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		if (sb.st_nlink > 0) {
+			*out = fd;
+			return 0;
+		}
+		close(fd);
 	}
-	f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-		/* No O_TMPFILE here: a named file in tmp/, which efctl gc can find after a crash. */
-		crypto_random(rnd, sizeof(rnd));
-		snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
-		         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-		f->fd = openat(v->tmp_fd, f->tmp_name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-		f->named = f->fd >= 0;
-	}
-	if (f->fd < 0) {
-		r = -errno;
-		close(f->dir_fd);
-		free(f);
-		return r;
-	}
-	*out = f;
-	return 0;
+	return -ESTALE;
 }
 
-int vault_write(struct vault_file *f, const void *buf, size_t len)
+static int raw_write(void *ctx, const void *buf, size_t len)
 {
+	struct vault_file *f = ctx;
 	const char *p = buf;
 	ssize_t n;
 
@@ -160,6 +170,47 @@ int vault_write(struct vault_file *f, const void *buf, size_t len)
 		f->flushed = f->written;
 	}
 	return 0;
+}
+
+int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_file **out)
+{
+	struct vault_file *f = calloc(1, sizeof(*f));
+	uint8_t rnd[8];
+	int r;
+
+	if (!f)
+		return -ENOMEM;
+	f->vault = v;
+	f->fd = -1;
+	if ((r = client_dir_locked(v, id, &f->dir_fd)) < 0) {
+		free(f);
+		return r;
+	}
+	f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		/* No O_TMPFILE here: a named file in tmp/, which efctl gc can find after a crash. */
+		crypto_random(rnd, sizeof(rnd));
+		snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
+		         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+		f->fd = openat(v->tmp_fd, f->tmp_name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		f->named = f->fd >= 0;
+	}
+	if (f->fd < 0) {
+		r = -errno;
+		vault_discard(f);
+		return r;
+	}
+	if (v->key && (r = seal_writer_new(v->key, raw_write, f, &f->seal)) < 0) {
+		vault_discard(f);
+		return r;
+	}
+	*out = f;
+	return 0;
+}
+
+int vault_write(struct vault_file *f, const void *buf, size_t len)
+{
+	return f->seal ? seal_writer_write(f->seal, buf, len) : raw_write(f, buf, len);
 }
 
 /* Give the unnamed file the name tmp_name in tmp/. */
@@ -185,6 +236,8 @@ int vault_publish(struct vault_file *f, const char *base)
 
 	if (!safe_base(base))
 		return -EINVAL;
+	if (f->seal && (r = seal_writer_finish(f->seal)) < 0)
+		return r;
 	if (fsync(f->fd) < 0)
 		return -errno;
 	if (!f->named) {
@@ -219,6 +272,7 @@ void vault_discard(struct vault_file *f)
 		return;
 	if (f->named)
 		(void)unlinkat(f->vault->tmp_fd, f->tmp_name, 0);
+	seal_writer_free(f->seal);
 	if (f->fd >= 0)
 		close(f->fd);
 	close(f->dir_fd);
@@ -238,5 +292,168 @@ int vault_remove(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *ba
 	else if (fsync(dir) < 0)
 		r = -errno;
 	close(dir);
+	return r;
+}
+
+/* How many entries the directory name in at holds, besides . and .. */
+static int dir_entries(int at, const char *name, size_t *out)
+{
+	struct dirent *d;
+	size_t n = 0;
+	DIR *ds;
+	int fd, r = 0;
+
+	if ((fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -errno;
+	if (!(ds = fdopendir(fd))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while ((errno = 0, d = readdir(ds)))
+		if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
+			n++;
+	if (errno != 0)
+		r = -errno;
+	closedir(ds);
+	if (r == 0)
+		*out = n;
+	return r;
+}
+
+/* Unlink every entry of the directory dir. */
+static int empty_dir(int dir)
+{
+	struct dirent *d;
+	DIR *ds;
+	int fd, r = 0;
+
+	if ((fd = dup(dir)) < 0)
+		return -errno;
+	if (!(ds = fdopendir(fd))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while ((errno = 0, d = readdir(ds))) {
+		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dir, d->d_name, 0) < 0 && errno != ENOENT) {
+			r = -errno;
+			break;
+		}
+	}
+	if (r == 0 && errno != 0)
+		r = -errno;
+	closedir(ds);
+	return r;
+}
+
+int vault_remove_dir(struct vault *v, const uint8_t id[WIRE_ID_SIZE], bool content, bool if_idle)
+{
+	char hex[WIRE_ID_HEX_SIZE];
+	int dir, r;
+
+	wire_id_to_hex(id, hex);
+	if ((r = open_dir_at(v->files_fd, hex, false, &dir)) < 0)
+		return r == -ENOENT ? 0 : r;
+	if (if_idle && flock(dir, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		goto out;
+	}
+	if (content && (r = empty_dir(dir)) < 0)
+		goto out;
+	if (unlinkat(v->files_fd, hex, AT_REMOVEDIR) < 0) {
+		r = errno == ENOENT ? 0 : errno == EEXIST ? -ENOTEMPTY : -errno;
+		goto out;
+	}
+	if (fsync(v->files_fd) < 0)
+		r = -errno;
+out:
+	close(dir);
+	return r;
+}
+
+int vault_each_client_dir(struct vault *v, vault_dir_fn fn, void *ctx)
+{
+	char hex[WIRE_ID_HEX_SIZE];
+	uint8_t id[WIRE_ID_SIZE];
+	struct dirent *d;
+	struct stat sb;
+	size_t n = 0;
+	DIR *ds;
+	int fd, r = 0;
+
+	if ((fd = openat(v->files_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	if (!(ds = fdopendir(fd))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while ((errno = 0, d = readdir(ds))) {
+		/* Only what vault_create makes: a directory named by an id in lowercase hex. */
+		if (wire_id_from_hex(d->d_name, id) < 0)
+			continue;
+		wire_id_to_hex(id, hex);
+		if (strcmp(hex, d->d_name) != 0 || fstatat(v->files_fd, hex, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(sb.st_mode))
+			continue;
+		if ((r = dir_entries(v->files_fd, hex, &n)) < 0 || (r = fn(id, n == 0, ctx)) != 0)
+			break;
+	}
+	if (r == 0 && errno != 0)
+		r = -errno;
+	closedir(ds);
+	return r;
+}
+
+/* The pid in a name upload-<pid>-<random>, or 0 when the name is not of that form. */
+static pid_t tmp_owner(const char *name)
+{
+	const char *p = name + strlen(VAULT_TMP_PREFIX);
+	long pid = 0;
+
+	if (strncmp(name, VAULT_TMP_PREFIX, strlen(VAULT_TMP_PREFIX)) != 0)
+		return 0;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		pid = pid * 10 + (*p - '0');
+		if (pid > INT32_MAX)
+			return 0;
+	}
+	return *p == '-' ? (pid_t)pid : 0;
+}
+
+int vault_each_leftover(struct vault *v, bool remove, vault_name_fn fn, void *ctx)
+{
+	struct dirent *d;
+	DIR *ds;
+	pid_t pid;
+	int fd, r = 0;
+
+	if ((fd = openat(v->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	if (!(ds = fdopendir(fd))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while ((errno = 0, d = readdir(ds))) {
+		pid = tmp_owner(d->d_name);
+		/* EPERM: the process exists under another user, so the name is still in use. */
+		if (pid <= 0 || kill(pid, 0) == 0 || errno == EPERM)
+			continue;
+		if (remove && unlinkat(v->tmp_fd, d->d_name, 0) < 0 && errno != ENOENT) {
+			r = -errno;
+			break;
+		}
+		if ((r = fn(d->d_name, ctx)) != 0)
+			break;
+	}
+	if (r == 0 && errno != 0)
+		r = -errno;
+	closedir(ds);
+	if (remove && r == 0 && fsync(v->tmp_fd) < 0)
+		r = -errno;
 	return r;
 }

@@ -7,6 +7,7 @@
 #ifndef EF_VAULT_H
 #define EF_VAULT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,15 +20,24 @@
 
 struct vault;
 struct vault_file;
+struct seal_key;
 
 /* Open STATE_DIR (which must exist) and create files/ and tmp/ in it (0700) if needed. */
 int vault_open(const char *state_dir, struct vault **out);
 void vault_close(struct vault *v);
+/*
+ * From now on, files are sealed under key as they are written (seal.h);
+ * the key must outlive the vault. NULL: stored as received.
+ */
+void vault_set_storage_key(struct vault *v, const struct seal_key *key);
 
 /* "files/<hex>/<base>" relative to the state directory. -ENAMETOOLONG if it does not fit. */
 int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out, size_t out_size);
 
-/* Start a file for that client: an unnamed file in its directory (created 0700 if needed). */
+/*
+ * Start a file for that client: an unnamed file in its directory (created
+ * 0700 if needed), which stays locked against efctl gc until vault_discard.
+ */
 int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_file **out);
 int vault_write(struct vault_file *f, const void *buf, size_t len);
 /*
@@ -41,5 +51,24 @@ void vault_discard(struct vault_file *f);
 
 /* Remove a client's stored file and fsync its directory; a missing file is not an error. */
 int vault_remove(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *base);
+
+/*
+ * For efctl. Remove a client's directory, with everything in it when
+ * content is set (else -ENOTEMPTY if it holds anything); a missing one is
+ * not an error. With if_idle, a directory a file is being written in is
+ * left alone: -EBUSY.
+ */
+int vault_remove_dir(struct vault *v, const uint8_t id[WIRE_ID_SIZE], bool content, bool if_idle);
+
+/* Every client directory under files/, and whether it is empty; fn returns non-zero to stop. */
+typedef int (*vault_dir_fn)(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx);
+int vault_each_client_dir(struct vault *v, vault_dir_fn fn, void *ctx);
+
+/*
+ * Every name in tmp/ left by a session that is no longer running
+ * (upload-<pid>-..., no such process), unlinked first when remove is set.
+ */
+typedef int (*vault_name_fn)(const char *name, void *ctx);
+int vault_each_leftover(struct vault *v, bool remove, vault_name_fn fn, void *ctx);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +12,27 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "seal.h"
 #include "vault.h"
 
 #include "tap.h"
 
 static const uint8_t id[16] = {0xde, 0xad, 0xbe, 0xef, 0, 1, 0x42, 3, 0x84, 5, 6, 7, 8, 9, 10, 11};
 static char root[256];
+
+static int count_dir(const uint8_t *dir_id, bool empty, void *ctx)
+{
+	(void)dir_id;
+	((int *)ctx)[empty ? 1 : 0]++;
+	return 0;
+}
+
+static int count_name(const char *name, void *ctx)
+{
+	(void)name;
+	(*(int *)ctx)++;
+	return 0;
+}
 
 static int entries(const char *rel)
 {
@@ -136,6 +152,64 @@ int main(void)
 	ok(vault_remove(v, id, "..") == -EINVAL, "removing '..' is refused");
 	r = vault_remove(v, (const uint8_t *)"0123456789abcdef", "x");
 	ok(r == 0, "removing from a client without a directory is not an error");
+
+	{
+		static const uint8_t other[16] = {1, 2, 3};
+		struct vault_file *g = NULL;
+		struct seal_key *key = NULL;
+		struct seal_reader *rd = NULL;
+		const uint8_t *p;
+		int counts[2] = {0, 0}, names = 0, fd;
+		size_t n = 0;
+
+		snprintf(path, sizeof(path), "%s/storage.key", root);
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0400);
+		ok(fd >= 0 && write(fd, "0123456789abcdef0123456789abcdef", 32) == 32 && close(fd) == 0 &&
+		       seal_key_load(path, &key) == 0,
+		   "a storage key is loaded");
+		vault_set_storage_key(v, key);
+		ok(vault_create(v, id, &f) == 0 && vault_write(f, "sealed", 6) == 0 && vault_publish(f, "s.txt") == 0,
+		   "with a storage key, a file is written and published");
+		vault_discard(f);
+		snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b/s.txt", root);
+		ok(stat(path, &st) == 0 && (uint64_t)st.st_size == seal_sealed_size(6), "it is stored sealed");
+		fd = open(path, O_RDONLY);
+		ok(seal_reader_new(key, fd, &rd) == 0 && seal_reader_next(rd, &p, &n) == 1 && n == 6 &&
+		       memcmp(p, "sealed", 6) == 0 && seal_reader_next(rd, &p, &n) == 0,
+		   "and opens to what was written");
+		seal_reader_free(rd);
+		close(fd);
+		vault_set_storage_key(v, NULL);
+
+		ok(vault_create(v, other, &f) == 0, "an upload holds a new client's empty directory");
+		ok(vault_each_client_dir(v, count_dir, counts) == 0 && counts[0] == 1 && counts[1] == 1,
+		   "client directories are listed, one with files and one empty");
+		ok(vault_remove_dir(v, other, false, true) == -EBUSY, "a directory in use by an upload is left alone");
+		ok(vault_create(v, other, &g) == 0, "a second upload shares the directory");
+		vault_discard(g);
+		vault_discard(f);
+		ok(vault_remove_dir(v, other, false, true) == 0, "once idle, the empty directory is removed");
+		ok(vault_create(v, other, &f) == 0 && vault_write(f, "x", 1) == 0 && vault_publish(f, "x") == 0,
+		   "an upload after that recreates it");
+		vault_discard(f);
+		ok(vault_remove_dir(v, other, false, true) == -ENOTEMPTY,
+		   "a directory with files is not removed as empty");
+		ok(vault_remove_dir(v, other, true, false) == 0 && entries("files") == 1,
+		   "with its content, it is removed");
+
+		snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "%d-00", root, (int)getpid());
+		close(open(path, O_WRONLY | O_CREAT, 0600));
+		snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "2147483647-00", root);
+		close(open(path, O_WRONLY | O_CREAT, 0600));
+		snprintf(path, sizeof(path), "%s/tmp/unrelated", root);
+		close(open(path, O_WRONLY | O_CREAT, 0600));
+		ok(vault_each_leftover(v, false, count_name, &names) == 0 && names == 1 && entries("tmp") == 3,
+		   "a leftover of a dead process is found, a live one's and other names are not");
+		names = 0;
+		ok(vault_each_leftover(v, true, count_name, &names) == 0 && names == 1 && entries("tmp") == 2,
+		   "and removed on request");
+		seal_key_free(key);
+	}
 
 	vault_close(v);
 	snprintf(path, sizeof(path), "rm -rf '%s'", root);
