@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "opts.h"
+#include "seal.h"
 #include "session.h"
 #include "store.h"
 #include "vault.h"
@@ -50,6 +52,9 @@ static void usage(FILE *to)
 	            "                             key), and no idle timeout\n"
 	            "      --fault-checksum N     report a wrong checksum for the first N uploads of\n"
 	            "                             each file, to exercise clients' resend paths\n"
+	            "      --encrypt-at-rest      store files encrypted under the storage key\n"
+	            "      --storage-key-file FILE  the storage key, 32 raw bytes (default: the\n"
+	            "                             " SEAL_CREDENTIAL " credential of systemd)\n"
 	            "  -h, --help                 show this help and exit\n"
 	            "  -V, --version              show the version and exit\n"
 	            "\n"
@@ -104,6 +109,8 @@ int main(int argc, char **argv)
 	    {"log-target", required_argument, NULL, 'L'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"fault-checksum", required_argument, NULL, 'F'},
+	    {"encrypt-at-rest", no_argument, NULL, 'E'},
+	    {"storage-key-file", required_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0, 0, 0, 0},
@@ -113,7 +120,10 @@ int main(int argc, char **argv)
 	    .idle_timeout = 30,
 	    .aes_key_len = 16,
 	};
-	const char *state_dir = NULL, *env;
+	const char *state_dir = NULL, *env, *key_file = NULL;
+	char key_path[PATH_MAX];
+	struct seal_key *key = NULL;
+	bool encrypt = false;
 	char *state_env = NULL;
 	enum log_target target = LOG_TARGET_AUTO;
 	int level = LOG_INFO, level_set = 0, opt, r, in = STDIN_FILENO, out = STDOUT_FILENO, n;
@@ -179,6 +189,12 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'E':
+			encrypt = true;
+			break;
+		case 'K':
+			key_file = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -192,6 +208,10 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "efsession: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (key_file && !encrypt) {
+		fprintf(stderr, "efsession: --storage-key-file is only used with --encrypt-at-rest\n");
 		return EXIT_USAGE;
 	}
 	if (cfg.debug && !level_set)
@@ -224,16 +244,24 @@ int main(int argc, char **argv)
 	if (!state_dir)
 		state_dir = DEFAULT_STATE_DIR;
 
-	if ((r = vault_open(state_dir, &v)) < 0)
+	/* Never fall back to plaintext: without its key the session answers 2107, like without its state. */
+	if (encrypt &&
+	    ((r = seal_key_path(key_file, key_path, sizeof(key_path))) < 0 || (r = seal_key_load(key_path, &key)) < 0))
+		log_error("Cannot load the storage key%s%s: %s.", r == -ENOKEY ? "" : " ", r == -ENOKEY ? "" : key_path,
+		          seal_strerror(r));
+	else if ((r = vault_open(state_dir, &v)) < 0)
 		log_error("Cannot use the state directory %s: %s.", state_dir, strerror(-r));
 	else if ((r = store_open(state_dir, 0, &st)) < 0)
 		log_error("Cannot open the database in %s: %s%s%s.", state_dir, strerror(-r), st ? ": " : "",
 		          st ? store_errmsg(st) : "");
 
+	if (v)
+		vault_set_storage_key(v, key);
 	end = session_run(&cfg, st, v, in, out);
 
 	store_close(st);
 	vault_close(v);
+	seal_key_free(key);
 	free(state_env);
 	return (int)end;
 }
