@@ -529,6 +529,40 @@ static int connect_to(const char *where)
 	return fd;
 }
 
+/*
+ * With REPLAY_DUMP_DIR set, write the bytes a run sends into
+ * DIR/<replay file>-<run>, so the captures seed the fuzzers' corpus.
+ */
+static void dump_input(void)
+{
+	const char *dir = getenv("REPLAY_DUMP_DIR"), *base = strrchr(R.file, '/');
+	struct content_gen g = {0};
+	static uint8_t buf[1 << 16];
+	char path[1024];
+	size_t i, n;
+	FILE *f;
+
+	if (!dir || !*dir)
+		return;
+	base = base ? base + 1 : R.file;
+	snprintf(path, sizeof(path), "%s/%.*s-%d", dir, (int)strcspn(base, "."), base, R.run_no);
+	if ((f = fopen(path, "wbe")) == NULL)
+		die("cannot write %s: %s", path, strerror(errno));
+	for (i = 0; i < R.in.n; i++) {
+		const struct seg *s = &R.in.s[i];
+		if (s->kind == SEG_BYTES) {
+			fwrite(s->bytes, 1, s->len, f);
+			continue;
+		}
+		content_begin(&g, s);
+		while ((n = content_next(&g, buf, sizeof(buf))) > 0)
+			fwrite(buf, 1, n, f);
+		content_end(&g);
+	}
+	if (fclose(f) != 0)
+		die("cannot write %s: %s", path, strerror(errno));
+}
+
 /* Run efsession with the input segments on a pipe, collecting its output and exit status. */
 static void execute(void)
 {
@@ -793,6 +827,7 @@ static void finish_run(void)
 	free(R.snapshot);
 	R.snapshot = snapshot();
 	R.input_len = segs_len(&R.in);
+	dump_input();
 	execute();
 	check_output();
 	free_segs(&R.in);
