@@ -103,6 +103,8 @@ enum stmt_id {
 	ST_FILE_VERIFY,
 	ST_FILE_CHECK,
 	ST_FILE_GIVE_UP,
+	ST_CLIENT_DELETE,
+	ST_FILE_DELETE,
 	ST_COUNT,
 };
 
@@ -135,6 +137,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "WHERE client_id = ?1 AND path_name = ?2 AND file_name = ?3)",
     [ST_FILE_GIVE_UP] = "UPDATE files SET status = 1, verified = 0 WHERE client_id = ?1 AND path_name = ?2 AND "
                         "file_name = ?3",
+    [ST_CLIENT_DELETE] = "DELETE FROM clients WHERE id = ?1",
+    /* A given-up file has no copy by design: its row is history, not debris. */
+    [ST_FILE_DELETE] = "DELETE FROM files WHERE client_id = ?1 AND path_name = ?2 AND status = 0",
 };
 
 struct store {
@@ -143,6 +148,9 @@ struct store {
 	char *errmsg;    /* copy of the last SQLite error, kept across the ROLLBACK that follows it */
 	bool errmsg_oom; /* the copy itself failed */
 	sqlite3_stmt *stmt[ST_COUNT];
+	int busy_timeout_ms;
+	struct timespec busy_since; /* when the current wait for a lock began */
+	uint32_t busy_jitter;       /* xorshift state */
 };
 
 static void errmsg_clear(struct store *st)
@@ -481,6 +489,39 @@ void store_close(struct store *st)
 	free(st);
 }
 
+/*
+ * The busy timeout, in short steps. SQLite's own handler sleeps 1, 2, 5,
+ * 10 ... 100 ms between tries, while a writer holds the lock for a
+ * millisecond or two: behind a few writers, a waiter would sleep through
+ * many chances. Steps grow from 0.1 to 2 ms, with jitter so that waiting
+ * processes do not retry in step; the wait still ends after the timeout.
+ */
+static int busy_wait(void *ctx, int count)
+{
+	struct store *st = ctx;
+	struct timespec now, ts;
+	long us, waited_ms;
+	uint32_t x;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (count == 0)
+		st->busy_since = now;
+	waited_ms = (now.tv_sec - st->busy_since.tv_sec) * 1000L + (now.tv_nsec - st->busy_since.tv_nsec) / 1000000L;
+	if (waited_ms >= st->busy_timeout_ms)
+		return 0;
+	us = count < 5 ? 100L << count : 2000L;
+	x = st->busy_jitter;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	st->busy_jitter = x;
+	us += (long)(x % (uint32_t)(us / 2 + 1));
+	ts.tv_sec = 0;
+	ts.tv_nsec = us * 1000L;
+	(void)nanosleep(&ts, NULL);
+	return 1;
+}
+
 static int store_new(const char *path, int flags, int busy_timeout_ms, struct store **out)
 {
 	struct store *st;
@@ -498,10 +539,19 @@ static int store_new(const char *path, int flags, int busy_timeout_ms, struct st
 		return r;
 	}
 	/* Before any statement reads the file: every lock from here on waits. */
-	(void)sqlite3_busy_timeout(st->db, busy_timeout_ms > 0 ? busy_timeout_ms : STORE_BUSY_TIMEOUT_DEFAULT_MS);
+	st->busy_timeout_ms = busy_timeout_ms > 0 ? busy_timeout_ms : STORE_BUSY_TIMEOUT_DEFAULT_MS;
+	st->busy_jitter = (uint32_t)getpid() * 2654435761u | 1;
+	(void)sqlite3_busy_handler(st->db, busy_wait, st);
 	/* The schema is ours alone: refuse tricks a crafted database file could play. */
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+	/*
+	 * Each connection is one short process: a checkpoint at every close would
+	 * sync the database and delete the WAL that the next process recreates.
+	 * Commits are synced to the WAL all the same; automatic checkpoints move
+	 * it into the database as it grows.
+	 */
+	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	*out = st;
 	return 0;
 }
@@ -1090,6 +1140,61 @@ int store_give_up(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *
                   store_publish_fn remove, void *ctx)
 {
 	return file_op(st, ST_FILE_GIVE_UP, id, path_name, file_name, remove, ctx);
+}
+
+/* One statement on a client (and path), in one transaction: -ENOENT when it changes no row; then fn. */
+static int delete_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                     store_publish_fn fn, void *ctx)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	errmsg_clear(st);
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	r = stmt_get(st, which, &s);
+	if (r < 0)
+		goto rollback;
+	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK)) {
+		r = bind_failed(st, s);
+		goto rollback;
+	}
+	r = stmt_exec(st, s);
+	if (r < 0)
+		goto rollback;
+	if (sqlite3_changes(st->db) == 0) {
+		r = -ENOENT;
+		goto rollback;
+	}
+	if (fn) {
+		r = fn(ctx);
+		if (r != 0) {
+			if (r > 0)
+				r = -ECANCELED;
+			goto rollback;
+		}
+	}
+	return tx_commit(st);
+
+rollback:
+	tx_rollback(st);
+	return r;
+}
+
+int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
+{
+	if (!st || !id)
+		return -EINVAL;
+	return delete_op(st, ST_CLIENT_DELETE, id, NULL, NULL, NULL);
+}
+
+int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                      store_publish_fn gone_check, void *ctx)
+{
+	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX))
+		return -EINVAL;
+	return delete_op(st, ST_FILE_DELETE, id, path_name, gone_check, ctx);
 }
 
 /*

@@ -118,6 +118,18 @@ int store_each_client(struct store *st, store_client_fn fn, void *ctx);
 /* id NULL: every client's files. */
 int store_each_file(struct store *st, const uint8_t *id, store_file_fn fn, void *ctx);
 
+/* Remove a client and, by the foreign key's cascade, its file rows: 0, or -ENOENT. */
+int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE]);
+
+/*
+ * Delete the row of a stored (not given-up) file once gone_check, called
+ * inside the transaction, returns 0 to say its file is really gone; a
+ * session replacing or giving up that file meanwhile holds the write lock,
+ * so the check sees its outcome. -ENOENT when there is no such row.
+ */
+int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                      store_publish_fn gone_check, void *ctx);
+
 /* PRAGMA integrity_check: 0 when "ok", -EIO otherwise. */
 int store_integrity_check(struct store *st);
 
