@@ -53,7 +53,7 @@ static int open_dir_at(int at, const char *name, bool create, int *out)
 	return 0;
 }
 
-int vault_open(const char *state_dir, struct vault **out)
+static int vault_new(const char *state_dir, bool create, struct vault **out)
 {
 	struct vault *v = calloc(1, sizeof(*v));
 	int r;
@@ -62,13 +62,23 @@ int vault_open(const char *state_dir, struct vault **out)
 		return -ENOMEM;
 	v->state_fd = v->files_fd = v->tmp_fd = -1;
 	if ((r = open_dir_at(AT_FDCWD, state_dir, false, &v->state_fd)) < 0 ||
-	    (r = open_dir_at(v->state_fd, VAULT_FILES_DIR, true, &v->files_fd)) < 0 ||
-	    (r = open_dir_at(v->state_fd, VAULT_TMP_DIR, true, &v->tmp_fd)) < 0) {
+	    (r = open_dir_at(v->state_fd, VAULT_FILES_DIR, create, &v->files_fd)) < 0 ||
+	    (r = open_dir_at(v->state_fd, VAULT_TMP_DIR, create, &v->tmp_fd)) < 0) {
 		vault_close(v);
 		return r;
 	}
 	*out = v;
 	return 0;
+}
+
+int vault_open(const char *state_dir, struct vault **out)
+{
+	return vault_new(state_dir, true, out);
+}
+
+int vault_open_existing(const char *state_dir, struct vault **out)
+{
+	return vault_new(state_dir, false, out);
 }
 
 void vault_set_storage_key(struct vault *v, const struct seal_key *key)

@@ -24,6 +24,8 @@ struct seal_key;
 
 /* Open STATE_DIR (which must exist) and create files/ and tmp/ in it (0700) if needed. */
 int vault_open(const char *state_dir, struct vault **out);
+/* The same for tools run by another user (efctl as root): create nothing, -ENOENT if files/ or tmp/ is missing. */
+int vault_open_existing(const char *state_dir, struct vault **out);
 void vault_close(struct vault *v);
 /*
  * From now on, files are sealed under key as they are written (seal.h);
