@@ -1,0 +1,53 @@
+# What the efctl and encryption-at-rest tests add to tests/client-lib.sh:
+# running efctl and looking at what it printed and how it exited.
+
+. "${top_srcdir:-.}/tests/client-lib.sh"
+
+EFCTL=$(cd "$top_builddir" && pwd)/efctl
+[ -x "$EFCTL" ] || skip_all "efctl is not built"
+
+# ctl [OPTION|ARGUMENT]...: efctl, stdout in $work/ctl.out, stderr in $work/ctl.err, status in $ctl_status.
+ctl() {
+	"$EFCTL" "$@" >"$work/ctl.out" 2>"$work/ctl.err"
+	ctl_status=$?
+	cat "$work/ctl.out" "$work/ctl.err" >>"$work/all-output"
+	return 0
+}
+
+# ctl_is STATUS: the last efctl exited with STATUS.
+ctl_is() {
+	[ "$ctl_status" -eq "$1" ] || {
+		note "efctl exited $ctl_status, expected $1" "$(cat "$work/ctl.out" "$work/ctl.err")"
+		return 1
+	}
+}
+
+# out_has TEXT / err_has TEXT: the last efctl printed TEXT on stdout / stderr.
+out_has() {
+	grep -qF -- "$1" "$work/ctl.out" || {
+		note "expected on stdout: $1" "$(cat "$work/ctl.out")"
+		return 1
+	}
+}
+
+err_has() {
+	grep -qF -- "$1" "$work/ctl.err" || {
+		note "expected on stderr: $1" "$(cat "$work/ctl.err")"
+		return 1
+	}
+}
+
+# json_ok: the last stdout is one valid JSON document (checked when python3 is there).
+json_ok() {
+	command -v python3 >/dev/null || return 0
+	python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/ctl.out"
+}
+
+# snapshot STATE: the database rows and the files on disk, to compare before and after.
+snapshot() {
+	(
+		"$EFCTL" -s "$1" files --json
+		"$EFCTL" -s "$1" clients --json
+		cd "$1" && find files tmp -printf '%p %s\n' | sort && find files -type f -exec cksum {} + | sort
+	) 2>&1
+}
