@@ -641,10 +641,12 @@ static int cmd_remove(struct ctl *c, const char *who)
 			goto out;
 		}
 	}
-	if (r == -ENOENT)
-		fprintf(stderr, "efctl: no client named or with the id '%s'\n", who);
-	if (r < 0)
-		goto out;
+	if (r < 0) {
+		if (r == -ENOENT)
+			fprintf(stderr, "efctl: no client named or with the id '%s'\n", who);
+		vault_close(v);
+		return exit_for(r);
+	}
 	wire_id_to_hex(cl.id, hex);
 	if ((r = store_remove_client(c->st, cl.id)) < 0) {
 		fprintf(stderr, "efctl: cannot remove %s from the database: %s\n", hex, store_errmsg(c->st));
@@ -656,11 +658,11 @@ static int cmd_remove(struct ctl *c, const char *who)
 		printf("Removed client %s (%s) and its %lld file%s.\n", esc(cl.name, e), hex, cl.file_count,
 		       cl.file_count == 1 ? "" : "s");
 out:
-	if (r < 0 && r != -ENOENT)
+	if (r < 0)
 		fprintf(stderr, "efctl: cannot remove the files of %s: %s (efctl gc finds what is left)\n", who,
 		        strerror(-r));
 	vault_close(v);
-	return r == 0 ? EXIT_OK : exit_for(r);
+	return r == 0 ? EXIT_OK : EXIT_SYSTEM;
 }
 
 struct gc {
