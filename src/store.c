@@ -25,6 +25,8 @@
 #define STORE_RETRIES           8
 #define STORE_JOURNAL_MODE_SIZE 16
 #define STORE_TIME_SIZE         32
+/* WAL pages (4 KiB) after which a commit checkpoints them into the database. */
+#define STORE_WAL_CHECKPOINT_PAGES "128"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -148,9 +150,6 @@ struct store {
 	char *errmsg;    /* copy of the last SQLite error, kept across the ROLLBACK that follows it */
 	bool errmsg_oom; /* the copy itself failed */
 	sqlite3_stmt *stmt[ST_COUNT];
-	int busy_timeout_ms;
-	struct timespec busy_since; /* when the current wait for a lock began */
-	uint32_t busy_jitter;       /* xorshift state */
 };
 
 static void errmsg_clear(struct store *st)
@@ -489,39 +488,6 @@ void store_close(struct store *st)
 	free(st);
 }
 
-/*
- * The busy timeout, in short steps. SQLite's own handler sleeps 1, 2, 5,
- * 10 ... 100 ms between tries, while a writer holds the lock for a
- * millisecond or two: behind a few writers, a waiter would sleep through
- * many chances. Steps grow from 0.1 to 2 ms, with jitter so that waiting
- * processes do not retry in step; the wait still ends after the timeout.
- */
-static int busy_wait(void *ctx, int count)
-{
-	struct store *st = ctx;
-	struct timespec now, ts;
-	long us, waited_ms;
-	uint32_t x;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (count == 0)
-		st->busy_since = now;
-	waited_ms = (now.tv_sec - st->busy_since.tv_sec) * 1000L + (now.tv_nsec - st->busy_since.tv_nsec) / 1000000L;
-	if (waited_ms >= st->busy_timeout_ms)
-		return 0;
-	us = count < 5 ? 100L << count : 2000L;
-	x = st->busy_jitter;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	st->busy_jitter = x;
-	us += (long)(x % (uint32_t)(us / 2 + 1));
-	ts.tv_sec = 0;
-	ts.tv_nsec = us * 1000L;
-	(void)nanosleep(&ts, NULL);
-	return 1;
-}
-
 static int store_new(const char *path, int flags, int busy_timeout_ms, struct store **out)
 {
 	struct store *st;
@@ -539,17 +505,16 @@ static int store_new(const char *path, int flags, int busy_timeout_ms, struct st
 		return r;
 	}
 	/* Before any statement reads the file: every lock from here on waits. */
-	st->busy_timeout_ms = busy_timeout_ms > 0 ? busy_timeout_ms : STORE_BUSY_TIMEOUT_DEFAULT_MS;
-	st->busy_jitter = (uint32_t)getpid() * 2654435761u | 1;
-	(void)sqlite3_busy_handler(st->db, busy_wait, st);
+	(void)sqlite3_busy_timeout(st->db, busy_timeout_ms > 0 ? busy_timeout_ms : STORE_BUSY_TIMEOUT_DEFAULT_MS);
 	/* The schema is ours alone: refuse tricks a crafted database file could play. */
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
 	/*
 	 * Each connection is one short process: a checkpoint at every close would
 	 * sync the database and delete the WAL that the next process recreates.
-	 * Commits are synced to the WAL all the same; automatic checkpoints move
-	 * it into the database as it grows.
+	 * Commits are synced to the WAL all the same (synchronous FULL); the
+	 * automatic checkpoint (STORE_WAL_CHECKPOINT_PAGES) moves it into the
+	 * database as it grows.
 	 */
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	*out = st;
@@ -587,6 +552,10 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 		goto out;
 	/* FULL syncs the WAL at every commit: a file acknowledged with 2103 survives a power loss. */
 	r = pragma(st, "PRAGMA synchronous = FULL", NULL, NULL, 0);
+	if (r < 0)
+		goto out;
+	/* Small, because the first process to open the database reads the whole WAL to rebuild its index. */
+	r = pragma(st, "PRAGMA wal_autocheckpoint = " STORE_WAL_CHECKPOINT_PAGES, NULL, NULL, 0);
 	if (r < 0)
 		goto out;
 	r = pragma(st, "PRAGMA foreign_keys = ON", NULL, NULL, 0);
