@@ -1,0 +1,80 @@
+#!/bin/bash
+# efbench works and counts what fails: against efsession over TCP in both
+# code sets and every connection policy, uploads arrive whole and are
+# confirmed; wrong checksums are counted as errors with exit status 1; key
+# exchanges work; raw mode drives the trivial server of make bench, which
+# stores what it is sent. No timing is checked.
+. "${top_srcdir:-.}/tests/lib.sh"
+
+EFBENCH=$top_builddir/efbench
+SINK=$top_builddir/src/bench-sink
+
+# bench OUT [OPTION]...: efbench against the server on $PORT, its exit status in $status.
+bench() {
+	local out=$1
+	shift
+	"$EFBENCH" -t 20 "$@" "127.0.0.1:$PORT" >"$out" 2>"$out.err"
+	status=$?
+	[ "$status" -eq 0 ] || diag "$out.err"
+}
+
+errors_are() {
+	grep -qx "errors: *$2" "$1"
+}
+
+stored_files() {
+	find "$WORK/state/files" -type f -name 'efbench-*.bin' | wc -l
+}
+
+start_server "$WORK/state"
+
+bench "$WORK/a" -u 20 -j 4
+check "1100: 20 upload sessions, 4 at a time, no error" eval '[ $status -eq 0 ] && errors_are "$WORK/a" 0'
+check "and 20 files are stored" [ "$(stored_files)" -eq 20 ]
+check "the report has the rate, MB/s and latencies" \
+	eval 'grep -q "^uploads/s: *[0-9]" "$WORK/a" && grep -q "^MB/s:" "$WORK/a" && grep -q "^latency p99: .* ms$" "$WORK/a"'
+
+bench "$WORK/b" -c 1025 -p -s 3000001 -u 4 -j 2
+check "1025, a connection per request, 3000001-byte files: no error" eval '[ $status -eq 0 ] && errors_are "$WORK/b" 0'
+check "each stored with its plaintext size" \
+	[ "$(find "$WORK/state/files" -type f -size 3000001c | wc -l)" -eq 4 ]
+
+bench "$WORK/c" -K -s 100000 -u 6 -j 2 -k cksum
+check "one connection per worker: no error" eval '[ $status -eq 0 ] && errors_are "$WORK/c" 0'
+
+bench "$WORK/d" -m keys -u 10 -j 2
+check "10 key exchanges, no error" eval '[ $status -eq 0 ] && errors_are "$WORK/d" 0 && grep -q "^key exchanges/s:" "$WORK/d"'
+
+bench "$WORK/e" -k crc32 -u 3
+check "a checksum the server does not use: every upload is an error, exit 1" \
+	eval '[ $status -eq 1 ] && errors_are "$WORK/e" 3'
+check "each described on standard error" [ "$(grep -c "checksum .* from the server" "$WORK/e.err")" -eq 3 ]
+
+stop_server
+start_server "$WORK/state" --fault-checksum 1
+bench "$WORK/f" -c 1025 -u 4 -j 2
+check "--fault-checksum 1: the first upload of each file is wrong, 4 errors" \
+	eval '[ $status -eq 1 ] && errors_are "$WORK/f" 4'
+stop_server
+
+"$EFBENCH" -u 1 "127.0.0.1:$PORT" >/dev/null 2>"$WORK/g.err"
+check "no server listening: exit 69 before anything is timed" [ $? -eq 69 ]
+"$EFBENCH" -j 0 "127.0.0.1:$PORT" >/dev/null 2>&1
+check "a concurrency of 0: usage error 64" [ $? -eq 64 ]
+
+# The trivial server of make bench, under the same launcher, storing what it is sent.
+mkdir "$WORK/sink"
+PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept --inetd "$(cd "$(dirname "$SINK")" && pwd)/bench-sink" \
+	--store "$WORK/sink" 2>"$WORK/sink.log" &
+SERVER_PID=$!
+for i in $(seq 1 100); do
+	grep -q "^Listening on" "$WORK/sink.log" && break
+	sleep 0.05
+done
+bench "$WORK/h" -m raw -s 65536 -u 5 -j 2
+check "raw mode against the trivial server: no error" eval '[ $status -eq 0 ] && errors_are "$WORK/h" 0'
+check "which stored each upload's payload (65536 bytes padded, and 275 bytes of fixed fields)" \
+	[ "$(find "$WORK/sink" -type f -size 65827c | wc -l)" -eq 5 ]
+
+done_testing

@@ -1,0 +1,211 @@
+#!/bin/bash
+# make bench: efsession under systemd-socket-activate on loopback, each
+# figure beside a ceiling measured in the same run on the same machine:
+# (a) one large upload against a plain copy of the same bytes into a file,
+# fsynced; (b) 1 KiB upload sessions against a trivial per-connection
+# program under the same launcher; (c) key exchanges; (d) efsession's peak
+# RSS. Prints the results and writes them to bench-results.txt in the build
+# directory. BENCH_BIG (default 1G) and BENCH_ROUNDS (default 3) shorten a run.
+set -u
+
+: "${top_builddir:=.}"
+: "${top_srcdir:=.}"
+: "${SOCKET_ACTIVATE:=$(command -v systemd-socket-activate || true)}"
+BUILD=$(cd "$top_builddir" && pwd)
+EFSESSION=$BUILD/efsession
+EFBENCH=$BUILD/efbench
+SINK=$BUILD/src/bench-sink
+RSS=$BUILD/src/bench-rss
+RESULTS=$BUILD/bench-results.txt
+BIG=${BENCH_BIG:-1G}
+ROUNDS=${BENCH_ROUNDS:-3}
+SMALL_1=300  # 1 KiB sessions at concurrency 1
+SMALL_8=1000 # and at concurrency 8
+KEYS=400
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+[ -n "$SOCKET_ACTIVATE" ] || die "systemd-socket-activate is not installed"
+for p in "$EFSESSION" "$EFBENCH" "$SINK" "$RSS"; do
+	[ -x "$p" ] || die "$p is not built"
+done
+
+# State and the ceiling's files share the build directory's file system.
+WORK=$(mktemp -d "$BUILD/bench.XXXXXX") || die "cannot make a scratch directory"
+LAUNCHERS=()
+cleanup() {
+	local pid
+	for pid in "${LAUNCHERS[@]}"; do
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+big_bytes=$(numfmt --from=iec "$BIG") || die "BENCH_BIG=$BIG is not a size"
+avail=$(($(df -P -k "$WORK" | awk 'NR == 2 { print $4 }') * 1024))
+[ "$avail" -gt $((big_bytes + big_bytes / 4)) ] ||
+	die "$BIG upload needs $(numfmt --to=iec $((big_bytes + big_bytes / 4))) free in $BUILD, only $(numfmt --to=iec "$avail")"
+mkdir -p "$WORK/state" "$WORK/sink"
+
+# launch NAME PROGRAM [ARG]...: PROGRAM per connection on a free loopback port ${PORT[NAME]}, launcher ${PID[NAME]}.
+declare -A PORT PID
+launch() {
+	local name=$1 try pid log=$WORK/$1.log
+	shift
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		PORT[$name]=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		: >"$log"
+		"$SOCKET_ACTIVATE" --listen="127.0.0.1:${PORT[$name]}" --accept --inetd "$@" 2>>"$log" &
+		pid=$!
+		while kill -0 "$pid" 2>/dev/null && ! grep -q "^Listening on" "$log"; do
+			sleep 0.05
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			LAUNCHERS+=("$pid")
+			PID[$name]=$pid
+			return 0
+		fi
+		wait "$pid" 2>/dev/null
+	done
+	die "cannot start systemd-socket-activate for $name"
+}
+
+EFARGS=(--state-dir "$WORK/state" --log-target stderr)
+launch ef "$EFSESSION" "${EFARGS[@]}"
+launch efrss "$RSS" "$WORK/rss.log" "$EFSESSION" "${EFARGS[@]}"
+launch trivial "$SINK"
+launch copy "$SINK" --store "$WORK/sink"
+launch copywb "$SINK" --store "$WORK/sink" --writeback
+
+# run OUT NAME [EFBENCH OPTION]...: efbench against launcher NAME; its report in OUT.
+run() {
+	local out=$1 name=$2
+	shift 2
+	if ! "$EFBENCH" "$@" "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"; then
+		cat "$out.err" >&2
+		die "efbench $* against $name failed"
+	fi
+}
+
+field() {
+	awk -F: -v k="$2" '$1 == k { sub(/^ */, "", $2); split($2, a, " "); print a[1] }' "$1"
+}
+
+# best FILE...: the highest rate of the reports.
+best() {
+	local f v b=0
+	for f in "$@"; do
+		v=$(field "$f" "${KEY:-uploads/s}")
+		b=$(awk -v a="$b" -v c="$v" 'BEGIN { print (c > a ? c : a) }')
+	done
+	echo "$b"
+}
+
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
+}
+
+mib() {
+	awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+# Peak RSS and anonymous memory of efsession under launcher efrss, sampled while it runs.
+sample_anon() {
+	local top=0 kids pid a
+	while :; do
+		for kids in $(pgrep -P "${PID[efrss]}"); do
+			for pid in $(pgrep -P "$kids"); do
+				a=$(awk '/^Anonymous:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null)
+				[ -n "$a" ] && [ "$a" -gt "$top" ] && top=$a && echo "$top" >"$WORK/anon"
+			done
+		done
+		sleep 0.1
+	done
+}
+
+echo "bench: $BIG upload, $ROUNDS rounds; scratch space in $WORK" >&2
+
+# (a) one large upload, until 2103 arrives, against the same bytes copied into a file and fsynced.
+for r in $(seq "$ROUNDS"); do
+	run "$WORK/a-copy.$r" copy -m raw -s "$BIG" -u 1
+	rm -f "$WORK"/sink/*
+	run "$WORK/a-copywb.$r" copywb -m raw -s "$BIG" -u 1
+	rm -f "$WORK"/sink/*
+	: >"$WORK/rss.log"
+	sample_anon &
+	sampler=$!
+	run "$WORK/a-ef.$r" efrss -s "$BIG" -u 1 -n 1
+	kill "$sampler" 2>/dev/null
+	wait "$sampler" 2>/dev/null
+	sort -n "$WORK/rss.log" | tail -1 >>"$WORK/rss-a"
+	rm -rf "$WORK"/state/files/*
+done
+KEY=MB/s
+a_ef=$(best "$WORK"/a-ef.*)
+a_copy=$(best "$WORK"/a-copy.*)
+a_copywb=$(best "$WORK"/a-copywb.*)
+unset KEY
+a_ceiling=$(awk -v a="$a_copy" -v b="$a_copywb" 'BEGIN { print (a > b ? a : b) }')
+rss_a=$(sort -n "$WORK/rss-a" | tail -1 | cut -d' ' -f1)
+anon_a=$(cat "$WORK/anon" 2>/dev/null || echo 0)
+
+# (b) 1 KiB sessions (upload and confirmation on one connection) against the trivial program.
+for r in $(seq "$ROUNDS"); do
+	run "$WORK/b1-ef.$r" ef -u "$SMALL_1" -j 1
+	run "$WORK/b1-triv.$r" trivial -m raw -u "$SMALL_1" -j 1
+	run "$WORK/b8-ef.$r" ef -u "$SMALL_8" -j 8
+	run "$WORK/b8-triv.$r" trivial -m raw -u "$SMALL_8" -j 8
+done
+b1_ef=$(best "$WORK"/b1-ef.*)
+b1_triv=$(best "$WORK"/b1-triv.*)
+b8_ef=$(best "$WORK"/b8-ef.*)
+b8_triv=$(best "$WORK"/b8-triv.*)
+b8_lat=$(ls -1 "$WORK"/b8-ef.* | head -1)
+: >"$WORK/rss.log"
+run "$WORK/b-rss" efrss -u 200 -j 8
+rss_b=$(sort -n "$WORK/rss.log" | tail -1 | cut -d' ' -f1)
+
+# (c) key exchanges: a public key in, a fresh AES key out and decrypted, one connection each.
+run "$WORK/c1" ef -m keys -u $((KEYS / 4)) -j 1
+run "$WORK/c8" ef -m keys -u "$KEYS" -j 8
+KEY="key exchanges/s"
+c1=$(best "$WORK/c1")
+c8=$(best "$WORK/c8")
+unset KEY
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+fs=$(df -P -T "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')
+{
+	echo "efserver benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $("$EFSESSION" --version)"
+	echo "machine: $cpu, $(nproc) cores, $mem, load average $(cut -d' ' -f1-3 /proc/loadavg); state on $fs"
+	echo "efsession under systemd-socket-activate on 127.0.0.1, code set 1100, checksum cksum;"
+	echo "each figure is the best of $ROUNDS rounds, its ceiling measured in the same run."
+	echo
+	echo "(a) one $BIG upload, end to end (until 2103: decrypted, checksummed, fsynced)"
+	printf '    efsession                                   %8.1f MB/s\n' "$a_ef"
+	printf '    ceiling: same bytes into a file, then fsync %8.1f MB/s\n' "$a_copy"
+	printf '    ceiling: the same, writeback as it goes     %8.1f MB/s\n' "$a_copywb"
+	printf '    ratio to the better ceiling                 %8s      (target 0.8)\n' "$(ratio "$a_ef" "$a_ceiling")"
+	echo "(b) 1 KiB upload sessions, upload and confirmation on one connection each"
+	printf '    concurrency 1: efsession %7.1f/s, trivial program %7.1f/s, ratio %s\n' "$b1_ef" "$b1_triv" \
+		"$(ratio "$b1_ef" "$b1_triv")"
+	printf '    concurrency 8: efsession %7.1f/s, trivial program %7.1f/s, ratio %s (target 0.5)\n' "$b8_ef" \
+		"$b8_triv" "$(ratio "$b8_ef" "$b8_triv")"
+	printf '    latency at concurrency 8: p50 %s ms, p99 %s ms\n' "$(field "$b8_lat" "latency p50")" \
+		"$(field "$b8_lat" "latency p99")"
+	echo "(c) key exchanges (RSA-1024 public key in, AES key out), one connection each"
+	printf '    concurrency 1: %7.1f/s; concurrency 8: %7.1f/s\n' "$c1" "$c8"
+	echo "(d) efsession peak RSS (wait4 ru_maxrss, shared library pages included; target 4 MiB)"
+	printf '    during (a): %s MiB, of it anonymous memory %s MiB; during (b): %s MiB\n' "$(mib "$rss_a")" \
+		"$(mib "$anon_a")" "$(mib "$rss_b")"
+	"$RSS" "$WORK/rss-trivial" "$SINK" </dev/null
+	printf '    the trivial program, for scale: %s MiB\n' "$(mib "$(cut -d' ' -f1 "$WORK/rss-trivial")")"
+} >"$RESULTS"
+cat "$RESULTS"
