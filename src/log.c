@@ -20,6 +20,7 @@
 
 #define LOG_LINE_MAX  2048
 #define LOG_FIELD_MAX 600
+#define LOG_WHO_MAX   (LOG_FIELD_MAX + 160)
 
 static struct {
 	const char *ident;
@@ -181,9 +182,18 @@ const char *log_escape(const void *data, size_t len, char *out, size_t out_size)
 	return out;
 }
 
+/* A dual-stack socket (ListenStream=1357) reports IPv4 clients as [::ffff:a.b.c.d]:port: log a.b.c.d:port. */
 void log_context_peer(const char *peer)
 {
-	snprintf(ctx.peer, sizeof(ctx.peer), "%s", peer ? peer : "");
+	static const char mapped[] = "[::ffff:";
+	const size_t plen = sizeof(mapped) - 1;
+	const char *end;
+
+	if (peer && strncmp(peer, mapped, plen) == 0 && (end = strchr(peer + plen, ']')) &&
+	    memchr(peer + plen, '.', (size_t)(end - peer) - plen) && end[1] == ':')
+		snprintf(ctx.peer, sizeof(ctx.peer), "%.*s%s", (int)(end - peer - plen), peer + plen, end + 1);
+	else
+		snprintf(ctx.peer, sizeof(ctx.peer), "%s", peer ? peer : "");
 }
 
 void log_context_client(const uint8_t *id, const char *name)
@@ -241,30 +251,38 @@ static void emit_journal(int level, const char *file, int line, const char *func
 	(void)sd_journal_sendv(iov, n);
 }
 
+/* "peer name: ", the prefix that tells connections apart where entries have no fields. */
+static const char *who(char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (ctx.peer[0] || ctx.client_name[0])
+		snprintf(buf, size, "%s%s%s: ", ctx.peer, ctx.peer[0] && ctx.client_name[0] ? " " : "",
+		         ctx.client_name);
+	return buf;
+}
+
 static void emit_stream(int level, const char *msg, bool colour)
 {
 	static const char *const colours[] = {"\033[1;31m", "\033[1;31m", "\033[1;31m", "\033[31m",
 	                                      "\033[33m",   "\033[1m",    "",           "\033[2m"};
 	char line[LOG_LINE_MAX + 256];
-	char who[LOG_FIELD_MAX + 160] = "";
+	char prefix[LOG_WHO_MAX];
 	int len;
 
-	if (ctx.peer[0] || ctx.client_name[0])
-		snprintf(who, sizeof(who), "%s%s%s: ", ctx.peer, ctx.peer[0] && ctx.client_name[0] ? " " : "",
-		         ctx.client_name);
+	who(prefix, sizeof(prefix));
 	if (colour)
 		len = snprintf(line, sizeof(line), "%s%s[%ld] %s: %s%s\033[0m\n", colours[level], ctx.ident,
-		               (long)getpid(), level_names[level], who, msg);
+		               (long)getpid(), level_names[level], prefix, msg);
 	else
 		len = snprintf(line, sizeof(line), "%s[%ld] %s: %s%s\n", ctx.ident, (long)getpid(), level_names[level],
-		               who, msg);
+		               prefix, msg);
 	if (len > 0)
 		(void)!write(STDERR_FILENO, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
 }
 
 void log_emit(int level, const char *file, int line, const char *func, const char *fmt, ...)
 {
-	char msg[LOG_LINE_MAX];
+	char msg[LOG_LINE_MAX], prefix[LOG_WHO_MAX];
 	int saved = errno;
 	va_list ap;
 
@@ -282,7 +300,7 @@ void log_emit(int level, const char *file, int line, const char *func, const cha
 		emit_journal(level, file, line, func, msg);
 		break;
 	case LOG_TARGET_SYSLOG:
-		syslog(level, "%s%s%s", ctx.peer, ctx.peer[0] ? ": " : "", msg);
+		syslog(level, "%s%s", who(prefix, sizeof(prefix)), msg);
 		break;
 	case LOG_TARGET_TERMINAL:
 		emit_stream(level, msg, true);
