@@ -1,0 +1,148 @@
+#!/bin/bash
+# Run by tests/ci/nspawn.sh inside a booted Debian 12 container, with systemd
+# as PID 1, as the oneshot efserver-boot-test.service. It installs the staged
+# "make install" tree the way a package would, enables efserver.socket and
+# uploads over 127.0.0.1:1357. Results go to /efserver-results/tap as
+# unnumbered TAP lines ("ok - ...", "not ok - ...", "# ..."), then "done".
+set -u
+results=/efserver-results/tap
+state=/var/lib/efserver
+: >"$results"
+
+pass() { echo "ok - $*" >>"$results"; }
+fail() { echo "not ok - $*" >>"$results"; }
+note() { sed 's/^/# /' >>"$results"; }
+check() {
+	local desc=$1
+	shift
+	if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
+finish() {
+	echo done >>"$results"
+	exit 0
+}
+
+# The package install: files in place, then what a package's scripts do.
+cp -a /efserver-test/stage/. / && systemctl daemon-reload
+check "make install's tree copied into the booted system" test -x /usr/sbin/efsession -a -x /usr/bin/efclient
+systemd-sysusers >/dev/null 2>&1
+systemd-tmpfiles --create efserver.conf >/dev/null 2>&1
+uid=$(id -u efserver 2>/dev/null)
+check "systemd-sysusers created the system user efserver (uid ${uid:-none})" test -n "$uid" -a "${uid:-1000}" -lt 1000
+check "the service user has no login shell" test "$(getent passwd efserver | cut -d: -f7)" = /usr/sbin/nologin
+
+units=$(systemctl show -P FragmentPath efserver.socket efserver@probe.service | sed 's/@probe/@/')
+out=$(systemd-analyze verify $units 2>&1)
+check "systemd-analyze verify $(echo $units) prints nothing (their man pages found)" test -z "$out"
+[ -z "$out" ] || note <<<"$out"
+
+security=$(systemd-analyze security --no-pager efserver@probe.service 2>&1)
+exposure=$(sed -n 's/.*Overall exposure level for efserver@probe.service: \([0-9.]*\).*/\1/p' <<<"$security")
+echo "exposure ${exposure:-none}" >>"$results"
+grep -v '^✓' <<<"$security" | note
+
+systemctl enable --now efserver.socket >/dev/null 2>&1
+check "systemctl enable --now efserver.socket: enabled" test "$(systemctl is-enabled efserver.socket)" = enabled
+check "efserver.socket is active" systemctl -q is-active efserver.socket
+check "StateDirectory= made $state 0700, owned by efserver" \
+	test "$(stat -c '%a %U' "$state" 2>/dev/null)" = "700 efserver"
+
+# A connection held open: its efsession runs sandboxed, and answers on the
+# socket systemd accepted, although it has no network of its own.
+if exec 3<>/dev/tcp/127.0.0.1/1357; then
+	unit=
+	pid=0
+	for _ in $(seq 1 100); do
+		unit=$(systemctl list-units --plain --no-legend --state=running 'efserver@*.service' | awk 'NR == 1 { print $1 }')
+		[ -n "$unit" ] && pid=$(systemctl show -P MainPID "$unit")
+		# Until the exec, MainPID is systemd's child still setting up the sandbox.
+		[ "${pid:-0}" -gt 0 ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = efsession ] && break
+		pid=0
+		sleep 0.1
+	done
+	if [ "$pid" -gt 0 ]; then
+		pass "a connection to 127.0.0.1:1357 started $unit"
+		check "efsession runs as efserver" \
+			grep -qE "^Uid:\s+$uid\s+$uid\s+$uid\s+$uid$" /proc/"$pid"/status
+		check "efsession is in a network namespace of its own (PrivateNetwork=yes)" \
+			test "$(readlink /proc/"$pid"/ns/net)" != "$(readlink /proc/1/ns/net)"
+		check "efsession has no capabilities" grep -qE '^CapEff:\s+0+$' /proc/"$pid"/status
+		check "efsession cannot gain privileges" grep -qE '^NoNewPrivs:\s+1$' /proc/"$pid"/status
+		check "efsession runs under a seccomp filter" grep -qE '^Seccomp:\s+2$' /proc/"$pid"/status
+		# A 1025 register request: a zero id, version 3, code 1025, name[255] "probe".
+		printf '\0%.0s' $(seq 16) >&3
+		printf '\x03\x01\x04\xff\x00\x00\x00probe' >&3
+		printf '\0%.0s' $(seq 250) >&3
+		# All 23 bytes of 2100 are read, so that closing does not reset the connection.
+		reply=$(timeout 10 head -c 23 <&3 | od -An -tx1 | tr -d ' \n' | cut -c1-14)
+		check "the accepted socket works in the private namespace: 1025 answered with 2100 (got $reply)" \
+			test "$reply" = 03340810000000
+	else
+		fail "a connection to 127.0.0.1:1357 started an efserver@ instance"
+	fi
+	exec 3>&-
+else
+	fail "connect to 127.0.0.1:1357"
+fi
+
+# Uploads with efclient, both code sets, files of several sizes.
+upload() {
+	local desc=$1 out
+	shift
+	if out=$(timeout 120 efclient -q "$@" 2>&1); then
+		pass "$desc"
+	else
+		fail "$desc"
+		note <<<"$out"
+	fi
+}
+mkdir -p /root/alice /root/bob /root/files
+head -c 1 /dev/urandom >/root/files/one-byte
+head -c 4096 /dev/urandom >"/root/files/annual report.pdf"
+head -c $((1024 * 1024 + 7)) /dev/urandom >/root/files/odd.bin
+head -c $((3 * 1024 * 1024)) /dev/urandom >/root/files/big.tar
+files=(/root/files/one-byte "/root/files/annual report.pdf" /root/files/odd.bin /root/files/big.tar)
+upload "efclient (1025 set) registers alice and uploads ${#files[@]} files over 127.0.0.1:1357" \
+	--server 127.0.0.1:1357 --name alice --dir /root/alice "${files[@]}"
+upload "efclient (1100 set) registers bob and uploads ${#files[@]} files" \
+	--code-set 1100 --server 127.0.0.1:1357 --name bob --dir /root/bob "${files[@]}"
+upload "efclient reconnects as alice, one connection per request, and uploads again" \
+	--connection-per-request --server 127.0.0.1:1357 --dir /root/alice /root/files/odd.bin
+
+for who in alice bob; do
+	id=$(sed -n 2p /root/$who/me.info 2>/dev/null | tr 'A-F' 'a-f')
+	dir=$state/files/$id
+	same=0
+	for f in "${files[@]}"; do
+		cmp -s "$f" "$dir/$(basename "$f")" && same=$((same + 1))
+	done
+	check "every file of $who is stored byte for byte under $dir ($same of ${#files[@]})" \
+		test -n "$id" -a "$same" -eq ${#files[@]}
+	check "$who's files are 0600, owned by efserver" \
+		test "$(stat -c '%a %U' "$dir"/* | sort -u)" = "600 efserver"
+done
+
+for _ in $(seq 1 100); do
+	[ -z "$(systemctl list-units --plain --no-legend --state=active 'efserver@*.service')" ] && break
+	sleep 0.1
+done
+failed=$(systemctl list-units --plain --no-legend --all --state=failed 'efserver*')
+check "no efserver unit failed (every efsession exited 0)" test -z "$failed"
+[ -z "$failed" ] || note <<<"$failed"
+
+# The journal: efsession's own structured entries, nothing through stderr.
+journalctl --sync 2>/dev/null
+alice=$(sed -n 2p /root/alice/me.info | tr 'A-F' 'a-f')
+stored=$(journalctl -q --no-pager -o export SYSLOG_IDENTIFIER=efsession |
+	awk -v RS= '/(^|\n)MESSAGE=Stored annual report\.pdf for alice: 4\.0 KiB, checksum [0-9]+\.\n/')
+check "journalctl shows \"Stored annual report.pdf for alice: 4.0 KiB, checksum N.\"" test -n "$stored"
+for field in "PRIORITY=6" "PEER=127.0.0.1:" "CLIENT_ID=$alice" "CLIENT_NAME=alice" "REQUEST_CODE=1028" \
+	"FILE_NAME=annual report.pdf" "FILE_SIZE=4096" "CODE_FILE=src/session.c" "CODE_LINE=" \
+	"CODE_FUNC=handle_file" "_SYSTEMD_UNIT=efserver@" "_TRANSPORT=journal"; do
+	check "that entry carries $field" grep -q "^$field" <<<"$stored"
+done
+stray=$(journalctl -q --no-pager -o cat _TRANSPORT=stdout SYSLOG_IDENTIFIER=efsession)
+check "efsession wrote nothing to its stderr stream" test -z "$stray"
+journalctl -q --no-pager -o short SYSLOG_IDENTIFIER=efsession | tail -6 | note
+
+finish
