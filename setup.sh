@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(build-essential autoconf automake pkg-config
 	libgcrypt20-dev libsqlite3-dev libsystemd-dev zlib1g-dev
-	systemd mandoc procps)
+	systemd mandoc procps openbsd-inetd debootstrap systemd-container)
 
 install_packages() {
 	local missing=() p
