@@ -1,0 +1,48 @@
+#!/bin/bash
+# Each libFuzzer harness (tests/fuzz) runs for FUZZ_SECONDS (default 60)
+# from its committed seed corpus, built with clang, AddressSanitizer and
+# UndefinedBehaviorSanitizer: any crash, leak, timeout or sanitizer report
+# fails the suite. Each TAP line states the executions reached.
+. "$(dirname "$0")/../robust-lib.sh"
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+WORK=$(mktemp -d /tmp/effuzz.XXXXXX)
+# The session harness writes a state directory per input: on tmpfs, fsync costs nothing.
+STATE_TMP=$(mktemp -d /dev/shm/effuzz.XXXXXX 2>/dev/null || mktemp -d "$WORK/state.XXXXXX")
+trap 'rm -rf "$WORK" "$STATE_TMP"' EXIT
+
+src=$WORK/src
+ci_scratch_tree "$src"
+if (cd "$src" && CC=clang ./configure --enable-fuzzing --enable-sanitizers --enable-werror --disable-hardening &&
+	make -j"$(nproc)" tests/fuzz/fuzz-wire tests/fuzz/fuzz-der tests/fuzz/fuzz-session) >"$WORK/build.log" 2>&1; then
+	ci_pass "the harnesses build with clang, libFuzzer, ASan and UBSan, without a warning"
+else
+	ci_fail "the harnesses build with clang, libFuzzer, ASan and UBSan, without a warning"
+	tail -40 "$WORK/build.log" | ci_diag
+	ci_done
+	exit 1
+fi
+
+for h in wire der session; do
+	log=$WORK/$h.log
+	mkdir -p "$WORK/new-$h"
+	# -timeout bounds one input; timeout(1) bounds the whole run against a hang of libFuzzer itself.
+	TMPDIR=$STATE_TMP timeout -k 10 $((FUZZ_SECONDS + 120)) "$src/tests/fuzz/fuzz-$h" \
+		-max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+		-artifact_prefix="$WORK/crash-$h-" "$WORK/new-$h" "$src/tests/fuzz/corpus/$h" >"$log" 2>&1
+	rc=$?
+	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+	cov=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
+	if [ $rc -eq 0 ] && [ -n "$execs" ] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:' "$log"; then
+		ci_pass "fuzz-$h: ${execs} executions in ${FUZZ_SECONDS} s (coverage ${cov:-?} edges), no crash, leak, timeout or sanitizer report"
+	else
+		ci_fail "fuzz-$h: ${execs:-?} executions in ${FUZZ_SECONDS} s, exit status $rc: no crash, leak, timeout or sanitizer report"
+		grep -E -A30 'ERROR:|runtime error:|Test unit written' "$log" | head -60 | ci_diag
+		for a in "$WORK/crash-$h-"*; do
+			[ -e "$a" ] || continue
+			echo "# the input, in base64 ($a):"
+			base64 "$a" | head -40 | ci_diag
+		done
+	fi
+done
+ci_done

@@ -1,0 +1,73 @@
+#!/bin/bash
+# valgrind --error-exitcode=1 --leak-check=full: end-to-end uploads with
+# efclient over TCP to efsession under systemd-socket-activate (both code
+# sets, one connection per request too, a resend forced by
+# --fault-checksum), with both programs under valgrind, and the replay
+# captures piped into efsession under valgrind: no invalid access, no use
+# of uninitialised memory, no leak. Uses the main build.
+top=$(cd "$(dirname "$0")/../.." && pwd)
+export top_srcdir=$top top_builddir=$top
+. "$top/tests/lib.sh"
+. "$top/tests/robust-lib.sh"
+
+command -v valgrind >/dev/null || skip_all "valgrind is not installed"
+make -s -C "$top" efsession efclient tests/replay-run >"$WORK/build.log" 2>&1 || {
+	diag "$WORK/build.log"
+	echo "Bail out! cannot build efsession, efclient and tests/replay-run"
+	exit 1
+}
+VG=(valgrind --quiet --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible
+	--errors-for-leak-kinds=definite,indirect,possible --track-fds=no)
+# efsession under valgrind, each process's report in its own file.
+# (start_server runs the program named efsession in EFSESSION's directory.)
+mkdir -p "$WORK/vg"
+cat >"$WORK/vg/efsession" <<WRAP
+#!/bin/sh
+exec ${VG[*]} --log-file=$WORK/vg-efsession.%p "$top/efsession" "\$@"
+WRAP
+chmod +x "$WORK/vg/efsession"
+# A report file holds nothing but valgrind's own lines when all is well; any "==PID== " line with text is a finding.
+clean_reports() {
+	local f bad=0
+	for f in "$WORK"/vg-"$1".*; do
+		[ -e "$f" ] || continue
+		if grep -q '^==[0-9]*== .' "$f"; then
+			bad=1
+			diag "$f" | head -40
+		fi
+	done
+	return $bad
+}
+count_reports() { ls "$WORK"/vg-"$1".* 2>/dev/null | wc -l; }
+
+dd if=/dev/urandom of="$WORK/a.bin" bs=1024 count=3000 status=none
+dd if=/dev/urandom of="$WORK/b.bin" bs=1 count=17 status=none
+SOCKET_ACTIVATE=${SOCKET_ACTIVATE:-$(command -v systemd-socket-activate)}
+EFSESSION=$WORK/vg/efsession
+start_server "$WORK/state" --fault-checksum 1
+for mode in "-c 1025" "-c 1100" "-c 1025 --connection-per-request" "-c 1100 --connection-per-request"; do
+	dir=$WORK/client-${mode// /}
+	mkdir -p "$dir"
+	# shellcheck disable=SC2086
+	"${VG[@]}" --log-file="$WORK/vg-efclient.%p" "$top/efclient" -s "127.0.0.1:$PORT" -n "vg${#dir}${RANDOM}" \
+		-d "$dir" --timeout 120 $mode "$WORK/a.bin" "$WORK/b.bin" >"$WORK/client.log" 2>&1
+	rc=$?
+	check "efclient $mode under valgrind uploads two files (one resent after a wrong checksum), exit 0" [ $rc -eq 0 ]
+	[ $rc -eq 0 ] || diag "$WORK/client.log"
+done
+wait_sessions
+stop_server
+check "stored files are byte-identical to the originals" \
+	[ "$(find "$WORK/state/files" -name a.bin -exec cmp -s {} "$WORK/a.bin" \; -print | wc -l)" -eq 4 ]
+check "efsession under valgrind: no error and no leak in any of its $(count_reports efsession) processes" clean_reports efsession
+check "efclient under valgrind: no error and no leak in any of its $(count_reports efclient) runs" clean_reports efclient
+
+# The captures, piped into efsession under valgrind (whose exit status the runner checks).
+for f in upload-1025 upload-1100 resend-1105 give-up-1031 bad-framing bad-public-key hostile-names hostile-keys hostile-padding; do
+	EFSESSION=$WORK/vg/efsession "$top/tests/replay-run" "$top/tests/replay/$f.replay" >"$WORK/$f.tap" 2>&1
+	rc=$?
+	check "tests/replay/$f.replay passes with efsession under valgrind" [ $rc -eq 0 ]
+	[ $rc -eq 0 ] || grep -v '^ok' "$WORK/$f.tap" | head -20 | diag
+done
+check "efsession under valgrind: no error and no leak in the $(count_reports efsession) processes of all runs" clean_reports efsession
+done_testing

@@ -1,0 +1,1376 @@
+/*
+ * The robustness driver: speaks the protocol (PROTOCOL.md) to efsession,
+ * over TCP or to a child on a socketpair it can kill at chosen moments, and
+ * checks the state directory afterwards through the store and the files.
+ * Output is TAP; tests/robust-*.sh and tests/ci/load.sh run it.
+ *
+ *   load HOST PORT STATE CLIENTS UPLOADS   concurrent clients, mixed sizes, then a full audit
+ *   kill EFSESSION STATE N SEED            N uploads, efsession killed with SIGKILL at random moments
+ *   race EFSESSION STATE ROUNDS            two connections upload the same name at once
+ *   register EFSESSION STATE N SEED        N registrations with random names, valid or not
+ *   full EFSESSION STATE SIZE [FSIZE]      an upload that cannot fit gets 2107 and leaves nothing
+ *   refused EFSESSION STATE                an unusable state directory: 2107 and the connection closed
+ *   idle HOST PORT N TIMEOUT               N connections never written to are all closed in time
+ *   trickle HOST PORT TIMEOUT              a client sending a byte a second is cut off
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cksum.h"
+#include "crypto.h"
+#include "keyfile.h"
+#include "store.h"
+#include "wire.h"
+
+#include "tap.h"
+
+#define IO_TIMEOUT_MS 120000
+#define CHUNK         (64u * 1024)
+#define KIB           1024u
+#define MIB           (1024u * 1024)
+
+static const char *efsession_path;
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("Bail out! ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	exit(99);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A deterministic byte stream (xorshift32): content is regenerated, never kept, for the audit. */
+struct prng {
+	uint32_t x;
+};
+
+static uint32_t prng_next(struct prng *p)
+{
+	p->x ^= p->x << 13;
+	p->x ^= p->x >> 17;
+	p->x ^= p->x << 5;
+	return p->x;
+}
+
+static void prng_fill(struct prng *p, uint8_t *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)(prng_next(p) >> 24);
+}
+
+static uint32_t rnd_below(struct prng *p, uint32_t n)
+{
+	return n ? prng_next(p) % n : 0;
+}
+
+/* Full reads and writes with an upper bound against hangs; -1 on EOF or error. */
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int recv_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	uint8_t *p = buf;
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	ssize_t n;
+
+	while (len) {
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return -1;
+		n = recv(fd, p, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Whether the peer closed the connection (within timeout_ms) without sending anything more. */
+static bool closed_quietly(int fd, int timeout_ms)
+{
+	uint8_t b;
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+	ssize_t n;
+
+	if (poll(&pfd, 1, timeout_ms) <= 0)
+		return false;
+	n = recv(fd, &b, 1, 0);
+	/* A reset is a close too: the server leaves a payload it refused unread (PROTOCOL.md section 7). */
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static int tcp_connect(const char *host, const char *port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+	int fd, r;
+
+	if ((r = getaddrinfo(host, port, &hints, &ai)) != 0)
+		die("getaddrinfo %s:%s: %s", host, port, gai_strerror(r));
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* efsession as a child on one end of a socketpair, its log in STATE.log. */
+struct child {
+	pid_t pid;
+	int fd;
+};
+
+static struct child spawn_rlimit(const char *state, rlim_t fsize, const char *extra)
+{
+	int sv[2], log;
+	char logpath[600];
+	struct child c;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair: %s", strerror(errno));
+	snprintf(logpath, sizeof(logpath), "%s.log", state);
+	c.pid = fork();
+	if (c.pid < 0)
+		die("fork: %s", strerror(errno));
+	if (c.pid == 0) {
+		log = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(sv[1], 0);
+		dup2(sv[1], 1);
+		if (log >= 0)
+			dup2(log, 2);
+		if (fsize != RLIM_INFINITY) {
+			struct rlimit rl = {fsize, fsize};
+			/* Ignored, SIGXFSZ turns a write past the limit into EFBIG, as a full disk gives ENOSPC. */
+			signal(SIGXFSZ, SIG_IGN);
+			setrlimit(RLIMIT_FSIZE, &rl);
+		}
+		execl(efsession_path, efsession_path, "--state-dir", state, "--log-target", "stderr", "--idle-timeout",
+		      "60", extra, (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	c.fd = sv[0];
+	return c;
+}
+
+static struct child spawn(const char *state)
+{
+	return spawn_rlimit(state, RLIM_INFINITY, NULL);
+}
+
+static int reap(struct child *c)
+{
+	int status;
+
+	close(c->fd);
+	if (waitpid(c->pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void put_header(uint8_t *b, const uint8_t id[16], uint16_t code, uint32_t size)
+{
+	struct wire_request_header h = {.version = 3, .code = code, .payload_size = size};
+
+	if (id)
+		memcpy(h.client_id, id, 16);
+	wire_build_request_header(b, &h);
+}
+
+/* One response: its code, its payload into buf (up to cap). 0, or -1 when none came. */
+static int get_response(int fd, uint16_t *code, uint8_t *buf, size_t cap, size_t *len)
+{
+	uint8_t h[WIRE_RESPONSE_HEADER_SIZE];
+	struct wire_response_header rh;
+
+	if (recv_all(fd, h, sizeof(h), IO_TIMEOUT_MS) < 0)
+		return -1;
+	wire_parse_response_header(h, &rh);
+	if (rh.version != WIRE_SERVER_VERSION || rh.payload_size > cap)
+		return -1;
+	if (recv_all(fd, buf, rh.payload_size, IO_TIMEOUT_MS) < 0)
+		return -1;
+	*code = rh.code;
+	*len = rh.payload_size;
+	return 0;
+}
+
+/* A client of the driver: one RSA key for all (the server does not mind), its id and AES key. */
+struct ident {
+	char name[WIRE_NAME_SIZE];
+	uint8_t id[16];
+	uint8_t aes[32];
+	size_t aes_len;
+};
+
+static struct keyfile_rsa *rsa;
+static uint8_t rsa_spki[DER_RSA_SPKI_MAX];
+static size_t rsa_spki_len;
+
+static void init_crypto(void)
+{
+	if (crypto_init() < 0)
+		die("libgcrypt");
+	if (keyfile_generate(&rsa, 1024) < 0 || keyfile_public_spki(rsa, rsa_spki, sizeof(rsa_spki), &rsa_spki_len) < 0)
+		die("cannot make an RSA key");
+}
+
+static int do_register(int fd, bool set1100, const char *name, uint8_t id[16], uint16_t *code)
+{
+	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE], resp[64];
+	size_t len;
+
+	put_header(msg, NULL, set1100 ? REQ_REGISTER_1100 : REQ_REGISTER, WIRE_NAME_SIZE);
+	if (wire_put_name(msg + WIRE_REQUEST_HEADER_SIZE, name) < 0)
+		die("name too long");
+	if (send_all(fd, msg, sizeof(msg)) < 0 || get_response(fd, code, resp, sizeof(resp), &len) < 0)
+		return -1;
+	if (*code == RESP_REGISTERED && len == 16)
+		memcpy(id, resp, 16);
+	return 0;
+}
+
+/* 1026/1101 with the driver's key; the AES key it returns, decrypted. */
+static int do_public_key(int fd, bool set1100, struct ident *c)
+{
+	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + DER_RSA_SPKI_MAX], resp[1024];
+	uint16_t code;
+	size_t len;
+
+	put_header(msg, c->id, set1100 ? REQ_PUBLIC_KEY_1100 : REQ_PUBLIC_KEY,
+	           (uint32_t)(WIRE_NAME_SIZE + rsa_spki_len));
+	wire_put_name(msg + WIRE_REQUEST_HEADER_SIZE, c->name);
+	memcpy(msg + WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE, rsa_spki, rsa_spki_len);
+	if (send_all(fd, msg, WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + rsa_spki_len) < 0 ||
+	    get_response(fd, &code, resp, sizeof(resp), &len) < 0 || code != RESP_AES_KEY || len < 16 ||
+	    memcmp(resp, c->id, 16) != 0)
+		return -1;
+	return keyfile_oaep_decrypt(rsa, resp + 16, len - 16, c->aes, sizeof(c->aes), &c->aes_len) < 0 ? -1 : 0;
+}
+
+/* Register and exchange keys on a fresh efsession child. */
+static void make_ident(const char *state, const char *name, struct ident *c)
+{
+	struct child ch = spawn(state);
+	uint16_t code;
+
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	if (do_register(ch.fd, true, name, c->id, &code) < 0 || code != RESP_REGISTERED ||
+	    do_public_key(ch.fd, true, c) < 0)
+		die("cannot set up client '%s'", name);
+	reap(&ch);
+}
+
+/* The plaintext of an upload: size bytes from seed. */
+struct content {
+	uint64_t size;
+	uint32_t seed;
+};
+
+static uint32_t content_cksum(const struct content *ct)
+{
+	struct cksum_state ck;
+	struct prng p = {ct->seed ? ct->seed : 1};
+	static uint8_t buf[CHUNK];
+	uint64_t left = ct->size;
+	uint32_t sum;
+	size_t n;
+
+	cksum_init(&ck, CKSUM_POSIX);
+	while (left) {
+		n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+		prng_fill(&p, buf, n);
+		cksum_update(&ck, buf, n);
+		left -= n;
+	}
+	sum = cksum_final(&ck);
+	cksum_free(&ck);
+	return sum;
+}
+
+static uint64_t padded(uint64_t size)
+{
+	return (size / 16 + 1) * 16;
+}
+
+/*
+ * Where an upload stops on purpose: after `cut` bytes of the request
+ * (UINT64_MAX: never). Returns the bytes sent.
+ */
+static int send_upload(int fd, bool set1100, const struct ident *c, const char *name, const struct content *ct,
+                       uint64_t cut, uint64_t *sent_out)
+{
+	static uint8_t buf[CHUNK + WIRE_REQUEST_HEADER_SIZE + WIRE_FILE_FIXED_1100];
+	const uint32_t fixed = set1100 ? WIRE_FILE_FIXED_1100 : WIRE_FILE_FIXED_1025;
+	const uint64_t total = padded(ct->size);
+	struct crypto_cbc *cbc;
+	struct prng p = {ct->seed ? ct->seed : 1};
+	uint64_t done = 0, sent = 0, n, i, limit;
+	size_t off = 0, len;
+	int r = 0;
+
+	put_header(buf, c->id, set1100 ? REQ_FILE_1100 : REQ_FILE, (uint32_t)(fixed + total));
+	off = WIRE_REQUEST_HEADER_SIZE;
+	if (set1100) {
+		memcpy(buf + off, c->id, 16);
+		off += 16;
+	}
+	wire_put_u32(buf + off, (uint32_t)total);
+	wire_put_name(buf + off + 4, name);
+	off += 4 + WIRE_NAME_SIZE;
+	if (crypto_cbc_new(&cbc, c->aes, c->aes_len, true) < 0)
+		die("AES");
+	for (;;) {
+		n = total - done < CHUNK ? total - done : CHUNK;
+		for (i = 0; i < n; i++) {
+			uint64_t pos = done + i;
+			buf[off + i] = pos < ct->size ? (uint8_t)(prng_next(&p) >> 24) : (uint8_t)(total - ct->size);
+		}
+		crypto_cbc_run(cbc, buf + off, (size_t)n);
+		done += n;
+		len = off + (size_t)n;
+		limit = cut - sent < len ? cut - sent : len;
+		if (send_all(fd, buf, (size_t)limit) < 0) {
+			r = -1;
+			break;
+		}
+		sent += limit;
+		if (sent == cut || done == total)
+			break;
+		off = 0;
+	}
+	crypto_cbc_free(cbc);
+	if (sent_out)
+		*sent_out = sent;
+	return r;
+}
+
+/* Upload and read 2103: 0 when it carries the right id, sizes, name and checksum. */
+static int upload(int fd, bool set1100, const struct ident *c, const char *name, const struct content *ct,
+                  uint16_t *code)
+{
+	uint8_t resp[WIRE_2103_SIZE + 16], field[WIRE_NAME_SIZE];
+	size_t len;
+
+	*code = 0;
+	if (send_upload(fd, set1100, c, name, ct, UINT64_MAX, NULL) < 0 ||
+	    get_response(fd, code, resp, sizeof(resp), &len) < 0)
+		return -1;
+	wire_put_name(field, name);
+	if (*code != RESP_FILE_RECEIVED || len != WIRE_2103_SIZE || memcmp(resp, c->id, 16) != 0 ||
+	    wire_get_u32(resp + 16) != padded(ct->size) || memcmp(resp + 20, field, WIRE_NAME_SIZE) != 0 ||
+	    wire_get_u32(resp + 20 + WIRE_NAME_SIZE) != content_cksum(ct))
+		return -1;
+	return 0;
+}
+
+/* 1029 (answered 2104 with the id) or 1104 (2104, no payload). */
+static int confirm(int fd, bool set1100, const struct ident *c, const char *name)
+{
+	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + 16 + WIRE_NAME_SIZE], resp[64];
+	size_t off = WIRE_REQUEST_HEADER_SIZE, len;
+	uint16_t code;
+
+	put_header(msg, c->id, set1100 ? REQ_CRC_OK_1100 : REQ_CRC_OK, (uint32_t)((set1100 ? 16 : 0) + WIRE_NAME_SIZE));
+	if (set1100) {
+		memcpy(msg + off, c->id, 16);
+		off += 16;
+	}
+	wire_put_name(msg + off, name);
+	off += WIRE_NAME_SIZE;
+	if (send_all(fd, msg, off) < 0 || get_response(fd, &code, resp, sizeof(resp), &len) < 0)
+		return -1;
+	if (code != RESP_ACK || len != (set1100 ? 0u : 16u))
+		return -1;
+	return 0;
+}
+
+/* Whether the file at path holds exactly the content (and its size). */
+static bool file_matches(const char *path, const struct content *ct)
+{
+	static uint8_t want[CHUNK], got[CHUNK];
+	struct prng p = {ct->seed ? ct->seed : 1};
+	uint64_t left = ct->size;
+	struct stat sb;
+	bool same = true;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t n;
+
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != ct->size)
+		same = false;
+	while (same && left) {
+		n = left < CHUNK ? (size_t)left : CHUNK;
+		prng_fill(&p, want, n);
+		if (read(fd, got, n) != (ssize_t)n || memcmp(want, got, n) != 0)
+			same = false;
+		left -= n;
+	}
+	close(fd);
+	return same;
+}
+
+/* The cksum of a stored file, and its size. */
+static int file_cksum(const char *path, uint32_t *sum, uint64_t *size)
+{
+	static uint8_t buf[CHUNK];
+	struct cksum_state ck;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	cksum_init(&ck, CKSUM_POSIX);
+	*size = 0;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		cksum_update(&ck, buf, (size_t)n);
+		*size += (uint64_t)n;
+	}
+	close(fd);
+	*sum = cksum_final(&ck);
+	cksum_free(&ck);
+	return n < 0 ? -1 : 0;
+}
+
+/* Entries in a directory, "." and ".." aside; -1 if it cannot be read. */
+static long count_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	long n = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Every file under files/, in all client directories. */
+static long count_stored_files(const char *state)
+{
+	char path[700], sub[1000];
+	DIR *d;
+	struct dirent *e;
+	long n = 0, k;
+
+	snprintf(path, sizeof(path), "%s/files", state);
+	if (!(d = opendir(path)))
+		return errno == ENOENT ? 0 : -1;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+		if ((k = count_entries(sub)) < 0) {
+			n = -1;
+			break;
+		}
+		n += k;
+	}
+	closedir(d);
+	return n;
+}
+
+static bool tmp_empty(const char *state)
+{
+	char path[700];
+
+	snprintf(path, sizeof(path), "%s/tmp", state);
+	return count_entries(path) == 0;
+}
+
+/* Rows against files: each row's file exists with the row's size and checksum. */
+struct audit {
+	const char *state;
+	long rows, bad, unverified;
+	long long attempts_over_one;
+};
+
+static int audit_file(const struct store_file *f, void *ctx)
+{
+	struct audit *a = ctx;
+	char path[1200];
+	uint32_t sum;
+	uint64_t size;
+
+	a->rows++;
+	if (f->status != STORE_FILE_STORED)
+		return 0;
+	if (!f->verified)
+		a->unverified++;
+	if (f->attempts > 1)
+		a->attempts_over_one++;
+	snprintf(path, sizeof(path), "%s/%s", a->state, f->path_name);
+	if (file_cksum(path, &sum, &size) < 0 || size != f->size || sum != f->checksum) {
+		if (a->bad < 5)
+			printf("#   row %s (size %llu, checksum %u) does not match its file\n", f->path_name,
+			       (unsigned long long)f->size, f->checksum);
+		a->bad++;
+	}
+	return 0;
+}
+
+static bool db_ok(const char *state, struct audit *a)
+{
+	struct store *st;
+	bool good;
+
+	memset(a, 0, sizeof(*a));
+	a->state = state;
+	if (store_open_readonly(state, 5000, &st) < 0)
+		return false;
+	good = store_integrity_check(st) == 0 && store_each_file(st, NULL, audit_file, a) == 0;
+	store_close(st);
+	return good;
+}
+
+/* load: CLIENTS processes, UPLOADS each, sizes 1 KiB to 8 MiB (log-uniform), then the audit. */
+static uint64_t load_size(struct prng *p, int j)
+{
+	uint32_t k = 10 + rnd_below(p, 13); /* 2^10 .. 2^23: every order of magnitude as likely */
+
+	if (j == 0)
+		return KIB;
+	if (j == 1)
+		return 8 * MIB;
+	return ((uint64_t)1 << k) + rnd_below(p, (uint32_t)1 << k);
+}
+
+static struct content load_content(int client, int j, struct prng *sizes)
+{
+	struct content ct = {.seed = (uint32_t)(client * 1000 + j + 1)};
+
+	ct.size = load_size(sizes, j);
+	return ct;
+}
+
+/* One load client; exit status 0 when every request got its success response. */
+static int load_client(const char *host, const char *port, const char *state, int i, int uploads)
+{
+	bool per_request = i % 2 == 1, set1100 = (i / 2) % 2 == 1;
+	struct prng sizes = {(uint32_t)(7919 * (i + 1))};
+	struct ident c = {0};
+	char name[64], fname[64];
+	uint16_t code = 0;
+	int fd = -1, j, failed = 0;
+
+	(void)state;
+	snprintf(name, sizeof(name), "load-%03d", i);
+	snprintf(c.name, sizeof(c.name), "%s", name);
+	if ((fd = tcp_connect(host, port)) < 0 || do_register(fd, set1100, name, c.id, &code) < 0 ||
+	    code != RESP_REGISTERED) {
+		fprintf(stderr, "client %d: register failed (%u)\n", i, code);
+		return 1;
+	}
+	if (per_request) {
+		close(fd);
+		fd = tcp_connect(host, port);
+	}
+	if (fd < 0 || do_public_key(fd, set1100, &c) < 0) {
+		fprintf(stderr, "client %d: key exchange failed\n", i);
+		return 1;
+	}
+	for (j = 0; j < uploads; j++) {
+		struct content ct = load_content(i, j, &sizes);
+		snprintf(fname, sizeof(fname), "file-%02d.bin", j);
+		if (per_request) {
+			close(fd);
+			fd = tcp_connect(host, port);
+		}
+		if (fd < 0 || upload(fd, set1100, &c, fname, &ct, &code) < 0) {
+			fprintf(stderr, "client %d: upload %d (%llu bytes) failed: response %u\n", i, j,
+			        (unsigned long long)ct.size, code);
+			failed++;
+			if (fd >= 0)
+				close(fd);
+			fd = tcp_connect(host, port);
+			continue;
+		}
+		if (per_request) {
+			close(fd);
+			fd = tcp_connect(host, port);
+		}
+		if (fd < 0 || confirm(fd, set1100, &c, fname) < 0) {
+			fprintf(stderr, "client %d: confirmation %d failed\n", i, j);
+			failed++;
+			if (fd >= 0)
+				close(fd);
+			fd = tcp_connect(host, port);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return failed ? 1 : 0;
+}
+
+struct load_audit {
+	const char *state;
+	long clients, missing, mismatched;
+	int uploads;
+};
+
+static int audit_load_client(const struct store_client *cl, void *ctx)
+{
+	struct load_audit *a = ctx;
+	struct prng sizes;
+	char hex[WIRE_ID_HEX_SIZE], path[1200];
+	int i, j;
+
+	if (sscanf(cl->name, "load-%d", &i) != 1)
+		return 0;
+	a->clients++;
+	sizes.x = (uint32_t)(7919 * (i + 1));
+	wire_id_to_hex(cl->id, hex);
+	for (j = 0; j < a->uploads; j++) {
+		struct content ct = load_content(i, j, &sizes);
+		snprintf(path, sizeof(path), "%s/files/%s/file-%02d.bin", a->state, hex, j);
+		if (access(path, F_OK) < 0)
+			a->missing++;
+		else if (!file_matches(path, &ct)) {
+			printf("#   %s differs from what client %d sent\n", path, i);
+			a->mismatched++;
+		}
+	}
+	return 0;
+}
+
+static int cmd_load(char **argv)
+{
+	const char *host = argv[0], *port = argv[1], *state = argv[2];
+	int clients = atoi(argv[3]), uploads = atoi(argv[4]), i, status, failed_clients = 0;
+	struct load_audit la = {.state = state, .uploads = uploads};
+	struct audit a;
+	struct store *st;
+	int64_t t0 = now_ms();
+	pid_t *pids = calloc((size_t)clients, sizeof(*pids));
+
+	init_crypto();
+	fflush(stdout);
+	for (i = 0; i < clients; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			die("fork: %s", strerror(errno));
+		if (pids[i] == 0)
+			_exit(load_client(host, port, state, i, uploads));
+	}
+	for (i = 0; i < clients; i++)
+		if (waitpid(pids[i], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			failed_clients++;
+	printf("# %d clients x %d uploads in %.1f s\n", clients, uploads, (double)(now_ms() - t0) / 1000.0);
+	is_int(failed_clients, 0,
+	       "%d concurrent clients (half one connection per request, both code sets) x %d uploads of 1 KiB to "
+	       "8 MiB: every request got its success response (no 2107, so no SQLITE_BUSY reached a client)",
+	       clients, uploads);
+	ok(db_ok(state, &a), "PRAGMA integrity_check is ok and every row could be read");
+	is_int(a.rows, (long)clients * uploads, "the database holds one row per upload");
+	is_int(a.bad, 0, "every row's size and checksum match its stored file");
+	is_int(a.unverified, 0, "every row is marked verified");
+	is_int(a.attempts_over_one, 0, "every row counts one attempt");
+	if (store_open_readonly(state, 5000, &st) < 0)
+		die("cannot open the store");
+	store_each_client(st, audit_load_client, &la);
+	store_close(st);
+	is_int(la.clients, clients, "every client is registered once");
+	ok(la.missing == 0 && la.mismatched == 0,
+	   "every stored file is byte-identical to its original (%ld missing, %ld different)", la.missing,
+	   la.mismatched);
+	is_int(count_stored_files(state), (long)clients * uploads, "no file on disk beyond those uploaded");
+	ok(tmp_empty(state), "no temporary file left in tmp/");
+	free(pids);
+	return tap_done();
+}
+
+/*
+ * kill: N uploads to efsession children on socketpairs, each killed with
+ * SIGKILL at a random moment: mid-header, mid-content, right after the
+ * content, after a random delay (inside decryption, fsync, link or commit),
+ * after 2103 and before the confirmation, or after the confirmation was sent.
+ * After each kill the state must be whole.
+ */
+enum kill_point { K_HEADER, K_CONTENT, K_AFTER_CONTENT, K_TIMER, K_BEFORE_CONFIRM, K_AFTER_CONFIRM, K_POINTS };
+static const char *const kill_names[] = {
+    "in the header",      "during the content",       "after the content",
+    "at a random moment", "between 2103 and confirm", "after the confirmation was sent"};
+
+static int cmd_kill(char **argv)
+{
+	const char *state = argv[1];
+	int n = atoi(argv[2]), k, i, st_code, kills = 0, by_point[K_POINTS] = {0}, published = 0;
+	struct prng p = {(uint32_t)strtoul(argv[3], NULL, 0) | 1};
+	struct content *stored; /* what each name holds after its last complete upload */
+	long bad_final = 0, bad_rows = 0, leftovers = 0, integrity = 0, lost = 0, ahead = 0, prev_bad = 0;
+	struct ident c;
+	char path[1200], hex[WIRE_ID_HEX_SIZE], fname[64];
+
+	efsession_path = argv[0];
+	init_crypto();
+	make_ident(state, "victim", &c);
+	wire_id_to_hex(c.id, hex);
+	stored = calloc((size_t)n, sizeof(*stored));
+	for (k = 0; k < n; k++) {
+		/* One name in four is a resend of an earlier name with different content: a replacement. */
+		int slot = k > 4 && rnd_below(&p, 4) == 0 ? (int)rnd_below(&p, (uint32_t)k) : k;
+		enum kill_point kp = (enum kill_point)rnd_below(&p, K_POINTS);
+		struct content ct = {.size = rnd_below(&p, 3) == 0 ? rnd_below(&p, 64) : rnd_below(&p, 3 * MIB),
+		                     .seed = (uint32_t)(k + 1) * 2654435761u};
+		bool set1100 = rnd_below(&p, 2), got2103 = false;
+		uint64_t total = WIRE_REQUEST_HEADER_SIZE + (set1100 ? WIRE_FILE_FIXED_1100 : WIRE_FILE_FIXED_1025) +
+		                 padded(ct.size),
+		         cut = UINT64_MAX;
+		struct child ch = spawn(state);
+		uint16_t code;
+		struct audit a;
+
+		snprintf(fname, sizeof(fname), "k%03d.bin", slot);
+		if (kp == K_HEADER)
+			cut = 1 + rnd_below(&p, WIRE_REQUEST_HEADER_SIZE - 1);
+		else if (kp == K_CONTENT)
+			cut = total - padded(ct.size) + rnd_below(&p, (uint32_t)padded(ct.size));
+		if (kp == K_TIMER) {
+			/* Sent from a child of ours, so that the kill can land while efsession works. */
+			pid_t w = fork();
+			if (w == 0) {
+				(void)send_upload(ch.fd, set1100, &c, fname, &ct, UINT64_MAX, NULL);
+				_exit(0);
+			}
+			usleep(rnd_below(&p, 2000 + (uint32_t)(ct.size / 20)));
+			kill(ch.pid, SIGKILL);
+			waitpid(w, NULL, 0);
+		} else {
+			(void)send_upload(ch.fd, set1100, &c, fname, &ct, cut, NULL);
+			if (kp == K_AFTER_CONTENT)
+				usleep(rnd_below(&p, 3000));
+			if (kp == K_BEFORE_CONFIRM || kp == K_AFTER_CONFIRM) {
+				uint8_t resp[WIRE_2103_SIZE];
+				size_t len;
+				got2103 = get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 &&
+				          code == RESP_FILE_RECEIVED;
+				if (got2103 && kp == K_AFTER_CONFIRM) {
+					uint8_t msg[WIRE_REQUEST_HEADER_SIZE + 16 + WIRE_NAME_SIZE];
+					size_t off = WIRE_REQUEST_HEADER_SIZE;
+					put_header(msg, c.id, set1100 ? REQ_CRC_OK_1100 : REQ_CRC_OK,
+					           (uint32_t)((set1100 ? 16 : 0) + WIRE_NAME_SIZE));
+					if (set1100) {
+						memcpy(msg + off, c.id, 16);
+						off += 16;
+					}
+					wire_put_name(msg + off, fname);
+					(void)send_all(ch.fd, msg, off + WIRE_NAME_SIZE);
+				}
+			}
+			kill(ch.pid, SIGKILL);
+		}
+		st_code = reap(&ch);
+		if (st_code == 128 + SIGKILL)
+			kills++;
+		by_point[kp]++;
+
+		snprintf(path, sizeof(path), "%s/files/%s/%s", state, hex, fname);
+		if (access(path, F_OK) == 0) {
+			/* Under its final name: the whole new content or the whole earlier one, nothing else. */
+			if (file_matches(path, &ct)) {
+				if (stored[slot].seed != ct.seed)
+					published++;
+				stored[slot] = ct;
+			} else if (!(stored[slot].seed && file_matches(path, &stored[slot]))) {
+				printf("#   upload %d (%s, killed %s): %s is partial or corrupt\n", k, fname,
+				       kill_names[kp], path);
+				bad_final++;
+			}
+		} else if (stored[slot].seed) {
+			printf("#   upload %d (killed %s): the earlier copy of %s was lost\n", k, kill_names[kp],
+			       fname);
+			lost++;
+		}
+		if (got2103 && !file_matches(path, &ct)) {
+			printf("#   upload %d: 2103 was sent but %s does not hold the upload\n", k, fname);
+			lost++;
+		}
+		if (!db_ok(state, &a))
+			integrity++;
+		if (a.bad > prev_bad) {
+			/*
+			 * A replacement is renamed into place inside the transaction that
+			 * records it: killed before the commit, the new file stands with
+			 * the earlier row. Counted apart, as a known limitation.
+			 */
+			if (a.bad - prev_bad == 1 && slot != k && file_matches(path, &ct)) {
+				printf("#   upload %d (replacing %s, killed %s): the new file stands with the earlier "
+				       "row\n",
+				       k, fname, kill_names[kp]);
+				ahead++;
+			} else {
+				printf("#   upload %d (%s, killed %s): %ld rows differ from their files\n", k, fname,
+				       kill_names[kp], a.bad - prev_bad);
+				bad_rows++;
+			}
+		}
+		prev_bad = a.bad;
+		if (!tmp_empty(state))
+			leftovers++;
+	}
+	for (i = 0; i < K_POINTS; i++)
+		printf("# killed %s: %d times\n", kill_names[i], by_point[i]);
+	is_int(kills, n, "%d uploads, efsession killed with SIGKILL in each (%d after its file was already named)", n,
+	       published);
+	is_int(bad_final, 0, "never a partial or corrupt file under a final name");
+	is_int(lost, 0, "a file acknowledged with 2103, or stored before, is never lost");
+	is_int(integrity, 0, "PRAGMA integrity_check is ok after every kill");
+	is_int(bad_rows, 0, "after every kill, every row matches the file it names (but for the case below)");
+	/* TAP TODO: reported, not failed, until replacement and row become one atomic step. */
+	printf("%s %d - a replacement killed between its rename and its commit never leaves the new file with the "
+	       "earlier row%s\n",
+	       ahead ? "not ok" : "ok", ++tap_count,
+	       ahead ? " # TODO the file is renamed into place before its row commits" : "");
+	is_int(leftovers, 0, "no temporary file is ever left in tmp/");
+	{
+		/* The killed sessions leave no file outside the names the driver used. */
+		char dir[900];
+		long named = 0;
+		snprintf(dir, sizeof(dir), "%s/files/%s", state, hex);
+		for (i = 0; i < n; i++)
+			if (stored[i].seed)
+				named++;
+		is_int(count_entries(dir), named, "the client directory holds only complete files under their names");
+	}
+	{
+		/* And the server still serves: an upload after all that goes through. */
+		struct child ch = spawn(state);
+		struct content ct = {.size = 100000, .seed = 4242};
+		uint16_t code;
+		ok(upload(ch.fd, true, &c, "after.bin", &ct, &code) == 0 && confirm(ch.fd, true, &c, "after.bin") == 0,
+		   "after the kills an upload and its confirmation succeed");
+		reap(&ch);
+	}
+	free(stored);
+	return tap_done();
+}
+
+/* race: two connections upload the same name with different content at the same moment. */
+static int cmd_race(char **argv)
+{
+	const char *state = argv[1];
+	int rounds = atoi(argv[2]), r, both = 0, whole = 0, consistent = 0;
+	struct ident c;
+	char path[1200], hex[WIRE_ID_HEX_SIZE];
+	struct store *st;
+
+	efsession_path = argv[0];
+	init_crypto();
+	make_ident(state, "racer", &c);
+	wire_id_to_hex(c.id, hex);
+	snprintf(path, sizeof(path), "%s/files/%s/same.bin", state, hex);
+	for (r = 0; r < rounds; r++) {
+		struct content a = {.size = 1 * MIB + 17 * (uint64_t)r, .seed = 1000u + (uint32_t)r},
+		               b = {.size = 2 * MIB - 5 * (uint64_t)r, .seed = 5000u + (uint32_t)r};
+		struct child ca = spawn(state), cb = spawn(state);
+		pid_t w;
+		int status, ok_a, ok_b = 0;
+		uint16_t code;
+		struct store_file f;
+
+		fflush(stdout);
+		w = fork();
+		if (w == 0)
+			_exit(upload(cb.fd, r % 2 == 0, &c, "same.bin", &b, &code) == 0 ? 0 : 1);
+		ok_a = upload(ca.fd, r % 2 == 1, &c, "same.bin", &a, &code) == 0;
+		if (waitpid(w, &status, 0) == w && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			ok_b = 1;
+		reap(&ca);
+		reap(&cb);
+		both += ok_a && ok_b;
+		whole += file_matches(path, &a) || file_matches(path, &b);
+		if (store_open_readonly(state, 5000, &st) == 0) {
+			char rel[900];
+			uint32_t sum;
+			uint64_t size;
+			snprintf(rel, sizeof(rel), "files/%s/same.bin", hex);
+			if (store_get_file(st, c.id, rel, &f) == 0 && file_cksum(path, &sum, &size) == 0 &&
+			    f.size == size && f.checksum == sum && f.attempts == 2LL * (r + 1))
+				consistent++;
+			store_close(st);
+		}
+	}
+	is_int(both, rounds, "%d rounds of two connections uploading the same name at once: both get 2103", rounds);
+	is_int(whole, rounds, "the stored file is always one of the two uploads, whole");
+	is_int(consistent, rounds, "its row always matches the file that won, and counts every attempt");
+	ok(tmp_empty(state), "no temporary file left in tmp/");
+	return tap_done();
+}
+
+/*
+ * register: N registrations with random names on a few efsession children.
+ * Valid names get 2100; a name taken gets 2101 and the connection goes on;
+ * an invalid one (control byte, bad UTF-8, empty, no NUL) 2101 and the
+ * connection closes (PROTOCOL.md section 8).
+ */
+enum name_kind { N_VALID, N_DUPLICATE, N_CONTROL, N_BAD_UTF8, N_EMPTY, N_NO_NUL };
+
+static size_t random_valid_name(struct prng *p, uint8_t *out, int tag)
+{
+	static const char *const multi[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xd0\x96", "\xe4\xb8\xad"};
+	size_t len = 0, want = 1 + rnd_below(p, rnd_below(p, 4) == 0 ? 240 : 24), m;
+
+	out[len++] = (uint8_t)('A' + tag); /* keeps each child's names apart */
+	while (len < want) {
+		if (rnd_below(p, 6) == 0) {
+			const char *s = multi[rnd_below(p, 5)];
+			m = strlen(s);
+			if (len + m > 254)
+				break;
+			memcpy(out + len, s, m);
+			len += m;
+		} else {
+			out[len++] = (uint8_t)(0x20 + rnd_below(p, 0x7f - 0x20));
+		}
+	}
+	return len;
+}
+
+struct reg_stats {
+	long sent, registered, taken, refused_invalid, wrong;
+};
+
+static int register_child(const char *state, int tag, int count, uint32_t seed, int out_fd)
+{
+	struct prng p = {seed | 1};
+	struct reg_stats s = {0};
+	uint8_t(*valid)[WIRE_NAME_SIZE] = calloc((size_t)count, WIRE_NAME_SIZE);
+	int nvalid = 0, i;
+	struct child ch = spawn(state);
+
+	for (i = 0; i < count; i++) {
+		uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE], resp[32],
+		    *field = msg + WIRE_REQUEST_HEADER_SIZE;
+		uint32_t roll = rnd_below(&p, 100);
+		enum name_kind kind = roll < 80   ? N_VALID
+		                      : roll < 88 ? N_DUPLICATE
+		                      : roll < 92 ? N_CONTROL
+		                      : roll < 96 ? N_BAD_UTF8
+		                      : roll < 98 ? N_EMPTY
+		                                  : N_NO_NUL;
+		size_t len, at;
+		uint16_t code = 0;
+		bool closes = kind != N_VALID && kind != N_DUPLICATE;
+
+		if (kind == N_DUPLICATE && nvalid == 0)
+			kind = N_VALID;
+		memset(field, 0, WIRE_NAME_SIZE);
+		/* Bytes after the NUL are ignored: fill them with noise. */
+		prng_fill(&p, field, WIRE_NAME_SIZE);
+		switch (kind) {
+		case N_VALID:
+			len = random_valid_name(&p, field, tag);
+			field[len] = 0;
+			break;
+		case N_DUPLICATE:
+			memcpy(field, valid[rnd_below(&p, (uint32_t)nvalid)], WIRE_NAME_SIZE);
+			break;
+		case N_CONTROL:
+			len = random_valid_name(&p, field, tag);
+			at = rnd_below(&p, (uint32_t)len);
+			field[at] = rnd_below(&p, 2) ? 0x7f : (uint8_t)(1 + rnd_below(&p, 31));
+			field[len] = 0;
+			break;
+		case N_BAD_UTF8: {
+			static const char *const bad[] = {
+			    "\x80", "\xc0\xaf", "\xe0\x80\xaf",    "\xed\xa0\x80", "\xf8\x88\x80\x80\x80",
+			    "\xff", "\xc3",     "\xf4\x90\x80\x80"};
+			const char *b = bad[rnd_below(&p, 8)];
+			len = random_valid_name(&p, field, tag);
+			if (len > 200)
+				len = 200;
+			at = rnd_below(&p, (uint32_t)len + 1);
+			memmove(field + at + strlen(b), field + at, len - at);
+			memcpy(field + at, b, strlen(b));
+			len += strlen(b);
+			field[len] = 0;
+			break;
+		}
+		case N_EMPTY:
+			field[0] = 0;
+			break;
+		case N_NO_NUL:
+			for (at = 0; at < WIRE_NAME_SIZE; at++)
+				field[at] = (uint8_t)('a' + rnd_below(&p, 26));
+			break;
+		}
+		if (kind == N_VALID)
+			field[0] = (uint8_t)('A' + tag);
+		put_header(msg, NULL, rnd_below(&p, 2) ? REQ_REGISTER : REQ_REGISTER_1100, WIRE_NAME_SIZE);
+		/* The header's id of a register request is ignored: make it noise too. */
+		prng_fill(&p, msg, 16);
+		s.sent++;
+		{
+			size_t rl;
+			uint8_t id[16];
+			if (send_all(ch.fd, msg, sizeof(msg)) < 0 ||
+			    get_response(ch.fd, &code, resp, sizeof(resp), &rl) < 0)
+				code = 0;
+			bool taken = false;
+			int v;
+			/* A short random name may repeat an earlier one by chance: then it is taken too. */
+			for (v = 0; kind == N_VALID && v < nvalid && !taken; v++)
+				taken = strcmp((const char *)valid[v], (const char *)field) == 0;
+			if (kind == N_VALID && !taken && code == RESP_REGISTERED && rl == 16) {
+				memcpy(id, resp, 16);
+				memcpy(valid[nvalid++], field, WIRE_NAME_SIZE);
+				s.registered++;
+			} else if ((kind == N_DUPLICATE || taken) && code == RESP_REGISTER_REFUSED) {
+				s.taken++;
+			} else if (closes && code == RESP_REGISTER_REFUSED && closed_quietly(ch.fd, IO_TIMEOUT_MS)) {
+				s.refused_invalid++;
+			} else {
+				if (s.wrong < 5) {
+					char hx[2 * WIRE_NAME_SIZE + 1];
+					for (at = 0; at < 40; at++)
+						snprintf(hx + 2 * at, 3, "%02x", field[at]);
+					printf("#   registration %d (kind %d, name %s...) got %u\n", i, kind, hx, code);
+				}
+				s.wrong++;
+			}
+		}
+		if (closes || code == 0) {
+			reap(&ch);
+			ch = spawn(state);
+		}
+	}
+	reap(&ch);
+	free(valid);
+	return write(out_fd, &s, sizeof(s)) == (ssize_t)sizeof(s) ? 0 : 1;
+}
+
+struct name_audit {
+	long clients, bad_ids;
+	uint8_t (*ids)[16];
+};
+
+static int audit_client(const struct store_client *cl, void *ctx)
+{
+	struct name_audit *a = ctx;
+
+	/* RFC 4122 version 4, variant 10. */
+	if ((cl->id[6] & 0xf0) != 0x40 || (cl->id[8] & 0xc0) != 0x80)
+		a->bad_ids++;
+	memcpy(a->ids[a->clients++], cl->id, 16);
+	return 0;
+}
+
+static int cmp_id(const void *x, const void *y)
+{
+	return memcmp(x, y, 16);
+}
+
+static int cmd_register(char **argv)
+{
+	const char *state = argv[1];
+	int n = atoi(argv[2]), workers = 4, i, pipefd[2], status;
+	uint32_t seed = (uint32_t)strtoul(argv[3], NULL, 0);
+	struct reg_stats total = {0}, s;
+	struct name_audit na = {0};
+	struct store *st;
+	long dups = 0;
+	int64_t t0 = now_ms();
+
+	efsession_path = argv[0];
+	if (crypto_init() < 0)
+		die("libgcrypt");
+	if (pipe(pipefd) < 0)
+		die("pipe");
+	fflush(stdout);
+	for (i = 0; i < workers; i++)
+		if (fork() == 0)
+			_exit(register_child(state, i, n / workers + (i < n % workers), seed + (uint32_t)i * 7777u,
+			                     pipefd[1]));
+	close(pipefd[1]);
+	for (i = 0; i < workers; i++) {
+		if (read(pipefd[0], &s, sizeof(s)) != (ssize_t)sizeof(s))
+			die("a registration worker failed");
+		total.sent += s.sent;
+		total.registered += s.registered;
+		total.taken += s.taken;
+		total.refused_invalid += s.refused_invalid;
+		total.wrong += s.wrong;
+	}
+	while (wait(&status) > 0)
+		;
+	printf("# %ld registrations in %.1f s: %ld registered, %ld names taken, %ld invalid names refused\n",
+	       total.sent, (double)(now_ms() - t0) / 1000.0, total.registered, total.taken, total.refused_invalid);
+	is_int(total.sent, n, "%d registrations sent on %d connections at once", n, workers);
+	is_int(total.wrong, 0,
+	       "each got its documented response: 2100 for a new valid name, 2101 for a taken one (connection open), "
+	       "2101 and the connection closed for an invalid one");
+	if (store_open_readonly(state, 5000, &st) < 0)
+		die("cannot open the store");
+	na.ids = calloc((size_t)total.registered + 16, 16);
+	ok(store_integrity_check(st) == 0, "PRAGMA integrity_check is ok");
+	store_each_client(st, audit_client, &na);
+	store_close(st);
+	is_int(na.clients, total.registered, "the database holds exactly the clients that got 2100");
+	qsort(na.ids, (size_t)na.clients, 16, cmp_id);
+	for (i = 1; i < na.clients; i++)
+		dups += memcmp(na.ids[i - 1], na.ids[i], 16) == 0;
+	ok(dups == 0 && na.bad_ids == 0, "every client id is unique and a version-4 UUID");
+	free(na.ids);
+	return tap_done();
+}
+
+/* full: an upload that does not fit (small file system, or RLIMIT_FSIZE) gets 2107 and leaves nothing. */
+static int cmd_full(char **argv)
+{
+	const char *state = argv[1];
+	uint64_t size = strtoull(argv[2], NULL, 0);
+	rlim_t fsize = argv[3] ? (rlim_t)strtoull(argv[3], NULL, 0) : RLIM_INFINITY;
+	const char *how = argv[3] ? "a file size limit (RLIMIT_FSIZE)" : "a full file system";
+	struct content ct = {.size = size, .seed = 99}, small = {.size = 1000, .seed = 7};
+	uint8_t resp[WIRE_2103_SIZE];
+	struct ident c;
+	struct child ch;
+	struct audit a;
+	uint16_t code = 0;
+	size_t len;
+	char dir[900], hex[WIRE_ID_HEX_SIZE];
+
+	efsession_path = argv[0];
+	init_crypto();
+	make_ident(state, "filler", &c);
+	wire_id_to_hex(c.id, hex);
+	snprintf(dir, sizeof(dir), "%s/files/%s", state, hex);
+	ch = spawn_rlimit(state, fsize, NULL);
+	(void)send_upload(ch.fd, true, &c, "big.bin", &ct, UINT64_MAX, NULL);
+	ok(get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 && code == RESP_ERROR && len == 0,
+	   "with %s, an upload of %llu bytes gets 2107", how, (unsigned long long)size);
+	ok(closed_quietly(ch.fd, IO_TIMEOUT_MS), "and the connection is closed");
+	is_int(reap(&ch), 111, "efsession exits with status 111 (system error)");
+	is_int(count_entries(dir), 0, "nothing is left in the client's directory");
+	ok(tmp_empty(state), "nothing is left in tmp/");
+	ok(db_ok(state, &a) && a.rows == 0, "the database is intact and holds no row for the file");
+	ch = spawn_rlimit(state, fsize, NULL);
+	ok(upload(ch.fd, true, &c, "small.bin", &small, &code) == 0 && confirm(ch.fd, true, &c, "small.bin") == 0,
+	   "a small upload afterwards succeeds");
+	reap(&ch);
+	return tap_done();
+}
+
+/* refused: the state directory cannot be used; every request gets 2107 and the connection closes. */
+static int cmd_refused(char **argv)
+{
+	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE], resp[32];
+	struct child ch;
+	uint16_t code = 0;
+	size_t len;
+
+	efsession_path = argv[0];
+	ch = spawn(argv[1]);
+	put_header(msg, NULL, REQ_REGISTER_1100, WIRE_NAME_SIZE);
+	wire_put_name(msg + WIRE_REQUEST_HEADER_SIZE, "nobody");
+	ok(send_all(ch.fd, msg, sizeof(msg)) == 0 && get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 &&
+	       code == RESP_ERROR && len == 0,
+	   "a register request gets 2107");
+	ok(closed_quietly(ch.fd, IO_TIMEOUT_MS), "and the connection is closed");
+	is_int(reap(&ch), 111, "efsession exits with status 111 (system error)");
+	return tap_done();
+}
+
+/* idle: N connections opened and never written to; all are closed by the server's idle timeout. */
+static int cmd_idle(char **argv)
+{
+	const char *host = argv[0], *port = argv[1];
+	int n = atoi(argv[2]), timeout = atoi(argv[3]), i, opened = 0, closed = 0, silent = 0, left;
+	int *fds = calloc((size_t)n, sizeof(int));
+	struct pollfd *pfds = calloc((size_t)n, sizeof(struct pollfd));
+	int64_t t0 = now_ms(), deadline, last = 0;
+	uint8_t b;
+
+	for (i = 0; i < n; i++) {
+		fds[i] = tcp_connect(host, port);
+		opened += fds[i] >= 0;
+	}
+	is_int(opened, n, "%d connections opened and never written to", n);
+	printf("# opened in %.1f s\n", (double)(now_ms() - t0) / 1000.0);
+	fflush(stdout);
+	/* Upper bound against a hang: the timeout, the time to open them all, and a wide margin. */
+	deadline = now_ms() + (int64_t)timeout * 1000 + (now_ms() - t0) + 60000;
+	left = opened;
+	while (left > 0 && now_ms() < deadline) {
+		int np = 0, r;
+		for (i = 0; i < n; i++)
+			if (fds[i] >= 0)
+				pfds[np++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+		r = poll(pfds, (nfds_t)np, 1000);
+		if (r <= 0)
+			continue;
+		for (i = 0; i < np; i++) {
+			ssize_t k;
+			if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			k = recv(pfds[i].fd, &b, 1, MSG_DONTWAIT);
+			if (k > 0) {
+				continue; /* counted below: a byte means a response was sent */
+			}
+			if (k < 0 && errno == EAGAIN)
+				continue;
+			closed++;
+			silent++;
+			close(pfds[i].fd);
+			for (int j = 0; j < n; j++)
+				if (fds[j] == pfds[i].fd)
+					fds[j] = -1;
+			left--;
+			last = now_ms();
+		}
+	}
+	is_int(closed, opened, "every one is closed by the server");
+	is_int(silent, closed, "without a byte of response");
+	if (last)
+		printf("# the last one closed %.1f s after they were all open (idle timeout %d s)\n",
+		       (double)(last - t0) / 1000.0, timeout);
+	for (i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	{
+		/* The launcher still serves. */
+		int fd = tcp_connect(host, port);
+		uint8_t id[16], resp[16];
+		uint16_t code = 0;
+		char name[64];
+		size_t len;
+		snprintf(name, sizeof(name), "after-idle-%ld", (long)getpid());
+		ok(fd >= 0 && do_register(fd, true, name, id, &code) == 0 && code == RESP_REGISTERED,
+		   "afterwards a new connection registers a client (2100)");
+		(void)resp;
+		(void)len;
+		if (fd >= 0)
+			close(fd);
+	}
+	free(fds);
+	free(pfds);
+	return tap_done();
+}
+
+/* trickle: one byte a second, in the header and then in the content: cut off at the idle timeout. */
+static int trickle_one(const char *host, const char *port, int timeout, const uint8_t *prefix, size_t prefix_len,
+                       const char *what)
+{
+	int fd = tcp_connect(host, port);
+	int64_t t0;
+	bool cut = false, answered = false;
+	uint8_t b = 0;
+	int sent = 0;
+
+	if (fd < 0)
+		die("connect");
+	if (prefix_len && send_all(fd, prefix, prefix_len) < 0)
+		die("send");
+	t0 = now_ms();
+	/* At most timeout + 30 s of trickling: the upper bound against a server that never cuts. */
+	while (now_ms() - t0 < (int64_t)(timeout + 30) * 1000) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t k;
+		if (send(fd, &b, 1, MSG_NOSIGNAL) < 0) {
+			cut = true;
+			break;
+		}
+		sent++;
+		if (poll(&pfd, 1, 1000) > 0) {
+			k = recv(fd, &b, 1, 0);
+			if (k > 0)
+				answered = true;
+			cut = true;
+			break;
+		}
+	}
+	close(fd);
+	ok(cut && !answered, "a client trickling one byte a second %s is cut off without a response (after %d bytes)",
+	   what, sent);
+	ok(sent <= timeout + 3, "it could send no more than the idle timeout allows (%d s, %d bytes sent)", timeout,
+	   sent);
+	return 0;
+}
+
+static int cmd_trickle(char **argv)
+{
+	const char *host = argv[0], *port = argv[1];
+	int timeout = atoi(argv[2]);
+	uint8_t pre[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE];
+
+	trickle_one(host, port, timeout, NULL, 0, "in a request header");
+	put_header(pre, NULL, REQ_REGISTER_1100, WIRE_NAME_SIZE);
+	trickle_one(host, port, timeout, pre, WIRE_REQUEST_HEADER_SIZE, "in a payload");
+	return tap_done();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int args;
+		int (*fn)(char **argv);
+	} cmds[] = {
+	    {"load", 5, cmd_load}, {"kill", 4, cmd_kill},       {"race", 3, cmd_race}, {"register", 4, cmd_register},
+	    {"full", 3, cmd_full}, {"refused", 2, cmd_refused}, {"idle", 4, cmd_idle}, {"trickle", 3, cmd_trickle},
+	};
+	size_t i;
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (i = 0; argc >= 2 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0 && argc - 2 >= cmds[i].args)
+			return cmds[i].fn(argv + 2);
+	fprintf(stderr,
+	        "usage: drive-robust load|kill|race|register|full|refused|idle|trickle ARGS (see the source)\n");
+	return 99;
+}
