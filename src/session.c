@@ -530,6 +530,11 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		goto out;
 	}
 	sum = cksum_final(&ck);
+	/* On disk before the database's write lock is taken, so concurrent uploads do not queue behind this fsync. */
+	if ((r = vault_flush(pub.file)) < 0) {
+		o = server_error(s, r, "Could not write '%s' to disk", esc(name, e1));
+		goto out;
+	}
 
 	memcpy(f.client_id, s->hdr.client_id, ID);
 	snprintf(f.file_name, sizeof(f.file_name), "%s", name);

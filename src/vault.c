@@ -34,6 +34,7 @@ struct vault_file {
 	int fd;
 	bool named; /* O_TMPFILE unavailable: fd has the name tmp_name in tmp/ */
 	bool published;
+	bool synced; /* content complete and on disk */
 	struct seal_writer *seal;
 	char tmp_name[64];
 	uint64_t written;
@@ -239,6 +240,20 @@ static int link_tmp(struct vault_file *f)
 	return 0;
 }
 
+int vault_flush(struct vault_file *f)
+{
+	int r;
+
+	if (f->synced)
+		return 0;
+	if (f->seal && (r = seal_writer_finish(f->seal)) < 0)
+		return r;
+	if (fsync(f->fd) < 0)
+		return -errno;
+	f->synced = true;
+	return 0;
+}
+
 int vault_publish(struct vault_file *f, const char *base)
 {
 	char proc[64];
@@ -246,10 +261,8 @@ int vault_publish(struct vault_file *f, const char *base)
 
 	if (!safe_base(base))
 		return -EINVAL;
-	if (f->seal && (r = seal_writer_finish(f->seal)) < 0)
+	if ((r = vault_flush(f)) < 0)
 		return r;
-	if (fsync(f->fd) < 0)
-		return -errno;
 	if (!f->named) {
 		/* The common case, a new name: one atomic link and nothing to clean up. */
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
@@ -267,8 +280,8 @@ int vault_publish(struct vault_file *f, const char *base)
 		f->named = false;
 		return r;
 	}
+	/* The name left in tmp/ is gone once the directory is; a crash before that leaves a link efctl gc removes. */
 	f->named = false;
-	(void)fsync(f->vault->tmp_fd);
 done:
 	f->published = true;
 	if (fsync(f->dir_fd) < 0)

@@ -43,8 +43,13 @@ int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out,
 int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_file **out);
 int vault_write(struct vault_file *f, const void *buf, size_t len);
 /*
- * fsync the content, then give it its name atomically (replacing an
- * earlier copy), then fsync the directory. The file stays open until
+ * Complete the content (the last sealed segment) and fsync it: the slow part
+ * of publication, which callers do before taking any lock.
+ */
+int vault_flush(struct vault_file *f);
+/*
+ * vault_flush if not done, then give the file its name atomically (replacing
+ * an earlier copy), then fsync the directory. The file stays open until
  * vault_discard.
  */
 int vault_publish(struct vault_file *f, const char *base);

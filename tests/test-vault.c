@@ -146,6 +146,17 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b/big", root);
 	ok(stat(path, &st) == 0 && st.st_size == (9 << 20) + 1, "it has all its bytes");
 
+	ok(vault_create(v, id, &f) == 0 && vault_write(f, "flushed", 7) == 0 && vault_flush(f) == 0 &&
+	       vault_flush(f) == 0,
+	   "an upload is flushed to disk before publication, and flushing twice is harmless");
+	is_int(entries("files/deadbeef000142038405060708090a0b"), 2, "a flushed file is still invisible");
+	ok(vault_publish(f, "flushed") == 0, "a flushed file is published");
+	vault_discard(f);
+	ok(read_file("files/deadbeef000142038405060708090a0b/flushed", buf, sizeof(buf), &mode) == 7 &&
+	       memcmp(buf, "flushed", 7) == 0,
+	   "the flushed and published file holds its content");
+	ok(vault_remove(v, id, "flushed") == 0, "and is removed again");
+
 	ok(vault_remove(v, id, "a.txt") == 0, "a stored file is removed");
 	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "only the other file remains");
 	ok(vault_remove(v, id, "a.txt") == 0, "removing a missing file is not an error");
