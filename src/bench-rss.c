@@ -1,8 +1,8 @@
 /*
  * bench-rss: run a program as a child and, when it ends, append its peak
- * resident set size (KiB, from wait4) and exit status to a log, then exit
- * as it did. make bench starts efsession through it to learn efsession's
- * peak memory per connection.
+ * resident set size (KiB, from wait4), its exit status and the CPU seconds
+ * it used (user, system) to a log, then exit as it did. make bench starts
+ * efsession through it to learn its peak memory and CPU per connection.
  */
 #include "config.h"
 
@@ -20,7 +20,7 @@ extern char **environ;
 int main(int argc, char **argv)
 {
 	struct rusage ru;
-	char line[64];
+	char line[128];
 	pid_t pid;
 	int status, fd, r, n;
 
@@ -42,8 +42,9 @@ int main(int argc, char **argv)
 	while (wait4(pid, &status, 0, &ru) < 0)
 		if (errno != EINTR)
 			return 111;
-	n = snprintf(line, sizeof(line), "%ld %d\n", ru.ru_maxrss,
-	             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	n = snprintf(line, sizeof(line), "%ld %d %ld.%06ld %ld.%06ld\n", ru.ru_maxrss,
+	             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), (long)ru.ru_utime.tv_sec,
+	             (long)ru.ru_utime.tv_usec, (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		/* One short O_APPEND write: lines of concurrent connections never mix. */

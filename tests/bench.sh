@@ -51,7 +51,12 @@ big_bytes=$(numfmt --from=iec "$BIG") || die "BENCH_BIG=$BIG is not a size"
 avail=$(($(df -P -k "$WORK" | awk 'NR == 2 { print $4 }') * 1024))
 [ "$avail" -gt $((big_bytes + big_bytes / 4)) ] ||
 	die "$BIG upload needs $(numfmt --to=iec $((big_bytes + big_bytes / 4))) free in $BUILD, only $(numfmt --to=iec "$avail")"
-mkdir -p "$WORK/state" "$WORK/sink"
+mkdir -p "$WORK/state" "$WORK/sink" "$WORK/bin"
+# Copies, so that a rebuild of the tree while this runs cannot pull a program from under the launcher.
+cp "$EFSESSION" "$SINK" "$RSS" "$WORK/bin/" || die "cannot copy the programs"
+EFSESSION=$WORK/bin/efsession
+SINK=$WORK/bin/bench-sink
+RSS=$WORK/bin/bench-rss
 
 # launch NAME PROGRAM [ARG]...: PROGRAM per connection on a free loopback port ${PORT[NAME]}, launcher ${PID[NAME]}.
 declare -A PORT PID
@@ -81,13 +86,19 @@ launch ef "$EFSESSION" "${EFARGS[@]}"
 launch efrss "$RSS" "$WORK/rss.log" "$EFSESSION" "${EFARGS[@]}"
 launch trivial "$SINK"
 launch copy "$SINK" --store "$WORK/sink"
-launch copywb "$SINK" --store "$WORK/sink" --writeback
+launch copywb "$RSS" "$WORK/rss-copy.log" "$SINK" --store "$WORK/sink" --writeback
 
-# run OUT NAME [EFBENCH OPTION]...: efbench against launcher NAME; its report in OUT.
+# run OUT NAME [EFBENCH OPTION]...: efbench against launcher NAME; its report in OUT. Failed operations are
+# counted in the results; an efbench that could not run at all stops the benchmark.
 run() {
-	local out=$1 name=$2
+	local out=$1 name=$2 status
 	shift 2
-	if ! "$EFBENCH" "$@" "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"; then
+	"$EFBENCH" "$@" "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"
+	status=$?
+	if [ "$status" -eq 1 ]; then
+		echo "efbench $* against $name: $(field "$out" errors) operations failed" >>"$WORK/errors"
+		head -3 "$out.err" >&2
+	elif [ "$status" -ne 0 ]; then
 		cat "$out.err" >&2
 		die "efbench $* against $name failed"
 	fi
@@ -144,6 +155,7 @@ for r in $(seq "$ROUNDS"); do
 	kill "$sampler" 2>/dev/null
 	wait "$sampler" 2>/dev/null
 	sort -n "$WORK/rss.log" | tail -1 >>"$WORK/rss-a"
+	cat "$WORK/rss.log" >>"$WORK/cpu-a"
 	rm -rf "$WORK"/state/files/*
 done
 KEY=MB/s
@@ -153,6 +165,12 @@ a_copywb=$(best "$WORK"/a-copywb.*)
 unset KEY
 a_ceiling=$(awk -v a="$a_copy" -v b="$a_copywb" 'BEGIN { print (a > b ? a : b) }')
 rss_a=$(sort -n "$WORK/rss-a" | tail -1 | cut -d' ' -f1)
+# CPU seconds (user, system) of the large upload's process, in its fastest round: the heaviest line of each log.
+cpu() {
+	awk '{ t = $3 + $4; if (t > max) { max = t; u = $3; s = $4 } } END { printf "user %.2f s, system %.2f s", u, s }' "$1"
+}
+cpu_ef=$(cpu "$WORK/cpu-a")
+cpu_copy=$(cpu "$WORK/rss-copy.log")
 anon_a=$(cat "$WORK/anon" 2>/dev/null || echo 0)
 
 # (b) 1 KiB sessions (upload and confirmation on one connection) against the trivial program.
@@ -193,6 +211,7 @@ fs=$(df -P -T "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 	printf '    ceiling: same bytes into a file, then fsync %8.1f MB/s\n' "$a_copy"
 	printf '    ceiling: the same, writeback as it goes     %8.1f MB/s\n' "$a_copywb"
 	printf '    ratio to the better ceiling                 %8s      (target 0.8)\n' "$(ratio "$a_ef" "$a_ceiling")"
+	echo "    CPU of one upload, most in any round: efsession $cpu_ef; the copy $cpu_copy"
 	echo "(b) 1 KiB upload sessions, upload and confirmation on one connection each"
 	printf '    concurrency 1: efsession %7.1f/s, trivial program %7.1f/s, ratio %s\n' "$b1_ef" "$b1_triv" \
 		"$(ratio "$b1_ef" "$b1_triv")"
@@ -207,5 +226,10 @@ fs=$(df -P -T "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 		"$(mib "$anon_a")" "$(mib "$rss_b")"
 	"$RSS" "$WORK/rss-trivial" "$SINK" </dev/null
 	printf '    the trivial program, for scale: %s MiB\n' "$(mib "$(cut -d' ' -f1 "$WORK/rss-trivial")")"
+	if [ -s "$WORK/errors" ]; then
+		echo "ERRORS (the rates above count only the operations that succeeded):"
+		sed 's/^/    /' "$WORK/errors"
+	fi
 } >"$RESULTS"
 cat "$RESULTS"
+[ ! -s "$WORK/errors" ]
