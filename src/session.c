@@ -650,6 +650,8 @@ static enum outcome serve_request(struct session *s)
 
 	wire_id_to_hex(s->hdr.client_id, s->id_hex);
 	log_context_request(s->hdr.code);
+	/* The header's id until the handler knows the client's name; never the previous request's. */
+	log_context_client(is_register(s->hdr.code) ? NULL : s->hdr.client_id, NULL);
 	log_context_file(NULL, -1);
 	log_debug("Request %u (%s) from %s, version %u, %u bytes of payload.", s->hdr.code,
 	          wire_request_name(s->hdr.code), s->id_hex, s->hdr.version, s->hdr.payload_size);
