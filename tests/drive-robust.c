@@ -535,6 +535,7 @@ static bool tmp_empty(const char *state)
 /* Rows against files: each row's file exists with the row's size and checksum. */
 struct audit {
 	const char *state;
+	bool quiet;
 	long rows, bad, unverified;
 	long long attempts_over_one;
 };
@@ -555,7 +556,7 @@ static int audit_file(const struct store_file *f, void *ctx)
 		a->attempts_over_one++;
 	snprintf(path, sizeof(path), "%s/%s", a->state, f->path_name);
 	if (file_cksum(path, &sum, &size) < 0 || size != f->size || sum != f->checksum) {
-		if (a->bad < 5)
+		if (!a->quiet && a->bad < 5)
 			printf("#   row %s (size %llu, checksum %u) does not match its file\n", f->path_name,
 			       (unsigned long long)f->size, f->checksum);
 		a->bad++;
@@ -568,8 +569,11 @@ static bool db_ok(const char *state, struct audit *a)
 	struct store *st;
 	bool good;
 
+	bool quiet = a->quiet;
+
 	memset(a, 0, sizeof(*a));
 	a->state = state;
+	a->quiet = quiet;
 	if (store_open_readonly(state, 5000, &st) < 0)
 		return false;
 	good = store_integrity_check(st) == 0 && store_each_file(st, NULL, audit_file, a) == 0;
@@ -598,7 +602,7 @@ static struct content load_content(int client, int j, struct prng *sizes)
 }
 
 /* One load client; exit status 0 when every request got its success response. */
-static int load_client(const char *host, const char *port, const char *state, int i, int uploads)
+static int load_client(const char *host, const char *port, int i, int uploads)
 {
 	bool per_request = i % 2 == 1, set1100 = (i / 2) % 2 == 1;
 	struct prng sizes = {(uint32_t)(7919 * (i + 1))};
@@ -607,7 +611,6 @@ static int load_client(const char *host, const char *port, const char *state, in
 	uint16_t code = 0;
 	int fd = -1, j, failed = 0;
 
-	(void)state;
 	snprintf(name, sizeof(name), "load-%03d", i);
 	snprintf(c.name, sizeof(c.name), "%s", name);
 	if ((fd = tcp_connect(host, port)) < 0 || do_register(fd, set1100, name, c.id, &code) < 0 ||
@@ -692,7 +695,7 @@ static int cmd_load(char **argv)
 	const char *host = argv[0], *port = argv[1], *state = argv[2];
 	int clients = atoi(argv[3]), uploads = atoi(argv[4]), i, status, failed_clients = 0;
 	struct load_audit la = {.state = state, .uploads = uploads};
-	struct audit a;
+	struct audit a = {0};
 	struct store *st;
 	int64_t t0 = now_ms();
 	pid_t *pids = calloc((size_t)clients, sizeof(*pids));
@@ -704,7 +707,7 @@ static int cmd_load(char **argv)
 		if (pids[i] < 0)
 			die("fork: %s", strerror(errno));
 		if (pids[i] == 0)
-			_exit(load_client(host, port, state, i, uploads));
+			_exit(load_client(host, port, i, uploads));
 	}
 	for (i = 0; i < clients; i++)
 		if (waitpid(pids[i], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -772,7 +775,7 @@ static int cmd_kill(char **argv)
 		         cut = UINT64_MAX;
 		struct child ch = spawn(state);
 		uint16_t code;
-		struct audit a;
+		struct audit a = {.quiet = true};
 
 		snprintf(fname, sizeof(fname), "k%03d.bin", slot);
 		if (kp == K_HEADER)
@@ -1055,18 +1058,17 @@ static int register_child(const char *state, int tag, int count, uint32_t seed, 
 		prng_fill(&p, msg, 16);
 		s.sent++;
 		{
-			size_t rl;
-			uint8_t id[16];
+			bool taken = false;
+			size_t rl = 0;
+			int v;
+
 			if (send_all(ch.fd, msg, sizeof(msg)) < 0 ||
 			    get_response(ch.fd, &code, resp, sizeof(resp), &rl) < 0)
 				code = 0;
-			bool taken = false;
-			int v;
 			/* A short random name may repeat an earlier one by chance: then it is taken too. */
 			for (v = 0; kind == N_VALID && v < nvalid && !taken; v++)
 				taken = strcmp((const char *)valid[v], (const char *)field) == 0;
 			if (kind == N_VALID && !taken && code == RESP_REGISTERED && rl == 16) {
-				memcpy(id, resp, 16);
 				memcpy(valid[nvalid++], field, WIRE_NAME_SIZE);
 				s.registered++;
 			} else if ((kind == N_DUPLICATE || taken) && code == RESP_REGISTER_REFUSED) {
@@ -1179,7 +1181,7 @@ static int cmd_full(char **argv)
 	uint8_t resp[WIRE_2103_SIZE];
 	struct ident c;
 	struct child ch;
-	struct audit a;
+	struct audit a = {0};
 	uint16_t code = 0;
 	size_t len;
 	char dir[900], hex[WIRE_ID_HEX_SIZE];
@@ -1284,15 +1286,12 @@ static int cmd_idle(char **argv)
 	{
 		/* The launcher still serves. */
 		int fd = tcp_connect(host, port);
-		uint8_t id[16], resp[16];
+		uint8_t id[16];
 		uint16_t code = 0;
 		char name[64];
-		size_t len;
 		snprintf(name, sizeof(name), "after-idle-%ld", (long)getpid());
 		ok(fd >= 0 && do_register(fd, true, name, id, &code) == 0 && code == RESP_REGISTERED,
 		   "afterwards a new connection registers a client (2100)");
-		(void)resp;
-		(void)len;
 		if (fd >= 0)
 			close(fd);
 	}

@@ -10,6 +10,7 @@ run_drive() {
 	local name=$1
 	shift
 	"$top_builddir/tests/drive-robust" "$@" >"$WORK/$name.tap" 2>"$WORK/$name.err"
+	echo "# drive-robust $name: exit status $?"
 	fold_drive "$name"
 }
 
@@ -28,10 +29,8 @@ fold_drive() {
 		"#"*) echo "$line" ;;
 		esac
 	done <"$WORK/$name.tap"
-	grep -q '^1\.\.' "$WORK/$name.tap" || {
-		fail "$name: the driver finished its plan"
-		diag "$WORK/$name.err"
-	}
+	grep -q '^1\.\.' "$WORK/$name.tap" || fail "$name: the driver finished its plan"
+	[ -s "$WORK/$name.err" ] && tail -20 "$WORK/$name.err" | diag
 }
 
 ci_n=0
