@@ -451,7 +451,6 @@ static int register_client(struct worker *w, struct bench_client *c)
 static void report_error(struct worker *w, uint64_t op)
 {
 	struct bench *b = w->b;
-
 	unsigned k;
 
 	atomic_fetch_add(&b->errors, 1);
@@ -631,7 +630,7 @@ static void report(struct bench *b, double elapsed)
 		       cksum_algo_name(b->algo));
 	printf("errors:        %" PRIu64 "\n", errors);
 	printf("seconds:       %.3f\n", elapsed);
-	printf("%-15s%.1f\n", b->mode == MODE_KEYS ? "key exchanges/s:" : "uploads/s:", (double)ok / elapsed);
+	printf("%-14s %.1f\n", b->mode == MODE_KEYS ? "key exchanges/s:" : "uploads/s:", (double)ok / elapsed);
 	if (b->mode != MODE_KEYS)
 		printf("MB/s:          %.1f\n", (double)ok * (double)b->size / elapsed / 1e6);
 	printf("latency p50:   %.3f ms\n", quantile(b->latency, n, 0.50) * 1e3);
