@@ -53,8 +53,9 @@ avail=$(($(df -P -k "$WORK" | awk 'NR == 2 { print $4 }') * 1024))
 	die "$BIG upload needs $(numfmt --to=iec $((big_bytes + big_bytes / 4))) free in $BUILD, only $(numfmt --to=iec "$avail")"
 mkdir -p "$WORK/state" "$WORK/sink" "$WORK/bin"
 # Copies, so that a rebuild of the tree while this runs cannot pull a program from under the launcher.
-cp "$EFSESSION" "$SINK" "$RSS" "$WORK/bin/" || die "cannot copy the programs"
+cp "$EFSESSION" "$EFBENCH" "$SINK" "$RSS" "$WORK/bin/" || die "cannot copy the programs"
 EFSESSION=$WORK/bin/efsession
+EFBENCH=$WORK/bin/efbench
 SINK=$WORK/bin/bench-sink
 RSS=$WORK/bin/bench-rss
 
@@ -126,7 +127,7 @@ mib() {
 	awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
 }
 
-# Peak RSS and anonymous memory of efsession under launcher efrss, sampled while it runs.
+# The most anonymous memory (its own, not shared library pages) of efsession under launcher efrss, sampled.
 sample_anon() {
 	local top=0 kids pid a
 	while :; do
