@@ -103,6 +103,7 @@ enum stmt_id {
 	ST_FILE_UPSERT,
 	ST_FILE_ATTEMPTS,
 	ST_FILE_VERIFY,
+	ST_FILE_UNVERIFY,
 	ST_FILE_CHECK,
 	ST_FILE_GIVE_UP,
 	ST_CLIENT_DELETE,
@@ -132,6 +133,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "	file_name = excluded.file_name, verified = 0, status = 0, size = excluded.size,\n"
                        "	checksum = excluded.checksum, received = excluded.received",
     [ST_FILE_ATTEMPTS] = "SELECT attempts FROM files WHERE client_id = ?1 AND path_name = ?2",
+    [ST_FILE_UNVERIFY] = "UPDATE files SET verified = 0 WHERE client_id = ?1 AND path_name = ?2 AND verified = 1",
     [ST_FILE_VERIFY] = "UPDATE files SET verified = 1 WHERE client_id = ?1 AND path_name = ?2 AND file_name = ?3 AND "
                        "status = 0",
     /* A check changes no file row: the client's last seen is the only write, and only if the file is there. */
@@ -977,6 +979,42 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
  * transaction, so a failed publication leaves the row as it was, and a
  * failed COMMIT is reported for the caller to undo the publication.
  */
+/*
+ * publish() replaces the file before the transaction that records it
+ * commits; a crash in between would leave the new content under the old
+ * row. So a row that says verified says no more before that, in a
+ * transaction of its own: after a crash a row may fail to claim a good
+ * file, never claim one the client did not confirm.
+ */
+static int unverify(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	if ((r = tx_begin(st)) < 0)
+		return r;
+	if ((r = stmt_get(st, ST_FILE_UNVERIFY, &s)) < 0)
+		goto rollback;
+	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK) {
+		r = bind_failed(st, s);
+		goto rollback;
+	}
+	rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		r = fail(st, rc);
+		goto rollback;
+	}
+	/* Nothing changed (the common case): no commit, so no fsync. */
+	if (sqlite3_changes(st->db) == 0)
+		goto rollback;
+	return tx_commit(st);
+
+rollback:
+	tx_rollback(st);
+	return r;
+}
+
 int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx,
                       long long *attempts)
 {
@@ -988,6 +1026,8 @@ int store_record_file(struct store *st, const struct store_file *f, store_publis
 	    f->size > INT64_MAX)
 		return -EINVAL;
 	errmsg_clear(st);
+	if ((r = unverify(st, f->client_id, f->path_name)) < 0)
+		return r;
 	r = tx_begin(st);
 	if (r < 0)
 		return r;

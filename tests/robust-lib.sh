@@ -19,10 +19,6 @@ fold_drive() {
 	local name=$1 line
 	while IFS= read -r line; do
 		case $line in
-		"not ok "*"# TODO"*)
-			tap_n=$((tap_n + 1))
-			echo "not ok $tap_n - $name: ${line#not ok * - }"
-			;;
 		"ok "*) pass "$name: ${line#ok * - }" ;;
 		"not ok "*) fail "$name: ${line#not ok * - }" ;;
 		"Bail out!"*) fail "$name: $line" ;;

@@ -684,6 +684,56 @@ static void test_concurrency(void)
 	free(dir);
 }
 
+/* The publication callback of a process killed before its commit. */
+static int die_in_publish(void *ctx)
+{
+	(void)ctx;
+	_exit(0);
+}
+
+/*
+ * A session killed after its file replaced the stored copy but before the
+ * row recording it committed: the row that said verified must not say so
+ * of content the client never confirmed.
+ */
+static void test_crash_during_publish(void)
+{
+	const char *path = "files/c0/doc.txt";
+	char *dir = make_subdir("crash");
+	uint8_t id[WIRE_ID_SIZE];
+	struct store *st = NULL;
+	struct store_file f, g;
+	int status = -1;
+	pid_t pid;
+
+	make_id(id, 7, 7);
+	make_file(&f, id, "doc.txt", path, 100, 1);
+	if (store_open(dir, 0, &st) < 0 || store_register_client(st, id, "crash") < 0 ||
+	    store_record_file(st, &f, NULL, NULL, NULL) < 0 || store_mark_verified(st, id, path, "doc.txt") < 0) {
+		ok(0, "crash set-up: a verified file");
+		store_close(st);
+		free(dir);
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		struct store *child = NULL;
+		make_file(&f, id, "doc.txt", path, 200, 2);
+		if (store_open(dir, 0, &child) == 0)
+			(void)store_record_file(child, &f, die_in_publish, NULL, NULL);
+		_exit(1);
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "a session replacing a verified file dies inside publication");
+	is_int(store_get_file(st, id, path, &g), 0, "the row survives the crash");
+	ok(!g.verified, "it no longer says verified: the content under its name may be the unconfirmed new copy");
+	ok(g.size == 100 && g.checksum == 1 && g.attempts == 1, "its size, checksum and attempts are the earlier ones");
+	is_int(store_integrity_check(st), 0, "the database is intact after the crash");
+	store_close(st);
+	free(dir);
+}
+
 int main(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -711,6 +761,7 @@ int main(void)
 		test_reopen(dir);
 	}
 	test_versions();
+	test_crash_during_publish();
 	test_concurrency();
 
 	free(dir);
