@@ -74,7 +74,23 @@ static int vault_new(const char *state_dir, bool create, struct vault **out)
 
 int vault_open(const char *state_dir, struct vault **out)
 {
-	return vault_new(state_dir, true, out);
+	struct vault *v;
+	int fds[3], i, r;
+
+	if ((r = vault_new(state_dir, true, &v)) < 0)
+		return r;
+	/* A read-only state directory is found at start (one clear line), not at the first write. */
+	fds[0] = v->state_fd;
+	fds[1] = v->files_fd;
+	fds[2] = v->tmp_fd;
+	for (i = 0; i < 3; i++)
+		if (faccessat(fds[i], ".", W_OK, AT_EACCESS) < 0) {
+			r = -errno;
+			vault_close(v);
+			return r;
+		}
+	*out = v;
+	return 0;
 }
 
 int vault_open_existing(const char *state_dir, struct vault **out)

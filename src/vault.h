@@ -22,7 +22,10 @@ struct vault;
 struct vault_file;
 struct seal_key;
 
-/* Open STATE_DIR (which must exist) and create files/ and tmp/ in it (0700) if needed. */
+/*
+ * Open STATE_DIR (which must exist) and create files/ and tmp/ in it (0700)
+ * if needed; -EROFS or -EACCES when they cannot be written.
+ */
 int vault_open(const char *state_dir, struct vault **out);
 /* The same for tools run by another user (efctl as root): create nothing, -ENOENT if files/ or tmp/ is missing. */
 int vault_open_existing(const char *state_dir, struct vault **out);

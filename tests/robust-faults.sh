@@ -36,6 +36,7 @@ mkdir -p "$ro"
 if mount --bind "$ro" "$ro" 2>/dev/null && mount -o remount,bind,ro "$ro" 2>/dev/null; then
 	run_drive read-only refused "$EFS" "$ro"
 	check "read-only: the log says why in one line" [ "$(grep -c "Read-only file system" "$ro.log")" -eq 1 ]
+	check "read-only: that line names the state directory" grep -q "Cannot use the state directory $ro.*Read-only" "$ro.log"
 	umount "$ro"
 else
 	umount "$ro" 2>/dev/null
