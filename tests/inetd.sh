@@ -76,6 +76,11 @@ start_inetd
 pass "inetd listens on 127.0.0.1:$PORT with the line: $(cat "$WORK/inetd.conf")"
 
 # One connection held open: what efsession's descriptors are under inetd.
+# First let the session of start_inetd's probe connection end, so that the one found is ours.
+for _ in $(seq 1 100); do
+	pgrep -P "$INETD_PID" -x efsession >/dev/null || break
+	sleep 0.05
+done
 exec 3<>"/dev/tcp/127.0.0.1/$PORT"
 pid=
 for _ in $(seq 1 100); do
@@ -84,6 +89,11 @@ for _ in $(seq 1 100); do
 	sleep 0.05
 done
 if [ -n "$pid" ]; then
+	# Found as soon as inetd forks: give it until its set-up is done (bounded), then look.
+	for _ in $(seq 1 100); do
+		[ "$(readlink /proc/"$pid"/fd/2)" = /dev/null ] && break
+		sleep 0.05
+	done
 	check "efsession's standard input is the connection" \
 		test "$(readlink /proc/"$pid"/fd/0)" = "$(readlink /proc/"$pid"/fd/1)"
 	check "efsession's fd 2, the connection too under inetd, now points at /dev/null" \
