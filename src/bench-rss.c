@@ -45,12 +45,13 @@ int main(int argc, char **argv)
 	n = snprintf(line, sizeof(line), "%ld %d %ld.%06ld %ld.%06ld\n", ru.ru_maxrss,
 	             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), (long)ru.ru_utime.tv_sec,
 	             (long)ru.ru_utime.tv_usec, (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
+	/* One short O_APPEND write: lines of concurrent connections never mix. A lost line is a failure. */
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		/* One short O_APPEND write: lines of concurrent connections never mix. */
-		if (write(fd, line, (size_t)n) != n)
-			r = 111;
+	if (fd < 0 || n < 0 || (size_t)n >= sizeof(line) || write(fd, line, (size_t)n) != n)
+		r = 111;
+	else
+		r = WIFEXITED(status) ? WEXITSTATUS(status) : 111;
+	if (fd >= 0)
 		close(fd);
-	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 111;
+	return r;
 }
