@@ -135,12 +135,19 @@ static bool safe_base(const char *base)
 static int client_dir(struct vault *v, const uint8_t id[WIRE_ID_SIZE], bool create, int *out)
 {
 	char hex[WIRE_ID_HEX_SIZE];
+	bool made = false;
 	int r;
 
 	wire_id_to_hex(id, hex);
-	r = open_dir_at(v->files_fd, hex, create, out);
+	if (create) {
+		if (mkdirat(v->files_fd, hex, 0700) == 0)
+			made = true;
+		else if (errno != EEXIST)
+			return -errno;
+	}
+	r = open_dir_at(v->files_fd, hex, false, out);
 	/* A new client directory must survive a crash before any file in it is reported stored. */
-	if (r == 0 && create)
+	if (r == 0 && made)
 		(void)fsync(v->files_fd);
 	return r;
 }
