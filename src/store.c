@@ -979,6 +979,48 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
  * transaction, so a failed publication leaves the row as it was, and a
  * failed COMMIT is reported for the caller to undo the publication.
  */
+/* A callback inside a transaction: a positive value must not read as success to a caller testing r < 0. */
+static int run_callback(store_publish_fn fn, void *ctx)
+{
+	int r = fn ? fn(ctx) : 0;
+
+	return r > 0 ? -ECANCELED : r;
+}
+
+/* One statement on a client (and path), in one transaction: -ENOENT when it changes no row; then fn. */
+static int row_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                  store_publish_fn fn, void *ctx)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	errmsg_clear(st);
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	r = stmt_get(st, which, &s);
+	if (r < 0)
+		goto rollback;
+	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK)) {
+		r = bind_failed(st, s);
+		goto rollback;
+	}
+	r = stmt_exec(st, s);
+	if (r < 0)
+		goto rollback;
+	if (sqlite3_changes(st->db) == 0) {
+		r = -ENOENT;
+		goto rollback;
+	}
+	if ((r = run_callback(fn, ctx)) < 0)
+		goto rollback;
+	return tx_commit(st);
+
+rollback:
+	tx_rollback(st);
+	return r;
+}
+
 /*
  * publish() replaces the file before the transaction that records it
  * commits; a crash in between would leave the new content under the old
@@ -988,31 +1030,10 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
  */
 static int unverify(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name)
 {
-	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r = row_op(st, ST_FILE_UNVERIFY, id, path_name, NULL, NULL);
 
-	if ((r = tx_begin(st)) < 0)
-		return r;
-	if ((r = stmt_get(st, ST_FILE_UNVERIFY, &s)) < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
-	rc = sqlite3_step(s);
-	stmt_done(s);
-	if (rc != SQLITE_DONE) {
-		r = fail(st, rc);
-		goto rollback;
-	}
-	/* Nothing changed (the common case): no commit, so no fsync. */
-	if (sqlite3_changes(st->db) == 0)
-		goto rollback;
-	return tx_commit(st);
-
-rollback:
-	tx_rollback(st);
-	return r;
+	/* No verified row (the common case): nothing was committed, so nothing was synced. */
+	return r == -ENOENT ? 0 : r;
 }
 
 int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx,
@@ -1061,15 +1082,8 @@ int store_record_file(struct store *st, const struct store_file *f, store_publis
 	r = touch(st, f->client_id);
 	if (r < 0)
 		goto rollback;
-	if (publish) {
-		r = publish(ctx);
-		if (r != 0) {
-			/* A positive value must not read as success to a caller testing r < 0. */
-			if (r > 0)
-				r = -ECANCELED;
-			goto rollback;
-		}
-	}
+	if ((r = run_callback(publish, ctx)) < 0)
+		goto rollback;
 	r = tx_commit(st);
 	if (r < 0)
 		return r;
@@ -1120,14 +1134,8 @@ static int file_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_I
 		if (r < 0)
 			goto rollback;
 	}
-	if (fn) {
-		r = fn(ctx);
-		if (r != 0) {
-			if (r > 0)
-				r = -ECANCELED;
-			goto rollback;
-		}
-	}
+	if ((r = run_callback(fn, ctx)) < 0)
+		goto rollback;
 	return tx_commit(st);
 
 rollback:
@@ -1151,51 +1159,11 @@ int store_give_up(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *
 	return file_op(st, ST_FILE_GIVE_UP, id, path_name, file_name, remove, ctx);
 }
 
-/* One statement on a client (and path), in one transaction: -ENOENT when it changes no row; then fn. */
-static int delete_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
-                     store_publish_fn fn, void *ctx)
-{
-	sqlite3_stmt *s = NULL;
-	int r;
-
-	errmsg_clear(st);
-	r = tx_begin(st);
-	if (r < 0)
-		return r;
-	r = stmt_get(st, which, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK)) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
-	r = stmt_exec(st, s);
-	if (r < 0)
-		goto rollback;
-	if (sqlite3_changes(st->db) == 0) {
-		r = -ENOENT;
-		goto rollback;
-	}
-	if (fn) {
-		r = fn(ctx);
-		if (r != 0) {
-			if (r > 0)
-				r = -ECANCELED;
-			goto rollback;
-		}
-	}
-	return tx_commit(st);
-
-rollback:
-	tx_rollback(st);
-	return r;
-}
-
 int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 {
 	if (!st || !id)
 		return -EINVAL;
-	return delete_op(st, ST_CLIENT_DELETE, id, NULL, NULL, NULL);
+	return row_op(st, ST_CLIENT_DELETE, id, NULL, NULL, NULL);
 }
 
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
@@ -1203,7 +1171,7 @@ int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 {
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
-	return delete_op(st, ST_FILE_DELETE, id, path_name, gone_check, ctx);
+	return row_op(st, ST_FILE_DELETE, id, path_name, gone_check, ctx);
 }
 
 /*
