@@ -228,6 +228,15 @@ static int segment_start(gcry_cipher_hd_t hd, const uint8_t header[SEAL_HEADER_S
 	return err ? gcry_to_errno(err) : 0;
 }
 
+/* A file key lives in secure memory and is wiped before it is freed. */
+static void free_file_key(uint8_t *file_key)
+{
+	if (!file_key)
+		return;
+	crypto_wipe(file_key, SEAL_KEY_SIZE);
+	gcry_free(file_key);
+}
+
 int seal_writer_new(const struct seal_key *k, seal_sink_fn sink, void *ctx, struct seal_writer **out)
 {
 	struct seal_writer *w;
@@ -254,15 +263,11 @@ int seal_writer_new(const struct seal_key *k, seal_sink_fn sink, void *ctx, stru
 		goto fail;
 	if ((r = sink(ctx, w->header, SEAL_HEADER_SIZE)) < 0)
 		goto fail;
-	crypto_wipe(file_key, SEAL_KEY_SIZE);
-	gcry_free(file_key);
+	free_file_key(file_key);
 	*out = w;
 	return 0;
 fail:
-	if (file_key) {
-		crypto_wipe(file_key, SEAL_KEY_SIZE);
-		gcry_free(file_key);
-	}
+	free_file_key(file_key);
 	seal_writer_free(w);
 	return r;
 }
@@ -375,15 +380,11 @@ int seal_reader_new(const struct seal_key *k, int fd, struct seal_reader **out)
 	}
 	if ((r = key_wrap(k, false, rd->header + OFF_WRAPPED, file_key)) < 0 || (r = gcm_open(file_key, &rd->gcm)) < 0)
 		goto fail;
-	crypto_wipe(file_key, SEAL_KEY_SIZE);
-	gcry_free(file_key);
+	free_file_key(file_key);
 	*out = rd;
 	return 0;
 fail:
-	if (file_key) {
-		crypto_wipe(file_key, SEAL_KEY_SIZE);
-		gcry_free(file_key);
-	}
+	free_file_key(file_key);
 	seal_reader_free(rd);
 	return r;
 }

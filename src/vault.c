@@ -420,6 +420,21 @@ out:
 	return r;
 }
 
+/* A stream over the entries of an open directory, leaving dirfd itself open. */
+static int dir_stream(int dirfd, DIR **out)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	if (!(*out = fdopendir(fd))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return 0;
+}
+
 int vault_each_client_dir(struct vault *v, vault_dir_fn fn, void *ctx)
 {
 	char hex[WIRE_ID_HEX_SIZE];
@@ -428,15 +443,10 @@ int vault_each_client_dir(struct vault *v, vault_dir_fn fn, void *ctx)
 	struct stat sb;
 	size_t n = 0;
 	DIR *ds;
-	int fd, r = 0;
+	int r = 0;
 
-	if ((fd = openat(v->files_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -errno;
-	if (!(ds = fdopendir(fd))) {
-		r = -errno;
-		close(fd);
+	if ((r = dir_stream(v->files_fd, &ds)) < 0)
 		return r;
-	}
 	while ((errno = 0, d = readdir(ds))) {
 		/* Only what vault_create makes: a directory named by an id in lowercase hex. */
 		if (wire_id_from_hex(d->d_name, id) < 0)
@@ -475,15 +485,10 @@ int vault_each_leftover(struct vault *v, bool remove, vault_name_fn fn, void *ct
 	struct dirent *d;
 	DIR *ds;
 	pid_t pid;
-	int fd, r = 0;
+	int r = 0;
 
-	if ((fd = openat(v->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -errno;
-	if (!(ds = fdopendir(fd))) {
-		r = -errno;
-		close(fd);
+	if ((r = dir_stream(v->tmp_fd, &ds)) < 0)
 		return r;
-	}
 	while ((errno = 0, d = readdir(ds))) {
 		pid = tmp_owner(d->d_name);
 		/* EPERM: the process exists under another user, so the name is still in use. */
