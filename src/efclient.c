@@ -83,7 +83,8 @@ static void usage(FILE *out)
 	        "  -s, --server=HOST:PORT      server address (transfer.info line 1)\n"
 	        "  -n, --name=NAME             client name to register (transfer.info line 2)\n"
 	        "  -d, --dir=DIR               directory of transfer.info, me.info, priv.key\n"
-	        "                              (default: the current directory)\n"
+	        "                              (default: the current directory; created,\n"
+	        "                              mode 0700, if it does not exist)\n"
 	        "  -c, --code-set=1025|1100    request codes to speak (default 1025)\n"
 	        "  -k, --checksum=ALGO         cksum, crc32 or crc32-ciphertext, as the server\n"
 	        "                              is set (default cksum)\n"
@@ -599,7 +600,8 @@ int main(int argc, char **argv)
 		say("cannot initialise libgcrypt: %s", strerror(-r));
 		return EXIT_LOCAL;
 	}
-	if (stat(run.o.dir, &st) < 0) {
+	/* A first run may name a new directory for its identity: it is made private. */
+	if (stat(run.o.dir, &st) < 0 && (errno != ENOENT || mkdir(run.o.dir, 0700) < 0 || stat(run.o.dir, &st) < 0)) {
 		say("directory %s: %s", run.o.dir, strerror(errno));
 		return EXIT_USAGE;
 	}

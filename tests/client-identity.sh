@@ -21,9 +21,12 @@ files="$work/odd.bin $work/block.bin $work/empty $work/hello.txt"
 
 for set in 1025 1100; do
 	me=$work/me$set
-	mkdir "$me"
+	# The 1025 run finds its directory; the 1100 run's does not exist yet.
+	[ "$set" = 1025 ] && mkdir "$me"
 	run_client "$work/r" -v -s "127.0.0.1:$port" -n "alice$set" -d "$me" -c "$set" $files
 	check "$set: the first run succeeds" exit_is 0
+	[ "$set" = 1100 ] && check "1100: a --dir that did not exist is created, mode 0700" \
+		test "$(stat -c %a "$me")" = 700
 	check "$set: it registers and writes me.info and priv.key" says "$work/r" "registered 'alice$set' with 127.0.0.1:$port"
 	check "$set: me.info and priv.key have mode 0600" \
 		test "$(stat -c %a "$me/me.info") $(stat -c %a "$me/priv.key")" = "600 600"
@@ -110,6 +113,9 @@ check "a malformed transfer.info line is named too" \
 run_client "$work/r" -s "127.0.0.1:$port" -n carol -d "$td" "$work/missing.bin"
 check "a file that does not exist is refused before connecting" \
 	eval 'exit_is 64 && says "$work/r" "$work/missing.bin: No such file or directory" && test ! -e "$td/me.info"'
+run_client "$work/r" -s "127.0.0.1:$port" -n carol -d "$work/no/such/dir" "$work/hello.txt"
+check "a --dir whose parent does not exist is a configuration error" \
+	eval 'exit_is 64 && says "$work/r" "directory $work/no/such/dir: No such file or directory"'
 mkdir "$work/sub"
 cp "$work/hello.txt" "$work/sub/hello.txt"
 run_client "$work/r" -s "127.0.0.1:$port" -n carol -d "$td" "$work/hello.txt" "$work/sub/hello.txt"
