@@ -37,9 +37,9 @@ err_has() {
 	}
 }
 
-# json_ok: the last stdout is one valid JSON document (checked when python3 is there).
+# json_ok: the last stdout is one valid JSON document (python3 parses it; setup.sh installs it).
 json_ok() {
-	command -v python3 >/dev/null || return 0
+	command -v python3 >/dev/null || { note "python3 is needed to check JSON"; return 1; }
 	python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/ctl.out"
 }
 
