@@ -23,6 +23,11 @@ TREE=$CACHE/bookworm-$(echo "$INCLUDE" | md5sum | cut -c1-8)
 [ "$(id -u)" -eq 0 ] || skip_all "systemd-nspawn needs root"
 command -v systemd-nspawn >/dev/null || skip_all "systemd-nspawn is not installed (Debian: systemd-container)"
 command -v debootstrap >/dev/null || skip_all "debootstrap is not installed"
+# The booted system's private network needs CAP_NET_ADMIN to bring its loopback up;
+# a container that lacks it (nspawn inside nspawn) cannot give it one.
+capeff=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
+[ $(( (0x$capeff >> 12) & 1 )) -eq 1 ] ||
+	skip_all "no CAP_NET_ADMIN here (a container without it): a booted container could not bring up its loopback"
 
 # The tree, built once and reused: runs boot it with --volatile=overlay, so
 # nothing ever writes to it. A lock keeps two runs from building it at once.
