@@ -18,6 +18,7 @@
 
 #include "crypto.h"
 #include "der.h"
+#include "keys.h"
 #include "tap.h"
 
 #define TEST_KEY_FILE_MAX 16384
@@ -34,16 +35,6 @@ static const struct fixture fixtures[] = {
     {"rsa-1024-e17", 1024},    {"rsa-1024-e65537", 1024}, {"rsa-1536-e3", 1536},
     {"rsa-2048-e65537", 2048}, {"rsa-3072-e3", 3072},     {"rsa-4096-e17", 4096},
 };
-
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* Hex digits from s into out; white space is skipped. Returns the byte count. */
 static size_t unhex(const char *s, uint8_t *out, size_t size)
@@ -89,24 +80,9 @@ static size_t load_file(const char *file, char *buf, size_t size)
 	return n;
 }
 
-/* The SPKI of a fixture without its '#' comment lines. */
-static size_t load_spki(const char *name, uint8_t *out, size_t size)
-{
-	char text[TEST_KEY_FILE_MAX], file[PATH_MAX], *line, *save = NULL;
-	char hex[TEST_KEY_FILE_MAX] = "";
-
-	snprintf(file, sizeof(file), "%s.spki.hex", name);
-	if (load_file(file, text, sizeof(text)) == 0)
-		return 0;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		if (line[0] != '#' && strlen(hex) + strlen(line) < sizeof(hex))
-			strcat(hex, line);
-	return unhex(hex, out, size);
-}
-
 static gcry_sexp_t load_private(const char *name)
 {
-	char text[TEST_KEY_FILE_MAX], file[PATH_MAX];
+	char text[TEST_KEY_FILE_MAX], file[128];
 	gcry_sexp_t key;
 	size_t len;
 
@@ -169,7 +145,7 @@ static void test_oaep_fixture(const struct fixture *f)
 	gcry_sexp_t priv;
 	int r;
 
-	spki_len = load_spki(f->name, spki, sizeof(spki));
+	spki_len = load_hex(f->name, "spki", spki, sizeof(spki));
 	priv = load_private(f->name);
 	ok(spki_len > 0 && der_read_rsa_public(spki, spki_len, &key) == DER_OK && key.bits == f->bits,
 	   "%s: the public key fixture reads as a %u-bit key", f->name, f->bits);
@@ -219,7 +195,7 @@ static void test_oaep_leading_zero(void)
 	gcry_sexp_t priv;
 	int tries, r = -1;
 
-	spki_len = load_spki("rsa-1024-e17", spki, sizeof(spki));
+	spki_len = load_hex("rsa-1024-e17", "spki", spki, sizeof(spki));
 	priv = load_private("rsa-1024-e17");
 	if (spki_len == 0 || !priv || der_read_rsa_public(spki, spki_len, &key) != DER_OK) {
 		ok(0, "the 1024-bit fixture loads for the leading-zero test");

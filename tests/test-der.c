@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "der.h"
+#include "keys.h"
 #include "tap.h"
 
 /* Room for the largest key built here: a 16384-bit modulus. */
@@ -41,59 +42,6 @@ struct dbuf {
 };
 
 static const uint8_t oid_rsa[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
-
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* tests/data/keys/<name>.<kind>.hex: hex digits; white space and '#' lines ignored. 0 on any error. */
-static size_t load_hex(const char *name, const char *kind, uint8_t *out, size_t size)
-{
-	const char *top = getenv("top_srcdir");
-	char path[PATH_MAX];
-	bool comment = false, line_start = true;
-	size_t n = 0;
-	int c, hi = -1, v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/tests/data/keys/%s.%s.hex", top && *top ? top : ".", name, kind);
-	f = fopen(path, "r");
-	if (!f) {
-		printf("# cannot open %s\n", path);
-		return 0;
-	}
-	while ((c = getc(f)) != EOF) {
-		if (line_start && c == '#')
-			comment = true;
-		line_start = c == '\n';
-		if (comment) {
-			comment = c != '\n';
-			continue;
-		}
-		if (isspace(c))
-			continue;
-		v = hex_value(c);
-		if (v < 0 || n == size) {
-			n = 0;
-			hi = -1;
-			break;
-		}
-		if (hi < 0) {
-			hi = v;
-		} else {
-			out[n++] = (uint8_t)(hi << 4 | v);
-			hi = -1;
-		}
-	}
-	fclose(f);
-	return hi < 0 ? n : 0;
-}
 
 /* Read from a heap copy of exactly len bytes, so that ASan or valgrind sees any over-read. */
 static enum der_error read_exact(const uint8_t *p, size_t len, struct der_rsa_key *key)
