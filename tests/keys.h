@@ -1,4 +1,4 @@
-/* The key fixtures of tests/data/keys/, shared by the unit tests that read them. */
+/* Hex digits and the key fixtures of tests/data/keys/, shared by the tests in C. */
 #ifndef EF_TEST_KEYS_H
 #define EF_TEST_KEYS_H
 

@@ -34,6 +34,7 @@
 #include "store.h"
 #include "wire.h"
 
+#include "keys.h"
 #include "tap.h"
 
 #define MAX_SEGS       4096
@@ -351,17 +352,6 @@ static const uint8_t *named_id(const char *w)
 	return NULL;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One line of request (out == false) or expected response (out == true) tokens. */
 static void parse_bytes_line(const char *p, struct segs *ss, bool expect)
 {
@@ -480,7 +470,7 @@ static void parse_bytes_line(const char *p, struct segs *ss, bool expect)
 			if (n % 2)
 				die("odd number of hex digits in '%s'", word);
 			for (i = 0; i < n; i += 2) {
-				int hi = hexval(word[i]), lo = hexval(word[i + 1]);
+				int hi = hex_value(word[i]), lo = hex_value(word[i + 1]);
 				if (word[i] == '.' && word[i + 1] == '.' && expect) {
 					emit(ss, NULL, 1, true);
 					continue;
