@@ -1,4 +1,7 @@
-/* The protocol client (PROTOCOL.md sections 1-5), one connection or one per request. */
+/*
+ * The protocol client (efserver-protocol(7)): requests built and responses
+ * read through the codec, over one connection or one per request.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -33,6 +36,7 @@
 struct client {
 	struct client_params p;
 	struct client_hooks hooks;
+	const struct wire_dialect *dialect;
 	char *host;
 	char *port;
 	int fd;
@@ -50,6 +54,7 @@ struct response {
 	uint16_t code;
 	uint32_t size;
 	uint8_t payload[CLIENT_RESPONSE_MAX];
+	struct wire_response_body body; /* its fields, once expect() has checked it */
 };
 
 __attribute__((format(printf, 6, 7))) static int fail(struct client *c, enum client_failure failure, int err,
@@ -105,6 +110,7 @@ int client_new(struct client **out, const struct client_params *params, const st
 	if (hooks)
 		c->hooks = *hooks;
 	c->fd = -1;
+	c->dialect = &wire_standard;
 	c->timeout_ms = (int)params->timeout_seconds * 1000;
 	c->host = strdup(params->host);
 	c->port = strdup(params->port);
@@ -209,16 +215,17 @@ static int connect_to(struct client *c, uint16_t request)
  */
 static int recv_response(struct client *c, struct response *resp)
 {
-	uint8_t h[WIRE_RESPONSE_HEADER_SIZE];
+	uint8_t h[WIRE_RESPONSE_HEADER_MAX];
+	size_t hlen = wire_response_header_size(c->dialect);
 	struct wire_response_header hdr;
 	ssize_t n;
 
 	resp->code = 0;
-	if ((n = io_read_full(c->fd, h, sizeof(h), c->timeout_ms)) < 0)
+	if ((n = io_read_full(c->fd, h, hlen, c->timeout_ms)) < 0)
 		return (int)n;
-	if ((size_t)n < sizeof(h))
+	if ((size_t)n < hlen)
 		return n == 0 ? -ENODATA : -ECONNABORTED;
-	wire_parse_response_header(h, &hdr);
+	wire_parse_response_header(c->dialect, h, &hdr);
 	resp->code = hdr.code;
 	resp->size = hdr.payload_size;
 	if (hdr.payload_size > CLIENT_RESPONSE_MAX)
@@ -253,39 +260,28 @@ static int read_response(struct client *c, uint16_t request, struct response *re
 	return r < 0 ? response_failed(c, request, resp, r) : 0;
 }
 
-/*
- * The response must be want with a payload of min..max bytes; the refusal
- * codes the protocol allows for this request are failures of their own.
- */
-static int expect(struct client *c, uint16_t request, const struct response *resp, uint16_t want, size_t min,
-                  size_t max)
+static int bad_payload(struct client *c, uint16_t request, const struct response *resp)
 {
-	bool refusal =
-	    resp->code == RESP_ERROR ||
-	    (resp->code == RESP_REGISTER_REFUSED && (request == REQ_REGISTER || request == REQ_REGISTER_1100)) ||
-	    (resp->code == RESP_RECONNECT_REFUSED && request == REQ_RECONNECT);
-
-	if (refusal)
-		return fail(c, CLIENT_FAIL_REFUSED, 0, request, resp->code, "%s",
-		            c->after_retry_notice ? "possibly refusing the checksum-wrong notice sent just before"
-		                                  : "");
-	if (resp->code != want)
-		return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code, "expected %u (%s)", want,
-		            wire_response_name(want));
-	if (resp->size < min || resp->size > max)
-		return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code, "payload of %" PRIu32 " bytes",
-		            resp->size);
-	return 0;
+	return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code, "payload of %" PRIu32 " bytes", resp->size);
 }
 
-static size_t put_header(uint8_t *buf, const uint8_t id[WIRE_ID_SIZE], uint16_t code, uint32_t payload_size)
+/*
+ * The response must be the one rq gets on success, with the fields of its
+ * code, which go into resp->body; the refusals the protocol allows for rq
+ * are failures of their own.
+ */
+static int expect(struct client *c, const struct wire_request_spec *rq, struct response *resp)
 {
-	struct wire_request_header h = {.version = WIRE_CLIENT_VERSION, .code = code, .payload_size = payload_size};
-
-	if (id)
-		memcpy(h.client_id, id, WIRE_ID_SIZE);
-	wire_build_request_header(buf, &h);
-	return WIRE_REQUEST_HEADER_SIZE;
+	if (resp->code == RESP_ERROR || resp->code == rq->refusal)
+		return fail(c, CLIENT_FAIL_REFUSED, 0, rq->code, resp->code, "%s",
+		            c->after_retry_notice ? "possibly refusing the checksum-wrong notice sent just before"
+		                                  : "");
+	if (resp->code != rq->success)
+		return fail(c, CLIENT_FAIL_PROTOCOL, 0, rq->code, resp->code, "expected %u (%s)", rq->success,
+		            wire_response_name(rq->success));
+	if (wire_parse_response_body(c->dialect, resp->code, resp->payload, resp->size, &resp->body) < 0)
+		return bad_payload(c, rq->code, resp);
+	return 0;
 }
 
 /* After a send failed, the server may have answered (a 2107) before closing: prefer that to the bare error. */
@@ -305,22 +301,20 @@ static int send_failed(struct client *c, uint16_t request, int r)
 	return fail(c, CLIENT_FAIL_NETWORK, -r, request, 0, NULL);
 }
 
-/* A small request sent whole: header and payload in one write. */
-static int send_request(struct client *c, const uint8_t id[WIRE_ID_SIZE], uint16_t code, const uint8_t *payload,
-                        size_t len)
+/* A small request sent whole: header and body in one write. */
+static int send_request(struct client *c, const uint8_t id[WIRE_ID_SIZE], const struct wire_request_spec *rq,
+                        const struct wire_request_body *b)
 {
 	uint8_t buf[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + DER_RSA_SPKI_MAX];
 	size_t n;
 	int r;
 
-	if (len > sizeof(buf) - WIRE_REQUEST_HEADER_SIZE)
-		return fail(c, CLIENT_FAIL_LOCAL, EMSGSIZE, code, 0, NULL);
-	if ((r = connect_to(c, code)) < 0)
+	if (wire_build_request(c->dialect, rq, id, b, buf, sizeof(buf), &n) < 0)
+		return fail(c, CLIENT_FAIL_LOCAL, EMSGSIZE, rq->code, 0, NULL);
+	if ((r = connect_to(c, rq->code)) < 0)
 		return r;
-	n = put_header(buf, id, code, (uint32_t)len);
-	memcpy(buf + n, payload, len);
-	if ((r = io_write_full(c->fd, buf, n + len, c->timeout_ms)) < 0)
-		return send_failed(c, code, r);
+	if ((r = io_write_full(c->fd, buf, n, c->timeout_ms)) < 0)
+		return send_failed(c, rq->code, r);
 	return 0;
 }
 
@@ -352,37 +346,47 @@ static int settle_no_response(struct client *c, uint16_t request)
 	return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp.code, "a response to a request that has none");
 }
 
+/* The row of kind in the client's code set. */
+static const struct wire_request_spec *request_of(const struct client *c, enum wire_kind kind)
+{
+	return wire_request_for((uint16_t)c->p.code_set, kind);
+}
+
 int client_register(struct client *c, const char *name, uint8_t id[WIRE_ID_SIZE])
 {
-	uint16_t code = c->p.code_set == CLIENT_SET_1025 ? REQ_REGISTER : REQ_REGISTER_1100;
+	const struct wire_request_spec *rq = request_of(c, WIRE_KIND_REGISTER);
 	static const uint8_t zero[WIRE_ID_SIZE];
 	uint8_t field[WIRE_NAME_SIZE];
 	struct response resp;
 	int r;
 
 	if (wire_put_name(field, name) < 0)
-		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, code, 0, NULL);
-	if ((r = send_request(c, NULL, code, field, sizeof(field))) < 0 || (r = read_response(c, code, &resp)) < 0 ||
-	    (r = expect(c, code, &resp, RESP_REGISTERED, WIRE_ID_SIZE, WIRE_ID_SIZE)) < 0)
+		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, rq->code, 0, NULL);
+	if ((r = send_request(c, NULL, rq, &(struct wire_request_body){.name = field})) < 0 ||
+	    (r = read_response(c, rq->code, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
 		return r;
-	if (memcmp(resp.payload, zero, WIRE_ID_SIZE) == 0)
-		return fail(c, CLIENT_FAIL_PROTOCOL, 0, code, resp.code, "an all-zero client id");
-	memcpy(c->id, resp.payload, WIRE_ID_SIZE);
-	memcpy(id, resp.payload, WIRE_ID_SIZE);
+	if (memcmp(resp.body.id, zero, WIRE_ID_SIZE) == 0)
+		return fail(c, CLIENT_FAIL_PROTOCOL, 0, rq->code, resp.code, "an all-zero client id");
+	memcpy(c->id, resp.body.id, WIRE_ID_SIZE);
+	memcpy(id, resp.body.id, WIRE_ID_SIZE);
 	request_done(c);
 	return 0;
 }
 
-/* client_id[16] then the OAEP-encrypted AES key (2102, 2105): keep the key for the uploads. */
+/*
+ * 2102 or 2105: the OAEP-encrypted AES key, as long as key's modulus, for
+ * our client id. Keep the key for the uploads.
+ */
 static int take_aes_key(struct client *c, uint16_t request, const struct response *resp, const struct keyfile_rsa *key)
 {
 	size_t len = 0;
 	int r;
 
-	if (memcmp(resp->payload, c->id, WIRE_ID_SIZE) != 0)
+	if (resp->body.key_len != keyfile_modulus_bytes(key))
+		return bad_payload(c, request, resp);
+	if (memcmp(resp->body.id, c->id, WIRE_ID_SIZE) != 0)
 		return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code, "the key is for another client id");
-	r = keyfile_oaep_decrypt(key, resp->payload + WIRE_ID_SIZE, resp->size - WIRE_ID_SIZE, c->aes_key,
-	                         CRYPTO_AES_MAX_KEY, &len);
+	r = keyfile_oaep_decrypt(key, resp->body.key, resp->body.key_len, c->aes_key, CRYPTO_AES_MAX_KEY, &len);
 	if (r < 0)
 		return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code,
 		            "the AES key does not decrypt with our private key");
@@ -398,48 +402,43 @@ static int take_aes_key(struct client *c, uint16_t request, const struct respons
 int client_send_public_key(struct client *c, const char *name, const uint8_t id[WIRE_ID_SIZE],
                            const struct keyfile_rsa *key)
 {
-	uint16_t code = c->p.code_set == CLIENT_SET_1025 ? REQ_PUBLIC_KEY : REQ_PUBLIC_KEY_1100;
-	uint8_t payload[WIRE_NAME_SIZE + DER_RSA_SPKI_MAX];
-	size_t spki_len = 0, m = keyfile_modulus_bytes(key);
-	struct response resp;
-	int r;
-
-	memcpy(c->id, id, WIRE_ID_SIZE);
-	if (wire_put_name(payload, name) < 0)
-		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, code, 0, NULL);
-	if ((r = keyfile_public_spki(key, payload + WIRE_NAME_SIZE, DER_RSA_SPKI_MAX, &spki_len)) < 0)
-		return fail(c, CLIENT_FAIL_LOCAL, -r, code, 0, "cannot encode the public key");
-	if ((r = send_request(c, id, code, payload, WIRE_NAME_SIZE + spki_len)) < 0 ||
-	    (r = read_response(c, code, &resp)) < 0 ||
-	    (r = expect(c, code, &resp, RESP_AES_KEY, WIRE_ID_SIZE + m, WIRE_ID_SIZE + m)) < 0)
-		return r;
-	return take_aes_key(c, code, &resp, key);
-}
-
-int client_reconnect(struct client *c, const char *name, const uint8_t id[WIRE_ID_SIZE], const struct keyfile_rsa *key)
-{
-	uint8_t field[WIRE_NAME_SIZE];
-	size_t m = keyfile_modulus_bytes(key);
+	const struct wire_request_spec *rq = request_of(c, WIRE_KIND_PUBLIC_KEY);
+	uint8_t field[WIRE_NAME_SIZE], spki[DER_RSA_SPKI_MAX];
+	struct wire_request_body b = {.name = field, .key = spki};
 	struct response resp;
 	int r;
 
 	memcpy(c->id, id, WIRE_ID_SIZE);
 	if (wire_put_name(field, name) < 0)
-		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, REQ_RECONNECT, 0, NULL);
-	if ((r = send_request(c, id, REQ_RECONNECT, field, sizeof(field))) < 0 ||
-	    (r = read_response(c, REQ_RECONNECT, &resp)) < 0 ||
-	    (r = expect(c, REQ_RECONNECT, &resp, RESP_RECONNECTED, WIRE_ID_SIZE + m, WIRE_ID_SIZE + m)) < 0)
+		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, rq->code, 0, NULL);
+	if ((r = keyfile_public_spki(key, spki, sizeof(spki), &b.key_len)) < 0)
+		return fail(c, CLIENT_FAIL_LOCAL, -r, rq->code, 0, "cannot encode the public key");
+	if ((r = send_request(c, id, rq, &b)) < 0 || (r = read_response(c, rq->code, &resp)) < 0 ||
+	    (r = expect(c, rq, &resp)) < 0)
 		return r;
-	return take_aes_key(c, REQ_RECONNECT, &resp, key);
+	return take_aes_key(c, rq->code, &resp, key);
+}
+
+int client_reconnect(struct client *c, const char *name, const uint8_t id[WIRE_ID_SIZE], const struct keyfile_rsa *key)
+{
+	/* The 1100 set has no reconnect: both sets use 1027. */
+	const struct wire_request_spec *rq = wire_find_request(REQ_RECONNECT);
+	uint8_t field[WIRE_NAME_SIZE];
+	struct response resp;
+	int r;
+
+	memcpy(c->id, id, WIRE_ID_SIZE);
+	if (wire_put_name(field, name) < 0)
+		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, rq->code, 0, NULL);
+	if ((r = send_request(c, id, rq, &(struct wire_request_body){.name = field})) < 0 ||
+	    (r = read_response(c, rq->code, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
+		return r;
+	return take_aes_key(c, rq->code, &resp, key);
 }
 
 uint64_t client_max_file_size(enum client_code_set set)
 {
-	uint32_t fixed = set == CLIENT_SET_1025 ? WIRE_FILE_FIXED_1025 : WIRE_FILE_FIXED_1100;
-	uint64_t max_content = (UINT32_MAX - fixed) & ~(uint64_t)(WIRE_AES_BLOCK - 1);
-
-	/* PKCS#7 always adds 1..16 bytes, so the largest plaintext is one byte short of that. */
-	return max_content - 1;
+	return wire_max_plaintext(&wire_standard, wire_request_for((uint16_t)set, WIRE_KIND_FILE));
 }
 
 int client_check_file(const char *path, enum client_code_set set, struct client_file *f)
@@ -482,16 +481,16 @@ int client_check_file(const char *path, enum client_code_set set, struct client_
  */
 static int send_file(struct client *c, const struct client_file *f, unsigned attempt, uint32_t *ours, uint32_t *theirs)
 {
-	bool set1025 = c->p.code_set == CLIENT_SET_1025;
-	uint16_t code = set1025 ? REQ_FILE : REQ_FILE_1100;
-	uint32_t fixed = set1025 ? WIRE_FILE_FIXED_1025 : WIRE_FILE_FIXED_1100;
-	uint8_t head[WIRE_REQUEST_HEADER_SIZE + WIRE_FILE_FIXED_1100], *p;
+	const struct wire_request_spec *rq = request_of(c, WIRE_KIND_FILE);
+	const uint16_t code = rq->code;
+	uint8_t head[WIRE_REQUEST_HEAD_MAX];
+	struct wire_request_body b = {.name = (const uint8_t *)f->name};
 	struct cksum_state cs = {0};
 	struct crypto_cbc *cbc = NULL;
 	uint64_t size = f->size, remaining = size, sent = 0, content;
 	struct response resp;
 	struct stat st;
-	size_t want, len, pad;
+	size_t want, len, pad, head_len;
 	ssize_t n;
 	int fd, r;
 
@@ -508,7 +507,12 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 		close(fd);
 		return r;
 	}
-	content = size / WIRE_AES_BLOCK * WIRE_AES_BLOCK + WIRE_AES_BLOCK;
+	content = wire_content_size(size);
+	b.content_size = (uint32_t)content;
+	if (wire_build_request(c->dialect, rq, c->id, &b, head, sizeof(head), &head_len) < 0) {
+		r = fail(c, CLIENT_FAIL_LOCAL, EMSGSIZE, code, 0, NULL);
+		goto out;
+	}
 	if ((r = cksum_init(&cs, c->p.algo)) < 0) {
 		r = fail(c, CLIENT_FAIL_LOCAL, -r, code, 0, "cannot start the checksum");
 		goto out;
@@ -519,14 +523,7 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 	}
 	if ((r = connect_to(c, code)) < 0)
 		goto out;
-	p = head + put_header(head, c->id, code, (uint32_t)(fixed + content));
-	if (!set1025) {
-		memcpy(p, c->id, WIRE_ID_SIZE);
-		p += WIRE_ID_SIZE;
-	}
-	wire_put_u32(p, (uint32_t)content);
-	memcpy(p + 4, f->name, WIRE_NAME_SIZE);
-	if ((r = io_write_full(c->fd, head, WIRE_REQUEST_HEADER_SIZE + fixed, c->timeout_ms)) < 0) {
+	if ((r = io_write_full(c->fd, head, head_len, c->timeout_ms)) < 0) {
 		r = send_failed(c, code, r);
 		goto out;
 	}
@@ -544,7 +541,7 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 		len = want;
 		if (!cksum_over_ciphertext(c->p.algo))
 			cksum_update(&cs, c->chunk, len);
-		/* PROTOCOL.md section 4: PKCS#7, always 1..16 bytes, so the last chunk grows by a block at most. */
+		/* PKCS#7 (efserver-protocol(7), "Cryptography"): 1..16 bytes, so the last chunk grows by a block at most. */
 		if (remaining == 0) {
 			pad = WIRE_AES_BLOCK - len % WIRE_AES_BLOCK;
 			memset(c->chunk + len, (int)pad, pad);
@@ -566,17 +563,16 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 		if (remaining == 0)
 			break;
 	}
-	if ((r = read_response(c, code, &resp)) < 0 ||
-	    (r = expect(c, code, &resp, RESP_FILE_RECEIVED, WIRE_2103_SIZE, WIRE_2103_SIZE)) < 0)
+	if ((r = read_response(c, code, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
 		goto out;
 	/* 2103 echoes the client id, content_size and file name of the request. */
-	if (memcmp(resp.payload, c->id, WIRE_ID_SIZE) != 0 || wire_get_u32(resp.payload + WIRE_ID_SIZE) != content ||
-	    strncmp((const char *)resp.payload + WIRE_ID_SIZE + 4, f->name, WIRE_NAME_SIZE) != 0) {
+	if (memcmp(resp.body.id, c->id, WIRE_ID_SIZE) != 0 || resp.body.content_size != content ||
+	    strncmp((const char *)resp.body.name, f->name, WIRE_NAME_SIZE) != 0) {
 		r = fail(c, CLIENT_FAIL_PROTOCOL, 0, code, resp.code,
 		         "it does not echo the client id, size and name sent");
 		goto out;
 	}
-	*theirs = wire_get_u32(resp.payload + WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE);
+	*theirs = resp.body.checksum;
 	*ours = cksum_final(&cs);
 	c->after_retry_notice = false;
 	request_done(c);
@@ -588,64 +584,54 @@ out:
 	return r;
 }
 
-/* 1029-1031 and 1104-1106: client_id (1100 set only) and the file name. */
-static int send_verdict(struct client *c, uint16_t code, const struct client_file *f)
+/* A checksum verdict on the file: 1029-1031 or 1104-1106. */
+static int send_verdict(struct client *c, enum wire_kind kind, const struct client_file *f)
 {
-	uint8_t payload[WIRE_ID_SIZE + WIRE_NAME_SIZE];
-	size_t len = 0;
+	const struct wire_request_spec *rq = request_of(c, kind);
 	struct response resp;
 	int r;
 
-	if (c->p.code_set == CLIENT_SET_1100) {
-		memcpy(payload, c->id, WIRE_ID_SIZE);
-		len = WIRE_ID_SIZE;
-	}
-	memcpy(payload + len, f->name, WIRE_NAME_SIZE);
-	len += WIRE_NAME_SIZE;
-	if ((r = send_request(c, c->id, code, payload, len)) < 0)
+	if ((r = send_request(c, c->id, rq, &(struct wire_request_body){.name = (const uint8_t *)f->name})) < 0)
 		return r;
-	if (code == REQ_CRC_RETRY_1100 && !c->p.connection_per_request) {
-		/* The 1103 follows at once on this connection. */
+	if ((rq->flags & WIRE_SILENT) && kind == WIRE_KIND_CRC_RETRY && !c->p.connection_per_request) {
+		/* The file follows at once on this connection. */
 		c->after_retry_notice = true;
 		return 0;
 	}
-	if (code == REQ_CRC_RETRY_1100 || code == REQ_CRC_ABORT_1100) {
-		r = settle_no_response(c, code);
+	if (rq->flags & WIRE_SILENT) {
+		r = settle_no_response(c, rq->code);
 		client_close(c);
 		return r;
 	}
-	/* 2104 comes with the client id or, from some servers, with nothing. */
-	if ((r = read_response(c, code, &resp)) < 0 || (r = expect(c, code, &resp, RESP_ACK, 0, WIRE_ID_SIZE)) < 0)
+	/* 2104 comes with the client id or, from some servers, with nothing: the codec takes both. */
+	if ((r = read_response(c, rq->code, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
 		return r;
-	if (resp.size != 0 && resp.size != WIRE_ID_SIZE)
-		return fail(c, CLIENT_FAIL_PROTOCOL, 0, code, resp.code, "payload of %" PRIu32 " bytes", resp.size);
 	request_done(c);
 	return 0;
 }
 
 int client_upload(struct client *c, const struct client_file *f, unsigned *attempts)
 {
-	bool set1025 = c->p.code_set == CLIENT_SET_1025;
 	uint32_t ours = 0, theirs = 0;
 	unsigned attempt;
 	int r;
 
 	if (c->aes_len == 0)
-		return fail(c, CLIENT_FAIL_LOCAL, ENOKEY, set1025 ? REQ_FILE : REQ_FILE_1100, 0, "no AES key yet");
+		return fail(c, CLIENT_FAIL_LOCAL, ENOKEY, request_of(c, WIRE_KIND_FILE)->code, 0, "no AES key yet");
 	for (attempt = 1;; attempt++) {
 		*attempts = attempt;
 		if ((r = send_file(c, f, attempt, &ours, &theirs)) < 0)
 			return r;
 		if (ours == theirs)
-			return send_verdict(c, set1025 ? REQ_CRC_OK : REQ_CRC_OK_1100, f);
+			return send_verdict(c, WIRE_KIND_CRC_OK, f);
 		if (c->hooks.mismatch)
 			c->hooks.mismatch(c->hooks.ctx, f->name, attempt, ours, theirs);
 		if (attempt > c->p.retries)
 			break;
-		if ((r = send_verdict(c, set1025 ? REQ_CRC_RETRY : REQ_CRC_RETRY_1100, f)) < 0)
+		if ((r = send_verdict(c, WIRE_KIND_CRC_RETRY, f)) < 0)
 			return r;
 	}
-	if ((r = send_verdict(c, set1025 ? REQ_CRC_ABORT : REQ_CRC_ABORT_1100, f)) < 0)
+	if ((r = send_verdict(c, WIRE_KIND_CRC_ABORT, f)) < 0)
 		return r;
-	return fail(c, CLIENT_FAIL_CHECKSUM, 0, set1025 ? REQ_CRC_ABORT : REQ_CRC_ABORT_1100, 0, NULL);
+	return fail(c, CLIENT_FAIL_CHECKSUM, 0, request_of(c, WIRE_KIND_CRC_ABORT)->code, 0, NULL);
 }

@@ -1,8 +1,8 @@
 /*
  * efbench: load generator for any server of the efserver protocol
- * (PROTOCOL.md). It registers its clients and exchanges their keys first,
- * untimed, then runs upload sessions or key exchanges from several threads
- * at once and reports their rate, latency and errors.
+ * (efserver-protocol(7)). It registers its clients and exchanges their keys
+ * first, untimed, then runs upload sessions or key exchanges from several
+ * threads at once and reports their rate, latency and errors.
  *
  * The content of an upload is random ciphertext, the same for every upload
  * of a client: prepared once, so that the client's own work does not
@@ -85,7 +85,8 @@ struct bench_client {
 struct bench {
 	enum bench_mode mode;
 	enum bench_conn conn;
-	bool set1025;
+	uint16_t set; /* the code set: 1025 or 1100 */
+	const struct wire_dialect *dialect;
 	enum cksum_algo algo;
 	uint64_t size;    /* plaintext bytes per upload */
 	uint32_t content; /* content_size: the padded, encrypted size */
@@ -209,33 +210,39 @@ static int send_iov(struct worker *w, struct iovec *iov, int n)
 	return 0;
 }
 
-static int send_request(struct worker *w, const uint8_t id[WIRE_ID_SIZE], uint16_t code, const uint8_t *payload,
-                        size_t len)
+/* The row of kind in the code set benchmarked. */
+static const struct wire_request_spec *request_of(const struct bench *b, enum wire_kind kind)
 {
-	struct wire_request_header h = {.version = WIRE_CLIENT_VERSION, .code = code, .payload_size = (uint32_t)len};
-	uint8_t head[WIRE_REQUEST_HEADER_SIZE];
-	struct iovec iov[2] = {{head, sizeof(head)}, {(void *)(uintptr_t)payload, len}};
+	return wire_request_for(b->set, kind);
+}
 
-	if (id)
-		memcpy(h.client_id, id, WIRE_ID_SIZE);
-	wire_build_request_header(head, &h);
-	return send_iov(w, iov, 2);
+static int send_request(struct worker *w, const uint8_t id[WIRE_ID_SIZE], const struct wire_request_spec *rq,
+                        const struct wire_request_body *body)
+{
+	uint8_t buf[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + DER_RSA_SPKI_MAX];
+	struct iovec iov;
+
+	if (wire_build_request(w->b->dialect, rq, id, body, buf, sizeof(buf), &iov.iov_len) < 0)
+		return failed(w, "request %u does not fit its buffer", rq->code);
+	iov.iov_base = buf;
+	return send_iov(w, &iov, 1);
 }
 
 /* A response whose payload is bounded before it is read. */
 static int recv_response(struct worker *w, uint16_t *code, uint8_t *payload, uint32_t *len)
 {
-	uint8_t h[WIRE_RESPONSE_HEADER_SIZE];
+	uint8_t h[WIRE_RESPONSE_HEADER_MAX];
+	size_t hlen = wire_response_header_size(w->b->dialect);
 	struct wire_response_header hdr;
 	ssize_t n;
 
-	n = io_read_full(w->fd, h, sizeof(h), w->b->timeout_ms);
-	if (n != (ssize_t)sizeof(h))
+	n = io_read_full(w->fd, h, hlen, w->b->timeout_ms);
+	if (n != (ssize_t)hlen)
 		return failed(w, "no response: %s",
 		              n == -ETIMEDOUT ? "timed out"
 		              : n < 0         ? strerror((int)-n)
 		                              : "the server closed the connection");
-	wire_parse_response_header(h, &hdr);
+	wire_parse_response_header(w->b->dialect, h, &hdr);
 	if (hdr.payload_size > BENCH_RESPONSE_MAX)
 		return failed(w, "response %u with an absurd payload_size %" PRIu32, hdr.code, hdr.payload_size);
 	n = io_read_full(w->fd, payload, hdr.payload_size, w->b->timeout_ms);
@@ -246,19 +253,25 @@ static int recv_response(struct worker *w, uint16_t *code, uint8_t *payload, uin
 	return 0;
 }
 
-static int expect(struct worker *w, uint16_t request, uint16_t want, uint8_t *payload, uint32_t min, uint32_t max)
+static int bad_payload(struct worker *w, uint16_t code, uint32_t len)
+{
+	return failed(w, "response %u with %" PRIu32 " bytes of payload", code, len);
+}
+
+/* The response rq gets on success: its payload into payload (*len bytes), its fields into *body. */
+static int expect(struct worker *w, const struct wire_request_spec *rq, uint8_t *payload, uint32_t *len,
+                  struct wire_response_body *body)
 {
 	uint16_t code;
-	uint32_t len;
 	int r;
 
-	if ((r = recv_response(w, &code, payload, &len)) < 0)
+	if ((r = recv_response(w, &code, payload, len)) < 0)
 		return r;
-	if (code != want)
-		return failed(w, "request %u answered %u (%s), expected %u", request, code, wire_response_name(code),
-		              want);
-	if (len < min || len > max)
-		return failed(w, "response %u with %" PRIu32 " bytes of payload", code, len);
+	if (code != rq->success)
+		return failed(w, "request %u answered %u (%s), expected %u", rq->code, code, wire_response_name(code),
+		              rq->success);
+	if (wire_parse_response_body(w->b->dialect, code, payload, *len, body) < 0)
+		return bad_payload(w, code, *len);
 	return 0;
 }
 
@@ -281,29 +294,18 @@ static void file_name(uint64_t op, uint8_t field[WIRE_NAME_SIZE])
 static int send_file(struct worker *w, const struct bench_client *c, const uint8_t field[WIRE_NAME_SIZE])
 {
 	struct bench *b = w->b;
-	uint32_t fixed = b->set1025 ? WIRE_FILE_FIXED_1025 : WIRE_FILE_FIXED_1100;
-	struct wire_request_header h = {
-	    .version = WIRE_CLIENT_VERSION,
-	    .code = b->set1025 ? REQ_FILE : REQ_FILE_1100,
-	    .payload_size = fixed + b->content,
-	};
-	uint8_t head[WIRE_REQUEST_HEADER_SIZE + WIRE_FILE_FIXED_1100], *p = head + WIRE_REQUEST_HEADER_SIZE;
-	uint8_t last[WIRE_AES_BLOCK];
+	const struct wire_request_spec *rq = request_of(b, WIRE_KIND_FILE);
+	struct wire_request_body fields = {.content_size = b->content, .name = field};
+	uint8_t head[WIRE_REQUEST_HEAD_MAX], last[WIRE_AES_BLOCK];
 	struct iovec iov[BENCH_IOV_MAX + 2];
 	uint64_t body = b->content - WIRE_AES_BLOCK, off = 0;
-	size_t at, len;
+	size_t at, len, head_len;
 	int n = 0, r;
 
-	memcpy(h.client_id, c->id, WIRE_ID_SIZE);
-	wire_build_request_header(head, &h);
-	if (!b->set1025) {
-		memcpy(p, c->id, WIRE_ID_SIZE);
-		p += WIRE_ID_SIZE;
-	}
-	wire_put_u32(p, b->content);
-	memcpy(p + 4, field, WIRE_NAME_SIZE);
+	if (wire_build_request(b->dialect, rq, c->id, &fields, head, sizeof(head), &head_len) < 0)
+		return failed(w, "request %u does not fit its buffer", rq->code);
 	memcpy(last, c->last, sizeof(last));
-	iov[n++] = (struct iovec){head, WIRE_REQUEST_HEADER_SIZE + fixed};
+	iov[n++] = (struct iovec){head, head_len};
 	for (;;) {
 		while (off < body && n < BENCH_IOV_MAX) {
 			at = (size_t)(off % b->pattern_len);
@@ -333,32 +335,28 @@ static int raw_response(struct worker *w)
 	return recv_response(w, &code, payload, &len);
 }
 
-/* 1029/1104, or 1031/1106 after a wrong checksum: client_id (1100 set) and the file name. */
+/* 1029/1104, or 1031/1106 after a wrong checksum. */
 static int send_verdict(struct worker *w, const struct bench_client *c, const uint8_t field[WIRE_NAME_SIZE], bool ok)
 {
 	struct bench *b = w->b;
-	uint8_t payload[WIRE_ID_SIZE + WIRE_NAME_SIZE], resp[BENCH_RESPONSE_MAX];
-	uint16_t code = b->set1025 ? (ok ? REQ_CRC_OK : REQ_CRC_ABORT) : (ok ? REQ_CRC_OK_1100 : REQ_CRC_ABORT_1100);
-	size_t len = 0;
+	const struct wire_request_spec *rq = request_of(b, ok ? WIRE_KIND_CRC_OK : WIRE_KIND_CRC_ABORT);
+	struct wire_response_body ack;
+	uint8_t resp[BENCH_RESPONSE_MAX];
+	uint32_t len;
 	int r;
 
-	if (!b->set1025) {
-		memcpy(payload, c->id, WIRE_ID_SIZE);
-		len = WIRE_ID_SIZE;
-	}
-	memcpy(payload + len, field, WIRE_NAME_SIZE);
-	len += WIRE_NAME_SIZE;
-	if ((r = connect_server(w)) < 0 || (r = send_request(w, c->id, code, payload, len)) < 0)
+	if ((r = connect_server(w)) < 0 ||
+	    (r = send_request(w, c->id, rq, &(struct wire_request_body){.name = field})) < 0)
 		return r;
 	/* 1106 has no response; the client closes after it. */
-	if (code == REQ_CRC_ABORT_1100) {
+	if (rq->flags & WIRE_SILENT) {
 		disconnect(w);
 		return 0;
 	}
 	if (b->mode == MODE_RAW)
 		r = raw_response(w);
-	else /* 2104 carries the client id or, from some servers, nothing. */
-		r = expect(w, code, RESP_ACK, resp, 0, WIRE_ID_SIZE);
+	else /* 2104 carries the client id or, from some servers, nothing: the codec takes both. */
+		r = expect(w, rq, resp, &len, &ack);
 	if (r < 0)
 		return r;
 	request_done(w);
@@ -369,7 +367,8 @@ static int upload(struct worker *w, struct bench_client *c, uint64_t op)
 {
 	struct bench *b = w->b;
 	uint8_t field[WIRE_NAME_SIZE], resp[BENCH_RESPONSE_MAX];
-	uint32_t theirs;
+	struct wire_response_body received;
+	uint32_t len;
 	int r;
 
 	file_name(op, field);
@@ -381,18 +380,17 @@ static int upload(struct worker *w, struct bench_client *c, uint64_t op)
 		request_done(w);
 		return send_verdict(w, c, field, true);
 	}
-	if ((r = expect(w, b->set1025 ? REQ_FILE : REQ_FILE_1100, RESP_FILE_RECEIVED, resp, WIRE_2103_SIZE,
-	                WIRE_2103_SIZE)) < 0)
+	if ((r = expect(w, request_of(b, WIRE_KIND_FILE), resp, &len, &received)) < 0)
 		return r;
-	if (memcmp(resp, c->id, WIRE_ID_SIZE) != 0 || wire_get_u32(resp + WIRE_ID_SIZE) != b->content ||
-	    memcmp(resp + WIRE_ID_SIZE + 4, field, WIRE_NAME_SIZE) != 0)
+	if (memcmp(received.id, c->id, WIRE_ID_SIZE) != 0 || received.content_size != b->content ||
+	    memcmp(received.name, field, WIRE_NAME_SIZE) != 0)
 		return failed(w, "2103 does not echo the client id, size and name sent");
-	theirs = wire_get_u32(resp + WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE);
 	request_done(w);
-	if (theirs != c->expected) {
+	if (received.checksum != c->expected) {
 		/* Give the file up, as a client would, so the server's state stays in step. */
 		(void)send_verdict(w, c, field, false);
-		return failed(w, "checksum %" PRIu32 " from the server, %" PRIu32 " expected", theirs, c->expected);
+		return failed(w, "checksum %" PRIu32 " from the server, %" PRIu32 " expected", received.checksum,
+		              c->expected);
 	}
 	return send_verdict(w, c, field, true);
 }
@@ -401,20 +399,23 @@ static int upload(struct worker *w, struct bench_client *c, uint64_t op)
 static int key_exchange(struct worker *w, struct bench_client *c, uint8_t *out, size_t *out_len)
 {
 	struct bench *b = w->b;
-	uint16_t code = b->set1025 ? REQ_PUBLIC_KEY : REQ_PUBLIC_KEY_1100;
-	uint8_t payload[WIRE_NAME_SIZE + DER_RSA_SPKI_MAX], resp[BENCH_RESPONSE_MAX], aes[CRYPTO_AES_MAX_KEY];
+	const struct wire_request_spec *rq = request_of(b, WIRE_KIND_PUBLIC_KEY);
+	uint8_t field[WIRE_NAME_SIZE], resp[BENCH_RESPONSE_MAX], aes[CRYPTO_AES_MAX_KEY];
+	struct wire_request_body body = {.name = field, .key = b->spki, .key_len = b->spki_len};
+	struct wire_response_body key;
 	size_t m = keyfile_modulus_bytes(b->key), len = 0;
+	uint32_t resp_len;
 	int r;
 
-	(void)wire_put_name(payload, c->name);
-	memcpy(payload + WIRE_NAME_SIZE, b->spki, b->spki_len);
-	if ((r = connect_server(w)) < 0 ||
-	    (r = send_request(w, c->id, code, payload, WIRE_NAME_SIZE + b->spki_len)) < 0 ||
-	    (r = expect(w, code, RESP_AES_KEY, resp, (uint32_t)(WIRE_ID_SIZE + m), (uint32_t)(WIRE_ID_SIZE + m))) < 0)
+	(void)wire_put_name(field, c->name);
+	if ((r = connect_server(w)) < 0 || (r = send_request(w, c->id, rq, &body)) < 0 ||
+	    (r = expect(w, rq, resp, &resp_len, &key)) < 0)
 		return r;
-	if (memcmp(resp, c->id, WIRE_ID_SIZE) != 0)
+	if (key.key_len != m)
+		return bad_payload(w, rq->success, resp_len);
+	if (memcmp(key.id, c->id, WIRE_ID_SIZE) != 0)
 		return failed(w, "2102 for another client id");
-	if (keyfile_oaep_decrypt(b->key, resp + WIRE_ID_SIZE, m, aes, sizeof(aes), &len) < 0)
+	if (keyfile_oaep_decrypt(b->key, key.key, m, aes, sizeof(aes), &len) < 0)
 		return failed(w, "the AES key does not decrypt with our private key");
 	if (len != 16 && len != 24 && len != 32) {
 		crypto_wipe(aes, sizeof(aes));
@@ -432,18 +433,21 @@ static int key_exchange(struct worker *w, struct bench_client *c, uint8_t *out, 
 static int register_client(struct worker *w, struct bench_client *c)
 {
 	struct bench *b = w->b;
-	uint16_t code = b->set1025 ? REQ_REGISTER : REQ_REGISTER_1100;
+	const struct wire_request_spec *rq = request_of(b, WIRE_KIND_REGISTER);
 	static const uint8_t zero[WIRE_ID_SIZE];
 	uint8_t field[WIRE_NAME_SIZE], resp[BENCH_RESPONSE_MAX];
+	struct wire_response_body registered;
+	uint32_t len;
 	int r;
 
 	(void)wire_put_name(field, c->name);
-	if ((r = connect_server(w)) < 0 || (r = send_request(w, NULL, code, field, sizeof(field))) < 0 ||
-	    (r = expect(w, code, RESP_REGISTERED, resp, WIRE_ID_SIZE, WIRE_ID_SIZE)) < 0)
+	if ((r = connect_server(w)) < 0 ||
+	    (r = send_request(w, NULL, rq, &(struct wire_request_body){.name = field})) < 0 ||
+	    (r = expect(w, rq, resp, &len, &registered)) < 0)
 		return r;
-	if (memcmp(resp, zero, WIRE_ID_SIZE) == 0)
+	if (memcmp(registered.id, zero, WIRE_ID_SIZE) == 0)
 		return failed(w, "an all-zero client id");
-	memcpy(c->id, resp, WIRE_ID_SIZE);
+	memcpy(c->id, registered.id, WIRE_ID_SIZE);
 	request_done(w);
 	return 0;
 }
@@ -621,8 +625,8 @@ static void report(struct bench *b, double elapsed)
 		if (b->latency[i] >= 0)
 			b->latency[n++] = b->latency[i];
 	qsort(b->latency, n, sizeof(*b->latency), cmp_double);
-	printf("mode:          %s, code set %s, %u clients, %u at a time, %s\n", modes[b->mode],
-	       b->set1025 ? "1025" : "1100", b->nclients, b->concurrency, conns[b->conn]);
+	printf("mode:          %s, code set %u, %u clients, %u at a time, %s\n", modes[b->mode], b->set, b->nclients,
+	       b->concurrency, conns[b->conn]);
 	if (b->mode == MODE_KEYS)
 		printf("operations:    %" PRIu64 " key exchanges, RSA-%u\n", b->count, keyfile_bits(b->key));
 	else
@@ -711,7 +715,7 @@ static int parse_options(int argc, char **argv, struct bench *b, unsigned *rsa_b
 				fprintf(stderr, "efbench: --code-set is 1025 or 1100, not '%s'\n", optarg);
 				return EXIT_USAGE;
 			}
-			b->set1025 = optarg[1] == '0';
+			b->set = optarg[1] == '0' ? 1025 : 1100;
 			break;
 		case 's':
 			if (opts_parse_size(optarg, 0, UINT32_MAX, &b->size) < 0) {
@@ -777,15 +781,12 @@ static int parse_options(int argc, char **argv, struct bench *b, unsigned *rsa_b
 		        optind < argc ? "one HOST:PORT, nothing after it" : "no HOST:PORT given");
 		return EXIT_USAGE;
 	}
-	/* The u32 payload_size holds the fixed fields and the content, which PKCS#7 makes 1..16 bytes longer. */
-	max_size = ((UINT32_MAX - (uint64_t)(b->set1025 ? WIRE_FILE_FIXED_1025 : WIRE_FILE_FIXED_1100)) &
-	            ~(uint64_t)(WIRE_AES_BLOCK - 1)) -
-	           1;
+	max_size = wire_max_plaintext(b->dialect, request_of(b, WIRE_KIND_FILE));
 	if (b->size > max_size) {
 		fprintf(stderr, "efbench: --size is at most %" PRIu64 " bytes in this code set\n", max_size);
 		return EXIT_USAGE;
 	}
-	b->content = (uint32_t)(b->size / WIRE_AES_BLOCK * WIRE_AES_BLOCK + WIRE_AES_BLOCK);
+	b->content = (uint32_t)wire_content_size(b->size);
 	if (!b->nclients)
 		b->nclients = b->concurrency;
 	return 0;
@@ -817,6 +818,8 @@ int main(int argc, char **argv)
 	struct bench b = {
 	    .mode = MODE_UPLOAD,
 	    .conn = CONN_SESSION,
+	    .set = 1100,
+	    .dialect = &wire_standard,
 	    .algo = CKSUM_POSIX,
 	    .size = 1024,
 	    .count = 100,

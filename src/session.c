@@ -1,7 +1,7 @@
 /*
- * The protocol's flow: one table of request codes, one handler each
- * (PROTOCOL.md sections 2, 3, 7 and 8). Handlers decide the response;
- * the loop decides whether the connection goes on.
+ * The protocol's flow (efserver-protocol(7)): one handler per kind of
+ * request, chosen through the codec's request table. Handlers decide the
+ * response; the loop decides whether the connection goes on.
  */
 #include "config.h"
 
@@ -20,10 +20,9 @@
 #include "vault.h"
 #include "wire.h"
 
-/* The largest payload other than a file's: name[255] and a 1024-byte key field. */
-#define PAYLOAD_MAX  (WIRE_NAME_SIZE + WIRE_KEY_FIELD_MAX)
+#define NAME         WIRE_NAME_SIZE
+#define ID           WIRE_ID_SIZE
 #define DUMP_MAX     64
-#define RESPONSE_MAX (WIRE_ID_SIZE + DER_RSA_MAX_BITS / 8 + WIRE_NAME_SIZE)
 #define NAME_ESC_MAX (4 * WIRE_NAME_SIZE + 8)
 
 enum outcome {
@@ -33,111 +32,66 @@ enum outcome {
 	OUT_FAIL,     /* a server-side failure, answered with 2107: close */
 };
 
-/* Response rules of a request code. */
-enum {
-	ACK_WITH_ID = 1 << 0,    /* 2104 carries the client id (1025 set) */
-	SILENT_SUCCESS = 1 << 1, /* no response on success (1105, 1106) */
-};
-
-struct session;
-struct request_spec;
-typedef enum outcome (*handler_fn)(struct session *s, const struct request_spec *rq);
-
-struct request_spec {
-	uint16_t code;
-	uint16_t set;
-	uint32_t min_payload;
-	uint32_t max_payload;
-	uint16_t format_error; /* the answer to a malformed request */
-	bool id_in_payload;    /* 1103-1106: client_id[16] leads the payload */
-	unsigned flags;
-	handler_fn handle;
-};
-
 struct session {
 	const struct session_config *cfg;
 	struct store *st;
 	struct vault *v;
 	int in, out;
 	int timeout_ms;
+	const struct wire_dialect *dialect; /* the connection's */
 	struct wire_request_header hdr;
+	struct wire_frame frame; /* how this request is read */
 	char id_hex[WIRE_ID_HEX_SIZE];
 	bool touched; /* last seen already updated by this request's own transaction */
 	uint8_t *buf; /* SESSION_CHUNK bytes: payloads and file content */
 };
 
-static enum outcome handle_register(struct session *s, const struct request_spec *rq);
-static enum outcome handle_public_key(struct session *s, const struct request_spec *rq);
-static enum outcome handle_reconnect(struct session *s, const struct request_spec *rq);
-static enum outcome handle_file(struct session *s, const struct request_spec *rq);
-static enum outcome handle_crc_ok(struct session *s, const struct request_spec *rq);
-static enum outcome handle_crc_retry(struct session *s, const struct request_spec *rq);
-static enum outcome handle_crc_abort(struct session *s, const struct request_spec *rq);
+typedef enum outcome (*handler_fn)(struct session *s, const struct wire_request_spec *rq);
 
-#define NAME          WIRE_NAME_SIZE
-#define ID            WIRE_ID_SIZE
-#define KEY_MIN       (NAME + WIRE_KEY_FIELD_MIN)
-#define KEY_MAX       (NAME + WIRE_KEY_FIELD_MAX)
-#define FILE_MIN_1025 (WIRE_FILE_FIXED_1025 + WIRE_AES_BLOCK)
-#define FILE_MIN_1100 (WIRE_FILE_FIXED_1100 + WIRE_AES_BLOCK)
+static enum outcome handle_register(struct session *s, const struct wire_request_spec *rq);
+static enum outcome handle_public_key(struct session *s, const struct wire_request_spec *rq);
+static enum outcome handle_reconnect(struct session *s, const struct wire_request_spec *rq);
+static enum outcome handle_file(struct session *s, const struct wire_request_spec *rq);
+static enum outcome handle_crc(struct session *s, const struct wire_request_spec *rq);
 
-/* PROTOCOL.md section 2 (payloads) and 3 (which request gets which response). */
-static const struct request_spec requests[] = {
-    {REQ_REGISTER, 1025, NAME, NAME, RESP_REGISTER_REFUSED, false, 0, handle_register},
-    {REQ_PUBLIC_KEY, 1025, KEY_MIN, KEY_MAX, RESP_ERROR, false, 0, handle_public_key},
-    {REQ_RECONNECT, 1025, NAME, NAME, RESP_ERROR, false, 0, handle_reconnect},
-    {REQ_FILE, 1025, FILE_MIN_1025, UINT32_MAX, RESP_ERROR, false, 0, handle_file},
-    {REQ_CRC_OK, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_ok},
-    {REQ_CRC_RETRY, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_retry},
-    {REQ_CRC_ABORT, 1025, NAME, NAME, RESP_ERROR, false, ACK_WITH_ID, handle_crc_abort},
-    {REQ_REGISTER_1100, 1100, NAME, NAME, RESP_REGISTER_REFUSED, false, 0, handle_register},
-    {REQ_PUBLIC_KEY_1100, 1100, KEY_MIN, KEY_MAX, RESP_ERROR, false, 0, handle_public_key},
-    {REQ_FILE_1100, 1100, FILE_MIN_1100, UINT32_MAX, RESP_ERROR, true, 0, handle_file},
-    {REQ_CRC_OK_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, 0, handle_crc_ok},
-    {REQ_CRC_RETRY_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, SILENT_SUCCESS, handle_crc_retry},
-    {REQ_CRC_ABORT_1100, 1100, ID + NAME, ID + NAME, RESP_ERROR, true, SILENT_SUCCESS, handle_crc_abort},
+/* The handler of each kind of request; the request table in the codec has the rest. */
+static const handler_fn handlers[WIRE_KINDS] = {
+    [WIRE_KIND_REGISTER] = handle_register,   [WIRE_KIND_PUBLIC_KEY] = handle_public_key,
+    [WIRE_KIND_RECONNECT] = handle_reconnect, [WIRE_KIND_FILE] = handle_file,
+    [WIRE_KIND_CRC_OK] = handle_crc,          [WIRE_KIND_CRC_RETRY] = handle_crc,
+    [WIRE_KIND_CRC_ABORT] = handle_crc,
 };
 
-static const struct request_spec *find_request(uint16_t code)
+/* A response with the fields of b (NULL: none), in the connection's dialect. */
+static int respond(struct session *s, uint16_t code, const struct wire_response_body *b)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
-		if (requests[i].code == code)
-			return &requests[i];
-	return NULL;
-}
-
-static bool is_register(uint16_t code)
-{
-	return code == REQ_REGISTER || code == REQ_REGISTER_1100;
-}
-
-static int respond(struct session *s, uint16_t code, const void *payload, size_t len, bool dump_payload)
-{
-	uint8_t msg[WIRE_RESPONSE_HEADER_SIZE + RESPONSE_MAX];
+	uint8_t msg[WIRE_RESPONSE_HEADER_MAX + WIRE_RESPONSE_PAYLOAD_MAX];
+	size_t head = wire_response_header_size(s->dialect), len;
 	int r;
 
-	if (len > RESPONSE_MAX)
-		return -EMSGSIZE;
-	wire_build_response_header(msg, code, (uint32_t)len);
-	if (len)
-		memcpy(msg + WIRE_RESPONSE_HEADER_SIZE, payload, len);
-	log_debug("Answering %u (%s) with %zu bytes of payload.", code, wire_response_name(code), len);
+	if ((r = wire_build_response(s->dialect, code, b, msg, sizeof(msg), &len)) < 0)
+		return r;
+	log_debug("Answering %u (%s) with %zu bytes of payload.", code, wire_response_name(code), len - head);
 	if (s->cfg->debug) {
-		log_hexdump("response header", msg, WIRE_RESPONSE_HEADER_SIZE, WIRE_RESPONSE_HEADER_SIZE);
-		if (dump_payload && len)
-			log_hexdump("response payload", payload, len, DUMP_MAX);
+		log_hexdump("response header", msg, head, head);
+		if (wire_find_response(code)->dump && len > head)
+			log_hexdump("response payload", msg + head, len - head, DUMP_MAX);
 	}
-	r = io_write_full(s->out, msg, WIRE_RESPONSE_HEADER_SIZE + len, s->timeout_ms);
+	r = io_write_full(s->out, msg, len, s->timeout_ms);
 	if (r < 0)
 		log_notice("Could not send response %u: %s.", code, strerror(-r));
 	return r;
 }
 
-/* A malformed request: its documented answer, then the connection is closed (PROTOCOL.md section 7). */
-__attribute__((format(printf, 3, 4))) static enum outcome format_error(struct session *s, const struct request_spec *rq,
-                                                                       const char *fmt, ...)
+/* An answer after which the connection goes on, unless it could not be sent. */
+static enum outcome answer(struct session *s, uint16_t code, const struct wire_response_body *b)
+{
+	return respond(s, code, b) < 0 ? OUT_DROP : OUT_CONTINUE;
+}
+
+/* A malformed request: its documented answer, then the connection is closed (efserver-protocol(7), "Errors"). */
+__attribute__((format(printf, 3, 4))) static enum outcome
+format_error(struct session *s, const struct wire_request_spec *rq, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -147,13 +101,13 @@ __attribute__((format(printf, 3, 4))) static enum outcome format_error(struct se
 	va_end(ap);
 	log_warning("Malformed request %u (%s): %s; answering %u and closing the connection.", s->hdr.code,
 	            wire_request_name(s->hdr.code), why, rq ? rq->format_error : RESP_ERROR);
-	(void)respond(s, rq ? rq->format_error : RESP_ERROR, NULL, 0, false);
+	(void)respond(s, rq ? rq->format_error : RESP_ERROR, NULL);
 	return OUT_CLOSE;
 }
 
 /* A refusal with the framing intact: answered, and the connection goes on. */
-__attribute__((format(printf, 5, 6))) static enum outcome refuse(struct session *s, uint16_t code, const void *payload,
-                                                                 size_t len, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static enum outcome
+refuse(struct session *s, uint16_t code, const struct wire_response_body *b, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -162,7 +116,7 @@ __attribute__((format(printf, 5, 6))) static enum outcome refuse(struct session 
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	log_notice("Refused request %u (%s): %s; answered %u.", s->hdr.code, wire_request_name(s->hdr.code), why, code);
-	return respond(s, code, payload, len, true) < 0 ? OUT_DROP : OUT_CONTINUE;
+	return answer(s, code, b);
 }
 
 /* A failure of ours (disk, database): 2107 and close, so a client never waits on a broken server. */
@@ -177,7 +131,7 @@ __attribute__((format(printf, 3, 4))) static enum outcome server_error(struct se
 	log_error("%s: %s%s%s; answering 2107 and closing the connection.", what, strerror(-err),
 	          s->st && (err == -EIO || err == -EBUSY) ? ": " : "",
 	          s->st && (err == -EIO || err == -EBUSY) ? store_errmsg(s->st) : "");
-	(void)respond(s, RESP_ERROR, NULL, 0, false);
+	(void)respond(s, RESP_ERROR, NULL);
 	return OUT_FAIL;
 }
 
@@ -199,24 +153,36 @@ static bool read_exact(struct session *s, void *buf, size_t len, const char *wha
 }
 
 /*
- * Read a whole small payload into s->buf and check the client_id that
- * 1103-1106 repeat there (PROTOCOL.md section 2).
+ * Read the body of the request in one piece into s->buf (all of the payload
+ * but a file's content, which follows its fixed fields), split it into its
+ * fields and check them against the header (efserver-protocol(7), "Requests").
  */
-static enum outcome read_payload(struct session *s, const struct request_spec *rq, size_t len)
+static enum outcome take_body(struct session *s, const struct wire_request_spec *rq, struct wire_request_body *b)
 {
-	if (!read_exact(s, s->buf, len, "the payload"))
+	uint32_t len = s->frame.body;
+	int r;
+
+	if (len > SESSION_CHUNK)
+		return server_error(s, -EMSGSIZE, "A body of %u bytes does not fit the buffer", len);
+	if (!read_exact(s, s->buf, len, s->frame.content ? "the fixed fields" : "the payload"))
 		return OUT_DROP;
 	if (s->cfg->debug)
-		log_hexdump("request payload", s->buf,
-		            rq->code == REQ_PUBLIC_KEY || rq->code == REQ_PUBLIC_KEY_1100 ? (len < NAME ? len : NAME)
-		                                                                          : len,
-		            DUMP_MAX);
-	if (rq->id_in_payload && memcmp(s->buf, s->hdr.client_id, ID) != 0)
+		log_hexdump("request payload", s->buf, len < rq->dump ? len : rq->dump, DUMP_MAX);
+	if ((r = wire_parse_request_body(s->dialect, rq, s->buf, len, b)) < 0)
+		return server_error(s, r, "The body of request %u could not be split into its fields", rq->code);
+	switch (wire_check_request_body(s->dialect, rq, &s->hdr, b)) {
+	case WIRE_BODY_OK:
+		break;
+	case WIRE_BODY_ID_DIFFERS:
 		return format_error(s, rq, "the client_id in the payload differs from the header's");
+	case WIRE_BODY_SIZE_DIFFERS:
+		return format_error(s, rq, "content_size %u does not match payload_size %u (it should be %u)",
+		                    b->content_size, s->hdr.payload_size, s->frame.content);
+	}
 	return OUT_CONTINUE;
 }
 
-/* A name[255] field as a C string; utf8 for client names (PROTOCOL.md section 8). */
+/* A name[255] field as a C string; utf8 for client names (efserver-protocol(7), "Names"). */
 static bool take_name(const uint8_t *field, bool utf8, char out[NAME], enum wire_name_error *err)
 {
 	size_t len;
@@ -229,16 +195,30 @@ static bool take_name(const uint8_t *field, bool utf8, char out[NAME], enum wire
 	return true;
 }
 
+/* The body of a request that names a client, and that name. */
+static enum outcome take_client_name(struct session *s, const struct wire_request_spec *rq, struct wire_request_body *b,
+                                     char name[NAME])
+{
+	enum wire_name_error ne;
+	enum outcome o;
+
+	if ((o = take_body(s, rq, b)) != OUT_CONTINUE)
+		return o;
+	if (!take_name(b->name, true, name, &ne))
+		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
+	return OUT_CONTINUE;
+}
+
 static const char *esc(const char *s, char buf[NAME_ESC_MAX])
 {
 	return log_escape(s, strlen(s), buf, NAME_ESC_MAX);
 }
 
 /*
- * A file_name[255] field: valid (PROTOCOL.md section 8), with a usable base
- * name (section 6), and the path it is stored under.
+ * A file_name[255] field: valid, with a usable base name
+ * (efserver-protocol(7), "Names"), and the path it is stored under.
  */
-static enum outcome take_file_name(struct session *s, const struct request_spec *rq, const uint8_t *field,
+static enum outcome take_file_name(struct session *s, const struct wire_request_spec *rq, const uint8_t *field,
                                    char name[NAME], char base[NAME], char path[STORE_PATH_MAX])
 {
 	char e1[NAME_ESC_MAX];
@@ -258,131 +238,118 @@ static enum outcome take_file_name(struct session *s, const struct request_spec 
 	return OUT_CONTINUE;
 }
 
-static enum outcome handle_register(struct session *s, const struct request_spec *rq)
+static enum outcome handle_register(struct session *s, const struct wire_request_spec *rq)
 {
 	char name[NAME], e1[NAME_ESC_MAX];
+	struct wire_request_body b;
 	uint8_t id[ID];
-	enum wire_name_error ne;
 	enum outcome o;
 	int r;
 
-	if ((o = read_payload(s, rq, NAME)) != OUT_CONTINUE)
+	if ((o = take_client_name(s, rq, &b, name)) != OUT_CONTINUE)
 		return o;
-	if (!take_name(s->buf, true, name, &ne))
-		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
 	crypto_new_client_id(id);
 	r = store_register_client(s->st, id, name);
 	if (r == -EEXIST)
-		return refuse(s, RESP_REGISTER_REFUSED, NULL, 0, "the name '%s' is already registered", esc(name, e1));
+		return refuse(s, rq->refusal, NULL, "the name '%s' is already registered", esc(name, e1));
 	if (r < 0)
 		return server_error(s, r, "Could not register '%s'", esc(name, e1));
 	log_context_client(id, name);
 	wire_id_to_hex(id, s->id_hex);
 	log_info("Registered '%s' as client %s.", esc(name, e1), s->id_hex);
-	return respond(s, RESP_REGISTERED, id, ID, true) < 0 ? OUT_DROP : OUT_CONTINUE;
+	return answer(s, rq->success, &(struct wire_response_body){.id = id});
 }
 
-/* A fresh AES key, RSA-OAEP-encrypted for key, into msg after the client id (PROTOCOL.md section 4). */
-static int new_aes_key(struct session *s, const struct der_rsa_key *key, uint8_t aes[CRYPTO_AES_MAX_KEY], uint8_t *msg,
-                       size_t msg_size, size_t *msg_len)
+/* A fresh AES key into aes, and RSA-OAEP-encrypted for key into enc (efserver-protocol(7), "Cryptography"). */
+static int new_aes_key(struct session *s, const struct der_rsa_key *key, uint8_t aes[CRYPTO_AES_MAX_KEY],
+                       uint8_t enc[WIRE_ENCRYPTED_KEY_MAX], size_t *enc_len)
 {
-	size_t enc_len;
-	int r;
-
 	crypto_random(aes, s->cfg->aes_key_len);
-	memcpy(msg, s->hdr.client_id, ID);
-	r = crypto_oaep_encrypt(key, aes, s->cfg->aes_key_len, msg + ID, msg_size - ID, &enc_len);
-	if (r < 0)
-		return r;
-	*msg_len = ID + enc_len;
-	return 0;
+	return crypto_oaep_encrypt(key, aes, s->cfg->aes_key_len, enc, WIRE_ENCRYPTED_KEY_MAX, enc_len);
 }
 
-static enum outcome handle_public_key(struct session *s, const struct request_spec *rq)
+static enum outcome handle_public_key(struct session *s, const struct wire_request_spec *rq)
 {
-	uint8_t spki[DER_RSA_SPKI_MAX], aes[CRYPTO_AES_MAX_KEY], msg[RESPONSE_MAX];
+	uint8_t spki[DER_RSA_SPKI_MAX], aes[CRYPTO_AES_MAX_KEY], enc[WIRE_ENCRYPTED_KEY_MAX];
 	char name[NAME], e1[NAME_ESC_MAX];
-	size_t klen = s->hdr.payload_size - NAME, msg_len;
+	struct wire_request_body b;
+	size_t enc_len;
 	struct der_rsa_key key;
-	enum wire_name_error ne;
 	enum der_error de;
 	enum outcome o;
 	long spki_len;
 	int r;
 
-	if ((o = read_payload(s, rq, s->hdr.payload_size)) != OUT_CONTINUE)
+	if ((o = take_client_name(s, rq, &b, name)) != OUT_CONTINUE)
 		return o;
-	if (!take_name(s->buf, true, name, &ne))
-		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
-	if ((de = der_read_rsa_public(s->buf + NAME, klen, &key)) != DER_OK)
-		return format_error(s, rq, "the public key (%zu bytes) is refused: %s", klen, der_error_str(de));
+	if ((de = der_read_rsa_public(b.key, b.key_len, &key)) != DER_OK)
+		return format_error(s, rq, "the public key (%zu bytes) is refused: %s", b.key_len, der_error_str(de));
 	spki_len = der_write_rsa_spki(key.n, key.n_len, key.e, key.e_len, spki, sizeof(spki));
 	if (spki_len < 0)
 		return server_error(s, (int)spki_len, "Could not encode the public key of '%s'", esc(name, e1));
-	if ((r = new_aes_key(s, &key, aes, msg, sizeof(msg), &msg_len)) < 0) {
+	if ((r = new_aes_key(s, &key, aes, enc, &enc_len)) < 0) {
 		crypto_wipe(aes, sizeof(aes));
 		return server_error(s, r, "Could not encrypt an AES key for '%s'", esc(name, e1));
 	}
 	r = store_set_keys(s->st, s->hdr.client_id, name, spki, (size_t)spki_len, aes, s->cfg->aes_key_len);
 	crypto_wipe(aes, sizeof(aes));
 	if (r == -ENOENT)
-		return refuse(s, RESP_ERROR, NULL, 0, "client %s is not registered under the name '%s'", s->id_hex,
+		return refuse(s, rq->refusal, NULL, "client %s is not registered under the name '%s'", s->id_hex,
 		              esc(name, e1));
 	if (r == -EPERM)
-		return refuse(s, RESP_ERROR, NULL, 0, "client '%s' already has a different public key", esc(name, e1));
+		return refuse(s, rq->refusal, NULL, "client '%s' already has a different public key", esc(name, e1));
 	if (r < 0)
 		return server_error(s, r, "Could not store the keys of '%s'", esc(name, e1));
 	s->touched = true;
 	log_context_client(s->hdr.client_id, name);
 	log_info("Sent a new %zu-bit AES key to '%s', encrypted with its %u-bit RSA key.", s->cfg->aes_key_len * 8,
 	         esc(name, e1), key.bits);
-	return respond(s, RESP_AES_KEY, msg, msg_len, false) < 0 ? OUT_DROP : OUT_CONTINUE;
+	return answer(s, rq->success,
+	              &(struct wire_response_body){.id = s->hdr.client_id, .key = enc, .key_len = enc_len});
 }
 
-static enum outcome handle_reconnect(struct session *s, const struct request_spec *rq)
+static enum outcome handle_reconnect(struct session *s, const struct wire_request_spec *rq)
 {
-	uint8_t aes[CRYPTO_AES_MAX_KEY], msg[RESPONSE_MAX];
+	const struct wire_response_body refused = {.id = s->hdr.client_id};
+	uint8_t aes[CRYPTO_AES_MAX_KEY], enc[WIRE_ENCRYPTED_KEY_MAX];
 	char name[NAME], e1[NAME_ESC_MAX], e2[NAME_ESC_MAX];
+	struct wire_request_body b;
 	struct store_client c;
 	struct der_rsa_key key;
-	enum wire_name_error ne;
 	enum outcome o;
-	size_t msg_len;
+	size_t enc_len;
 	int r;
 
-	if ((o = read_payload(s, rq, NAME)) != OUT_CONTINUE)
+	if ((o = take_client_name(s, rq, &b, name)) != OUT_CONTINUE)
 		return o;
-	if (!take_name(s->buf, true, name, &ne))
-		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
 	r = store_get_client(s->st, s->hdr.client_id, &c);
 	if (r < 0 && r != -ENOENT)
 		return server_error(s, r, "Could not look up client %s", s->id_hex);
 	crypto_wipe(c.aes_key, sizeof(c.aes_key));
 	if (r == -ENOENT)
-		return refuse(s, RESP_RECONNECT_REFUSED, s->hdr.client_id, ID, "client %s is not registered",
-		              s->id_hex);
+		return refuse(s, rq->refusal, &refused, "client %s is not registered", s->id_hex);
 	if (strcmp(c.name, name) != 0)
-		return refuse(s, RESP_RECONNECT_REFUSED, s->hdr.client_id, ID,
-		              "client %s is registered as '%s', not '%s'", s->id_hex, esc(c.name, e1), esc(name, e2));
+		return refuse(s, rq->refusal, &refused, "client %s is registered as '%s', not '%s'", s->id_hex,
+		              esc(c.name, e1), esc(name, e2));
 	log_context_client(c.id, c.name);
 	if (c.public_key_len == 0)
-		return refuse(s, RESP_RECONNECT_REFUSED, s->hdr.client_id, ID, "'%s' has no public key stored",
-		              esc(name, e1));
+		return refuse(s, rq->refusal, &refused, "'%s' has no public key stored", esc(name, e1));
 	if (der_read_rsa_public(c.public_key, c.public_key_len, &key) != DER_OK)
 		return server_error(s, -EPROTO, "The stored public key of '%s' is unreadable", esc(name, e1));
-	if ((r = new_aes_key(s, &key, aes, msg, sizeof(msg), &msg_len)) < 0) {
+	if ((r = new_aes_key(s, &key, aes, enc, &enc_len)) < 0) {
 		crypto_wipe(aes, sizeof(aes));
 		return server_error(s, r, "Could not encrypt an AES key for '%s'", esc(name, e1));
 	}
 	r = store_set_aes_key(s->st, s->hdr.client_id, aes, s->cfg->aes_key_len);
 	crypto_wipe(aes, sizeof(aes));
 	if (r == -ENOENT)
-		return refuse(s, RESP_RECONNECT_REFUSED, s->hdr.client_id, ID, "client %s vanished", s->id_hex);
+		return refuse(s, rq->refusal, &refused, "client %s vanished", s->id_hex);
 	if (r < 0)
 		return server_error(s, r, "Could not store the new AES key of '%s'", esc(name, e1));
 	s->touched = true;
 	log_info("Reconnected '%s' with a new %zu-bit AES key.", esc(name, e1), s->cfg->aes_key_len * 8);
-	return respond(s, RESP_RECONNECTED, msg, msg_len, false) < 0 ? OUT_DROP : OUT_CONTINUE;
+	return answer(s, rq->success,
+	              &(struct wire_response_body){.id = s->hdr.client_id, .key = enc, .key_len = enc_len});
 }
 
 struct publication {
@@ -403,7 +370,7 @@ static int publish(void *ctx)
 /*
  * Stream the content: read a chunk, checksum (ciphertext or plaintext),
  * decrypt in place, strip the padding at the end, write. One pass, memory
- * bounded by SESSION_CHUNK (ARCHITECTURE.md, "How a request flows").
+ * bounded by SESSION_CHUNK whatever the size of the file.
  * Returns OUT_CONTINUE with *bad_padding set or not, OUT_DROP, or OUT_FAIL.
  */
 static enum outcome receive_content(struct session *s, struct crypto_cbc *cbc, struct cksum_state *ck,
@@ -450,13 +417,13 @@ static enum outcome receive_content(struct session *s, struct crypto_cbc *cbc, s
 	return OUT_CONTINUE;
 }
 
-static enum outcome handle_file(struct session *s, const struct request_spec *rq)
+static enum outcome handle_file(struct session *s, const struct wire_request_spec *rq)
 {
-	const uint32_t fixed = rq->id_in_payload ? WIRE_FILE_FIXED_1100 : WIRE_FILE_FIXED_1025;
-	const uint32_t content = s->hdr.payload_size - fixed;
-	const size_t id_off = rq->id_in_payload ? ID : 0;
+	const uint32_t content = s->frame.content;
 	char name[NAME], base[NAME], e1[NAME_ESC_MAX], e2[NAME_ESC_MAX], hs[32], hm[32];
-	uint8_t field[NAME], msg[WIRE_2103_SIZE];
+	uint8_t field[NAME];
+	struct wire_request_body b;
+	struct wire_response_body received = {.id = s->hdr.client_id, .content_size = content, .name = field};
 	struct publication pub = {0};
 	struct crypto_cbc *cbc = NULL;
 	struct cksum_state ck = {0};
@@ -476,16 +443,10 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		return format_error(s, rq, "content of %s is above the limit of %s",
 		                    opts_human_size(content, hs, sizeof(hs)),
 		                    opts_human_size(s->cfg->max_file_size, hm, sizeof(hm)));
-	if (!read_exact(s, s->buf, fixed, "the fixed fields"))
-		return OUT_DROP;
-	if (s->cfg->debug)
-		log_hexdump("request payload", s->buf, fixed, DUMP_MAX);
-	if (rq->id_in_payload && memcmp(s->buf, s->hdr.client_id, ID) != 0)
-		return format_error(s, rq, "the client_id in the payload differs from the header's");
-	if (wire_get_u32(s->buf + id_off) != content)
-		return format_error(s, rq, "content_size %u does not match payload_size %u (it should be %u)",
-		                    wire_get_u32(s->buf + id_off), s->hdr.payload_size, content);
-	memcpy(field, s->buf + id_off + 4, NAME);
+	if ((o = take_body(s, rq, &b)) != OUT_CONTINUE)
+		return o;
+	/* 2103 echoes the field byte for byte; s->buf is about to hold the content. */
+	memcpy(field, b.name, NAME);
 	if ((o = take_file_name(s, rq, field, name, base, f.path_name)) != OUT_CONTINUE)
 		return o;
 
@@ -495,14 +456,14 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 	if (r == -ENOENT) {
 		log_warning("Refused file '%s': client %s is not registered; closing without reading the content.",
 		            esc(name, e1), s->id_hex);
-		(void)respond(s, RESP_ERROR, NULL, 0, false);
+		(void)respond(s, rq->refusal, NULL);
 		return OUT_CLOSE;
 	}
 	log_context_client(c.id, c.name);
 	if (c.aes_key_len == 0) {
 		log_warning("Refused file '%s': no AES key was ever sent to '%s'; closing without reading the content.",
 		            esc(name, e1), esc(c.name, e2));
-		(void)respond(s, RESP_ERROR, NULL, 0, false);
+		(void)respond(s, rq->refusal, NULL);
 		return OUT_CLOSE;
 	}
 	r = crypto_cbc_new(&cbc, c.aes_key, c.aes_key_len, false);
@@ -524,7 +485,7 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 		goto out;
 	}
 	if (bad_padding) {
-		o = refuse(s, RESP_ERROR, NULL, 0,
+		o = refuse(s, rq->refusal, NULL,
 		           "the padding of '%s' does not check out (wrong key or corrupt content); nothing was kept",
 		           esc(name, e1));
 		goto out;
@@ -555,20 +516,14 @@ static enum outcome handle_file(struct session *s, const struct request_spec *rq
 	         opts_human_size(plain_size, hs, sizeof(hs)), sum,
 	         reported != sum ? " (reporting a wrong one on purpose)" : "");
 
-	memcpy(msg, s->hdr.client_id, ID);
-	wire_put_u32(msg + ID, content);
-	memcpy(msg + ID + 4, field, NAME);
-	wire_put_u32(msg + ID + 4 + NAME, reported);
-	o = respond(s, RESP_FILE_RECEIVED, msg, sizeof(msg), true) < 0 ? OUT_DROP : OUT_CONTINUE;
+	received.checksum = reported;
+	o = answer(s, rq->success, &received);
 out:
 	vault_discard(pub.file);
 	cksum_free(&ck);
 	crypto_cbc_free(cbc);
 	return o;
 }
-
-/* What 1029-1031 and 1104-1106 do once their request is read and checked. */
-enum crc_action { CRC_OK, CRC_RETRY, CRC_ABORT };
 
 struct removal {
 	struct vault *v;
@@ -583,93 +538,85 @@ static int remove_copy(void *ctx)
 	return vault_remove(rm->v, rm->id, rm->base);
 }
 
-static enum outcome handle_crc(struct session *s, const struct request_spec *rq, enum crc_action action)
+/* 1029-1031 and 1104-1106 (efserver-protocol(7), "Uploads, resends and giving up"). */
+static enum outcome handle_crc(struct session *s, const struct wire_request_spec *rq)
 {
-	static const char *const verbs[] = {"confirmed", "will resend", "gave up on"};
-	const size_t off = rq->id_in_payload ? ID : 0;
 	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX];
 	struct removal rm = {s->v, s->hdr.client_id, base};
+	struct wire_request_body b;
+	const char *verb;
 	enum outcome o;
 	int r;
 
-	if ((o = read_payload(s, rq, s->hdr.payload_size)) != OUT_CONTINUE)
+	if ((o = take_body(s, rq, &b)) != OUT_CONTINUE)
 		return o;
-	if ((o = take_file_name(s, rq, s->buf + off, name, base, path)) != OUT_CONTINUE)
+	if ((o = take_file_name(s, rq, b.name, name, base, path)) != OUT_CONTINUE)
 		return o;
 
-	switch (action) {
-	case CRC_OK:
+	switch (rq->kind) {
+	case WIRE_KIND_CRC_OK:
+		verb = "confirmed";
 		r = store_mark_verified(s->st, s->hdr.client_id, path, name);
 		break;
-	case CRC_RETRY:
+	case WIRE_KIND_CRC_RETRY:
+		verb = "will resend";
 		r = store_check_file(s->st, s->hdr.client_id, path, name);
 		break;
-	case CRC_ABORT:
+	case WIRE_KIND_CRC_ABORT:
+	default:
+		verb = "gave up on";
 		r = store_give_up(s->st, s->hdr.client_id, path, name, remove_copy, &rm);
 		break;
 	}
 	if (r == -ENOENT)
-		return refuse(s, RESP_ERROR, NULL, 0, "client %s has no file '%s' to confirm", s->id_hex,
-		              esc(name, e1));
+		return refuse(s, rq->refusal, NULL, "client %s has no file '%s' to confirm", s->id_hex, esc(name, e1));
 	if (r < 0)
-		return server_error(s, r, "Could not record that client %s %s '%s'", s->id_hex, verbs[action],
-		                    esc(name, e1));
+		return server_error(s, r, "Could not record that client %s %s '%s'", s->id_hex, verb, esc(name, e1));
 	s->touched = true;
-	if (action == CRC_ABORT)
+	if (rq->kind == WIRE_KIND_CRC_ABORT)
 		log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.", s->id_hex,
 		            esc(name, e1));
 	else
-		log_info("Client %s %s '%s'.", s->id_hex, verbs[action], esc(name, e1));
-	if (rq->flags & SILENT_SUCCESS)
+		log_info("Client %s %s '%s'.", s->id_hex, verb, esc(name, e1));
+	if (rq->flags & WIRE_SILENT)
 		return OUT_CONTINUE;
-	if (rq->flags & ACK_WITH_ID)
-		return respond(s, RESP_ACK, s->hdr.client_id, ID, true) < 0 ? OUT_DROP : OUT_CONTINUE;
-	return respond(s, RESP_ACK, NULL, 0, false) < 0 ? OUT_DROP : OUT_CONTINUE;
-}
-
-static enum outcome handle_crc_ok(struct session *s, const struct request_spec *rq)
-{
-	return handle_crc(s, rq, CRC_OK);
-}
-
-static enum outcome handle_crc_retry(struct session *s, const struct request_spec *rq)
-{
-	return handle_crc(s, rq, CRC_RETRY);
-}
-
-static enum outcome handle_crc_abort(struct session *s, const struct request_spec *rq)
-{
-	return handle_crc(s, rq, CRC_ABORT);
+	return answer(s, rq->success,
+	              &(struct wire_response_body){.id = rq->flags & WIRE_ACK_ID ? s->hdr.client_id : NULL});
 }
 
 static enum outcome serve_request(struct session *s)
 {
-	const struct request_spec *rq = find_request(s->hdr.code);
+	const struct wire_request_spec *rq = wire_find_request(s->hdr.code);
+	/* The header's id of a register request is ignored: it names no client. */
+	const bool registers = rq && rq->kind == WIRE_KIND_REGISTER;
 	enum outcome o;
 	int r;
 
 	wire_id_to_hex(s->hdr.client_id, s->id_hex);
 	log_context_request(s->hdr.code);
 	/* The header's id until the handler knows the client's name; never the previous request's. */
-	log_context_client(is_register(s->hdr.code) ? NULL : s->hdr.client_id, NULL);
+	log_context_client(registers ? NULL : s->hdr.client_id, NULL);
 	log_context_file(NULL, -1);
 	log_debug("Request %u (%s) from %s, version %u, %u bytes of payload.", s->hdr.code,
 	          wire_request_name(s->hdr.code), s->id_hex, s->hdr.version, s->hdr.payload_size);
 	if (!s->st || !s->v) {
 		log_error("The state directory is unavailable; answering 2107 and closing the connection.");
-		(void)respond(s, RESP_ERROR, NULL, 0, false);
+		(void)respond(s, RESP_ERROR, NULL);
 		return OUT_FAIL;
 	}
 	s->touched = false;
 	if (!rq)
 		o = format_error(s, NULL, "unknown request code");
-	else if (s->hdr.payload_size < rq->min_payload || s->hdr.payload_size > rq->max_payload)
+	else if (wire_frame_request(s->dialect, rq, s->hdr.payload_size, &s->frame) < 0)
 		o = format_error(s, rq, "payload_size %u is outside %u..%u", s->hdr.payload_size, rq->min_payload,
-		                 rq->min_payload == rq->max_payload ? rq->min_payload : rq->max_payload);
+		                 rq->max_payload);
 	else
-		o = rq->handle(s, rq);
-	/* PROTOCOL.md section 8: every request naming a known id updates last seen, refused or not. */
-	if (!s->touched && !is_register(s->hdr.code) && (r = store_touch(s->st, s->hdr.client_id)) < 0)
+		o = handlers[rq->kind](s, rq);
+	/*
+	 * Every request naming a known id updates last seen, refused or not
+	 * (efserver-protocol(7), "What the server keeps").
+	 */
+	if (!s->touched && !registers && (r = store_touch(s->st, s->hdr.client_id)) < 0)
 		log_warning("Could not update last seen of client %s: %s.", s->id_hex, strerror(-r));
 	return o;
 }
@@ -682,6 +629,7 @@ enum session_end session_run(const struct session_config *cfg, struct store *st,
 	    .v = v,
 	    .in = in_fd,
 	    .out = out_fd,
+	    .dialect = &wire_standard,
 	    .timeout_ms = cfg->idle_timeout && !cfg->debug ? (int)(cfg->idle_timeout * 1000) : -1,
 	};
 	uint8_t hdr[WIRE_REQUEST_HEADER_SIZE];

@@ -1,4 +1,8 @@
-/* The wire codec (PROTOCOL.md sections 1-3): bytes in, structs out. */
+/*
+ * The wire codec: the request and response tables, and the layout of every
+ * header and body of efserver-protocol(7) in each dialect; name fields and
+ * client ids. Bytes in, structs out.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -6,9 +10,122 @@
 
 #include "wire.h"
 
+#define ID    WIRE_ID_SIZE
+#define NAME  WIRE_NAME_SIZE
+#define SIZE  4 /* content_size, u32 */
+#define BLOCK WIRE_AES_BLOCK
+
+/* The fixed fields of the bodies (efserver-protocol(7), "Requests"). */
+#define KEY_MIN   (NAME + WIRE_KEY_FIELD_MIN)
+#define KEY_MAX   (NAME + WIRE_KEY_FIELD_MAX)
+#define FILE_1025 (SIZE + NAME)      /* 259 */
+#define FILE_1100 (ID + SIZE + NAME) /* 275 */
+
+/*
+ * What each kind of request is called and how it is answered: on success,
+ * with a refusal that keeps the connection, and when it is malformed
+ * (efserver-protocol(7), "Responses" and "Errors").
+ */
+#define REGISTER   WIRE_KIND_REGISTER, "register", RESP_REGISTERED, RESP_REGISTER_REFUSED, RESP_REGISTER_REFUSED
+#define PUBLIC_KEY WIRE_KIND_PUBLIC_KEY, "public key", RESP_AES_KEY, RESP_ERROR, RESP_ERROR
+#define RECONNECT  WIRE_KIND_RECONNECT, "reconnect", RESP_RECONNECTED, RESP_RECONNECT_REFUSED, RESP_ERROR
+#define SEND_FILE  WIRE_KIND_FILE, "send file", RESP_FILE_RECEIVED, RESP_ERROR, RESP_ERROR
+#define CRC_OK     WIRE_KIND_CRC_OK, "checksum correct", RESP_ACK, RESP_ERROR, RESP_ERROR
+#define CRC_RETRY  WIRE_KIND_CRC_RETRY, "checksum wrong, will resend", RESP_ACK, RESP_ERROR, RESP_ERROR
+#define CRC_ABORT  WIRE_KIND_CRC_ABORT, "checksum wrong, giving up", RESP_ACK, RESP_ERROR, RESP_ERROR
+
+/* Every request code (efserver-protocol(7), "Requests"). */
+static const struct wire_request_spec requests[] = {
+    /* code, set, kind, payload_size from, to, dump, flags */
+    {REQ_REGISTER, 1025, REGISTER, NAME, NAME, NAME, 0},
+    {REQ_PUBLIC_KEY, 1025, PUBLIC_KEY, KEY_MIN, KEY_MAX, NAME, 0},
+    {REQ_RECONNECT, 1025, RECONNECT, NAME, NAME, NAME, 0},
+    {REQ_FILE, 1025, SEND_FILE, FILE_1025 + BLOCK, UINT32_MAX, FILE_1025, 0},
+    {REQ_CRC_OK, 1025, CRC_OK, NAME, NAME, NAME, WIRE_ACK_ID},
+    {REQ_CRC_RETRY, 1025, CRC_RETRY, NAME, NAME, NAME, WIRE_ACK_ID},
+    {REQ_CRC_ABORT, 1025, CRC_ABORT, NAME, NAME, NAME, WIRE_ACK_ID},
+    {REQ_REGISTER_1100, 1100, REGISTER, NAME, NAME, NAME, 0},
+    {REQ_PUBLIC_KEY_1100, 1100, PUBLIC_KEY, KEY_MIN, KEY_MAX, NAME, 0},
+    {REQ_FILE_1100, 1100, SEND_FILE, FILE_1100 + BLOCK, UINT32_MAX, FILE_1100, WIRE_ID_LEADS},
+    {REQ_CRC_OK_1100, 1100, CRC_OK, ID + NAME, ID + NAME, ID + NAME, WIRE_ID_LEADS},
+    {REQ_CRC_RETRY_1100, 1100, CRC_RETRY, ID + NAME, ID + NAME, ID + NAME, WIRE_ID_LEADS | WIRE_SILENT},
+    {REQ_CRC_ABORT_1100, 1100, CRC_ABORT, ID + NAME, ID + NAME, ID + NAME, WIRE_ID_LEADS | WIRE_SILENT},
+};
+
+/* efserver-protocol(7), "Responses", in the order of their codes. A key is never dumped, not even encrypted. */
+static const struct wire_response_spec responses[] = {
+    {RESP_REGISTERED, "registered", WIRE_FIELD_ID, true},
+    {RESP_REGISTER_REFUSED, "registration refused", 0, true},
+    {RESP_AES_KEY, "AES key", WIRE_FIELD_ID | WIRE_FIELD_KEY, false},
+    {RESP_FILE_RECEIVED, "file received", WIRE_FIELD_ID | WIRE_FIELD_RECEIVED, true},
+    {RESP_ACK, "acknowledged", WIRE_FIELD_ID_OPT, true},
+    {RESP_RECONNECTED, "reconnected", WIRE_FIELD_ID | WIRE_FIELD_KEY, false},
+    {RESP_RECONNECT_REFUSED, "reconnect refused", WIRE_FIELD_ID, true},
+    {RESP_ERROR, "general error", 0, true},
+};
+
+const struct wire_request_spec *wire_find_request(uint16_t code)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+		if (requests[i].code == code)
+			return &requests[i];
+	return NULL;
+}
+
+const struct wire_request_spec *wire_request_for(uint16_t set, enum wire_kind kind)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+		if (requests[i].set == set && requests[i].kind == kind)
+			return &requests[i];
+	return NULL;
+}
+
+bool wire_request_names_file(const struct wire_request_spec *rq)
+{
+	switch (rq->kind) {
+	case WIRE_KIND_FILE:
+	case WIRE_KIND_CRC_OK:
+	case WIRE_KIND_CRC_RETRY:
+	case WIRE_KIND_CRC_ABORT:
+		return true;
+	case WIRE_KIND_REGISTER:
+	case WIRE_KIND_PUBLIC_KEY:
+	case WIRE_KIND_RECONNECT:
+	case WIRE_KINDS:
+		break;
+	}
+	return false;
+}
+
+const char *wire_request_name(uint16_t code)
+{
+	const struct wire_request_spec *rq = wire_find_request(code);
+
+	return rq ? rq->name : "unknown request";
+}
+
+const struct wire_response_spec *wire_find_response(uint16_t code)
+{
+	size_t i = (size_t)code - RESP_REGISTERED;
+
+	return code >= RESP_REGISTERED && i < sizeof(responses) / sizeof(responses[0]) ? &responses[i] : NULL;
+}
+
+const char *wire_response_name(uint16_t code)
+{
+	const struct wire_response_spec *rs = wire_find_response(code);
+
+	return rs ? rs->name : "unknown response";
+}
+
+/* efserver-protocol(7), "Framing". */
 void wire_parse_request_header(const uint8_t buf[WIRE_REQUEST_HEADER_SIZE], struct wire_request_header *h)
 {
-	memcpy(h->client_id, buf, WIRE_ID_SIZE);
+	memcpy(h->client_id, buf, ID);
 	h->version = buf[16];
 	h->code = wire_get_u16(buf + 17);
 	h->payload_size = wire_get_u32(buf + 19);
@@ -16,24 +133,282 @@ void wire_parse_request_header(const uint8_t buf[WIRE_REQUEST_HEADER_SIZE], stru
 
 void wire_build_request_header(uint8_t buf[WIRE_REQUEST_HEADER_SIZE], const struct wire_request_header *h)
 {
-	memcpy(buf, h->client_id, WIRE_ID_SIZE);
+	memcpy(buf, h->client_id, ID);
 	buf[16] = h->version;
 	wire_put_u16(buf + 17, h->code);
 	wire_put_u32(buf + 19, h->payload_size);
 }
 
-void wire_parse_response_header(const uint8_t buf[WIRE_RESPONSE_HEADER_SIZE], struct wire_response_header *h)
+/* Bytes of a request body before its key or its content. */
+static uint32_t fixed_size(const struct wire_request_spec *rq)
+{
+	return (rq->flags & WIRE_ID_LEADS ? ID : 0) + (rq->kind == WIRE_KIND_FILE ? SIZE : 0) + NAME;
+}
+
+/*
+ * What a dialect lays out its own way. Everything else (the request
+ * header, the fields of the bodies and their order) is common to all.
+ */
+struct wire_dialect {
+	const char *name;
+	size_t response_header_size;
+	void (*build_response_header)(uint8_t *buf, uint16_t code, uint32_t payload_size);
+	void (*parse_response_header)(const uint8_t *buf, struct wire_response_header *h);
+	/* The server's side: the bounds of payload_size and how the request is read. */
+	int (*frame_request)(const struct wire_request_spec *rq, uint32_t payload_size, struct wire_frame *f);
+	/* The client's side: payload_size of a request with this body of body_len bytes. */
+	uint64_t (*payload_size)(const struct wire_request_spec *rq, const struct wire_request_body *b,
+	                         uint32_t body_len);
+	/* 2103's checksum field. */
+	size_t checksum_size;
+	void (*put_checksum)(uint8_t *field, uint32_t sum);
+	int (*get_checksum)(const uint8_t *field, uint32_t *sum);
+};
+
+static void standard_build_response_header(uint8_t *buf, uint16_t code, uint32_t payload_size)
+{
+	buf[0] = WIRE_SERVER_VERSION;
+	wire_put_u16(buf + 1, code);
+	wire_put_u32(buf + 3, payload_size);
+}
+
+static void standard_parse_response_header(const uint8_t *buf, struct wire_response_header *h)
 {
 	h->version = buf[0];
 	h->code = wire_get_u16(buf + 1);
 	h->payload_size = wire_get_u32(buf + 3);
 }
 
-void wire_build_response_header(uint8_t buf[WIRE_RESPONSE_HEADER_SIZE], uint16_t code, uint32_t payload_size)
+/* payload_size is exactly the body and the content; a file's content is what the fixed fields leave. */
+static int standard_frame_request(const struct wire_request_spec *rq, uint32_t payload_size, struct wire_frame *f)
 {
-	buf[0] = WIRE_SERVER_VERSION;
-	wire_put_u16(buf + 1, code);
-	wire_put_u32(buf + 3, payload_size);
+	if (payload_size < rq->min_payload || payload_size > rq->max_payload)
+		return -EMSGSIZE;
+	f->body = rq->kind == WIRE_KIND_FILE ? fixed_size(rq) : payload_size;
+	f->content = payload_size - f->body;
+	return 0;
+}
+
+static uint64_t standard_payload_size(const struct wire_request_spec *rq, const struct wire_request_body *b,
+                                      uint32_t body_len)
+{
+	return (uint64_t)body_len + (rq->kind == WIRE_KIND_FILE ? b->content_size : 0);
+}
+
+static void standard_put_checksum(uint8_t *field, uint32_t sum)
+{
+	wire_put_u32(field, sum);
+}
+
+static int standard_get_checksum(const uint8_t *field, uint32_t *sum)
+{
+	*sum = wire_get_u32(field);
+	return 0;
+}
+
+const struct wire_dialect wire_standard = {
+    .name = "standard",
+    .response_header_size = WIRE_RESPONSE_HEADER_SIZE,
+    .build_response_header = standard_build_response_header,
+    .parse_response_header = standard_parse_response_header,
+    .frame_request = standard_frame_request,
+    .payload_size = standard_payload_size,
+    .checksum_size = 4,
+    .put_checksum = standard_put_checksum,
+    .get_checksum = standard_get_checksum,
+};
+
+const char *wire_dialect_name(const struct wire_dialect *d)
+{
+	return d->name;
+}
+
+size_t wire_response_header_size(const struct wire_dialect *d)
+{
+	return d->response_header_size;
+}
+
+void wire_parse_response_header(const struct wire_dialect *d, const uint8_t *buf, struct wire_response_header *h)
+{
+	d->parse_response_header(buf, h);
+}
+
+int wire_frame_request(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t payload_size,
+                       struct wire_frame *f)
+{
+	return d->frame_request(rq, payload_size, f);
+}
+
+/* The body: [client_id] [content_size] name [public_key], as the row and its kind say. */
+int wire_parse_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t *buf,
+                            size_t len, struct wire_request_body *b)
+{
+	struct wire_request_body out = {0};
+	size_t fixed = fixed_size(rq), off = 0;
+
+	(void)d;
+	if (rq->kind == WIRE_KIND_PUBLIC_KEY ? len < fixed + WIRE_KEY_FIELD_MIN || len > fixed + WIRE_KEY_FIELD_MAX
+	                                     : len != fixed)
+		return -EBADMSG;
+	if (rq->flags & WIRE_ID_LEADS) {
+		out.id = buf;
+		off += ID;
+	}
+	if (rq->kind == WIRE_KIND_FILE) {
+		out.content_size = wire_get_u32(buf + off);
+		off += SIZE;
+	}
+	out.name = buf + off;
+	off += NAME;
+	if (rq->kind == WIRE_KIND_PUBLIC_KEY) {
+		out.key = buf + off;
+		out.key_len = len - off;
+	}
+	*b = out;
+	return 0;
+}
+
+enum wire_body_error wire_check_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq,
+                                             const struct wire_request_header *h, const struct wire_request_body *b)
+{
+	struct wire_frame f;
+
+	if ((rq->flags & WIRE_ID_LEADS) && memcmp(b->id, h->client_id, ID) != 0)
+		return WIRE_BODY_ID_DIFFERS;
+	if (rq->kind == WIRE_KIND_FILE &&
+	    (wire_frame_request(d, rq, h->payload_size, &f) < 0 || b->content_size != f.content))
+		return WIRE_BODY_SIZE_DIFFERS;
+	return WIRE_BODY_OK;
+}
+
+int wire_build_request(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t id[WIRE_ID_SIZE],
+                       const struct wire_request_body *b, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct wire_request_header h = {.version = WIRE_CLIENT_VERSION, .code = rq->code};
+	size_t key_len = rq->kind == WIRE_KIND_PUBLIC_KEY ? b->key_len : 0;
+	uint64_t payload_size;
+	uint32_t body_len;
+	uint8_t *p;
+
+	if (key_len > UINT32_MAX - NAME || cap < WIRE_REQUEST_HEADER_SIZE + fixed_size(rq) + key_len)
+		return -EMSGSIZE;
+	body_len = fixed_size(rq) + (uint32_t)key_len;
+	payload_size = d->payload_size(rq, b, body_len);
+	if (payload_size > UINT32_MAX)
+		return -EMSGSIZE;
+	h.payload_size = (uint32_t)payload_size;
+	if (id)
+		memcpy(h.client_id, id, ID);
+	wire_build_request_header(buf, &h);
+	p = buf + WIRE_REQUEST_HEADER_SIZE;
+	if (rq->flags & WIRE_ID_LEADS) {
+		memcpy(p, h.client_id, ID);
+		p += ID;
+	}
+	if (rq->kind == WIRE_KIND_FILE) {
+		wire_put_u32(p, b->content_size);
+		p += SIZE;
+	}
+	memcpy(p, b->name, NAME);
+	p += NAME;
+	if (key_len)
+		memcpy(p, b->key, key_len);
+	*len = WIRE_REQUEST_HEADER_SIZE + body_len;
+	return 0;
+}
+
+uint64_t wire_content_size(uint64_t plaintext)
+{
+	return plaintext / BLOCK * BLOCK + BLOCK;
+}
+
+uint64_t wire_max_plaintext(const struct wire_dialect *d, const struct wire_request_spec *rq)
+{
+	const struct wire_request_body none = {0};
+	uint64_t overhead = d->payload_size(rq, &none, fixed_size(rq));
+
+	/* The largest whole number of blocks that fits payload_size, less the one byte PKCS#7 always adds. */
+	return ((UINT32_MAX - overhead) & ~(uint64_t)(BLOCK - 1)) - 1;
+}
+
+/* Payload bytes of the fields of rs but a key and the optional id of 2104. */
+static size_t response_fixed(const struct wire_dialect *d, const struct wire_response_spec *rs)
+{
+	return (rs->fields & WIRE_FIELD_ID ? ID : 0) +
+	       (rs->fields & WIRE_FIELD_RECEIVED ? SIZE + NAME + d->checksum_size : 0);
+}
+
+int wire_build_response(const struct wire_dialect *d, uint16_t code, const struct wire_response_body *b, uint8_t *buf,
+                        size_t cap, size_t *len)
+{
+	static const struct wire_response_body none;
+	const struct wire_response_spec *rs = wire_find_response(code);
+	const uint8_t *id;
+	size_t payload, key_len;
+	uint8_t *p;
+
+	if (!b)
+		b = &none;
+	if (!rs || ((rs->fields & WIRE_FIELD_ID) && !b->id) || ((rs->fields & WIRE_FIELD_RECEIVED) && !b->name) ||
+	    ((rs->fields & WIRE_FIELD_KEY) && (b->key_len == 0 || b->key_len > WIRE_ENCRYPTED_KEY_MAX)))
+		return -EINVAL;
+	id = rs->fields & (WIRE_FIELD_ID | WIRE_FIELD_ID_OPT) ? b->id : NULL;
+	key_len = rs->fields & WIRE_FIELD_KEY ? b->key_len : 0;
+	payload = response_fixed(d, rs) + (rs->fields & WIRE_FIELD_ID_OPT && id ? ID : 0) + key_len;
+	if (cap < d->response_header_size + payload)
+		return -EMSGSIZE;
+	d->build_response_header(buf, code, (uint32_t)payload);
+	p = buf + d->response_header_size;
+	if (id) {
+		memcpy(p, id, ID);
+		p += ID;
+	}
+	if (key_len) {
+		memcpy(p, b->key, key_len);
+		p += key_len;
+	}
+	if (rs->fields & WIRE_FIELD_RECEIVED) {
+		wire_put_u32(p, b->content_size);
+		memcpy(p + SIZE, b->name, NAME);
+		d->put_checksum(p + SIZE + NAME, b->checksum);
+	}
+	*len = d->response_header_size + payload;
+	return 0;
+}
+
+int wire_parse_response_body(const struct wire_dialect *d, uint16_t code, const uint8_t *payload, size_t len,
+                             struct wire_response_body *b)
+{
+	const struct wire_response_spec *rs = wire_find_response(code);
+	struct wire_response_body out = {0};
+	size_t fixed;
+	bool fits;
+
+	if (!rs)
+		return -EINVAL;
+	fixed = response_fixed(d, rs);
+	if (rs->fields & WIRE_FIELD_ID_OPT)
+		fits = len == 0 || len == ID;
+	else if (rs->fields & WIRE_FIELD_KEY)
+		fits = len > fixed && len - fixed <= WIRE_ENCRYPTED_KEY_MAX;
+	else
+		fits = len == fixed;
+	if (!fits)
+		return -EBADMSG;
+	if ((rs->fields & WIRE_FIELD_ID) || len == ID)
+		out.id = payload;
+	if (rs->fields & WIRE_FIELD_KEY) {
+		out.key = payload + ID;
+		out.key_len = len - ID;
+	}
+	if (rs->fields & WIRE_FIELD_RECEIVED) {
+		out.content_size = wire_get_u32(payload + ID);
+		out.name = payload + ID + SIZE;
+		if (d->get_checksum(payload + ID + SIZE + NAME, &out.checksum) < 0)
+			return -EBADMSG;
+	}
+	*b = out;
+	return 0;
 }
 
 /* Length of the UTF-8 sequence at s (at most n bytes), or 0 if it is not well formed. */
@@ -69,7 +444,7 @@ static size_t utf8_sequence(const uint8_t *s, size_t n)
 	return len;
 }
 
-/* PROTOCOL.md section 8, "Valid names". */
+/* efserver-protocol(7), "Names". */
 enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool utf8, size_t *len)
 {
 	const uint8_t *nul = memchr(field, 0, WIRE_NAME_SIZE);
@@ -108,7 +483,7 @@ const char *wire_name_error_str(enum wire_name_error e)
 	return "invalid";
 }
 
-/* PROTOCOL.md section 6: the part after the last '/' or '\'. */
+/* efserver-protocol(7), "Names": the part after the last '/' or '\'. */
 int wire_base_name(const char *name, size_t len, const char **base, size_t *base_len)
 {
 	size_t start = 0, i, n;
@@ -185,54 +560,4 @@ int wire_id_from_hex(const char *s, uint8_t id[WIRE_ID_SIZE])
 		return -EINVAL;
 	memcpy(id, tmp, WIRE_ID_SIZE);
 	return 0;
-}
-
-const char *wire_request_name(uint16_t code)
-{
-	switch (code) {
-	case REQ_REGISTER:
-	case REQ_REGISTER_1100:
-		return "register";
-	case REQ_PUBLIC_KEY:
-	case REQ_PUBLIC_KEY_1100:
-		return "public key";
-	case REQ_RECONNECT:
-		return "reconnect";
-	case REQ_FILE:
-	case REQ_FILE_1100:
-		return "send file";
-	case REQ_CRC_OK:
-	case REQ_CRC_OK_1100:
-		return "checksum correct";
-	case REQ_CRC_RETRY:
-	case REQ_CRC_RETRY_1100:
-		return "checksum wrong, will resend";
-	case REQ_CRC_ABORT:
-	case REQ_CRC_ABORT_1100:
-		return "checksum wrong, giving up";
-	}
-	return "unknown request";
-}
-
-const char *wire_response_name(uint16_t code)
-{
-	switch (code) {
-	case RESP_REGISTERED:
-		return "registered";
-	case RESP_REGISTER_REFUSED:
-		return "registration refused";
-	case RESP_AES_KEY:
-		return "AES key";
-	case RESP_FILE_RECEIVED:
-		return "file received";
-	case RESP_ACK:
-		return "acknowledged";
-	case RESP_RECONNECTED:
-		return "reconnected";
-	case RESP_RECONNECT_REFUSED:
-		return "reconnect refused";
-	case RESP_ERROR:
-		return "general error";
-	}
-	return "unknown response";
 }

@@ -1,4 +1,13 @@
-/* The wire codec: byte layouts of PROTOCOL.md sections 1-3. Pure: no I/O. */
+/*
+ * The wire codec: every byte layout of efserver-protocol(7) (sections
+ * "Framing", "Requests" and "Responses") and the request table that holds
+ * each request code's rules. Pure: bytes in, structs out, no I/O.
+ *
+ * A dialect of the protocol is a parameter of the codec, chosen per
+ * connection: every function whose layout a dialect may change takes one.
+ * wire_standard, the protocol as efserver-protocol(7) describes it, is the
+ * only dialect so far.
+ */
 #ifndef EF_WIRE_H
 #define EF_WIRE_H
 
@@ -6,22 +15,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "der.h"
+
 #define WIRE_ID_SIZE              16
 #define WIRE_NAME_SIZE            255 /* name[255] and file_name[255] */
 #define WIRE_NAME_MAX             (WIRE_NAME_SIZE - 1)
 #define WIRE_REQUEST_HEADER_SIZE  23
-#define WIRE_RESPONSE_HEADER_SIZE 7
+#define WIRE_RESPONSE_HEADER_SIZE 7 /* in the standard dialect */
+#define WIRE_RESPONSE_HEADER_MAX  WIRE_RESPONSE_HEADER_SIZE
 #define WIRE_SERVER_VERSION       3
 #define WIRE_CLIENT_VERSION       3
 #define WIRE_AES_BLOCK            16
-#define WIRE_KEY_FIELD_MIN        1 /* public_key[K], PROTOCOL.md section 8 */
+#define WIRE_KEY_FIELD_MIN        1 /* public_key[K], efserver-protocol(7), "Requests" */
 #define WIRE_KEY_FIELD_MAX        1024
-
-/* Fixed fields before the content of a file request. */
-#define WIRE_FILE_FIXED_1025 (4 + WIRE_NAME_SIZE)                /* 259 */
-#define WIRE_FILE_FIXED_1100 (WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE) /* 275 */
-/* 2103: client_id, content_size, file_name, checksum. */
-#define WIRE_2103_SIZE (WIRE_ID_SIZE + 4 + WIRE_NAME_SIZE + 4) /* 279 */
+/* encrypted_aes_key[M] of 2102 and 2105: M is the modulus size in bytes. */
+#define WIRE_ENCRYPTED_KEY_MAX (DER_RSA_MAX_BITS / 8)
+/* The largest response payload: 2102 or 2105 under a 4096-bit key. */
+#define WIRE_RESPONSE_PAYLOAD_MAX (WIRE_ID_SIZE + WIRE_ENCRYPTED_KEY_MAX)
+/* The largest request but a file's content: a public key request with the longest key field. */
+#define WIRE_REQUEST_HEAD_MAX (WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + WIRE_KEY_FIELD_MAX)
 
 enum wire_request_code {
 	REQ_REGISTER = 1025,
@@ -50,18 +62,74 @@ enum wire_response_code {
 	RESP_ERROR = 2107,
 };
 
-struct wire_request_header {
-	uint8_t client_id[WIRE_ID_SIZE];
-	uint8_t version;
-	uint16_t code;
-	uint32_t payload_size;
+/*
+ * What a request does, whatever its code set. The kind fixes the layout of
+ * the body: name[255] (register, reconnect), name[255] public_key[K],
+ * content_size file_name[255] and the content (file), file_name[255]
+ * (checksum verdicts); rows with WIRE_ID_LEADS put client_id[16] first.
+ */
+enum wire_kind {
+	WIRE_KIND_REGISTER,
+	WIRE_KIND_PUBLIC_KEY,
+	WIRE_KIND_RECONNECT,
+	WIRE_KIND_FILE,
+	WIRE_KIND_CRC_OK,
+	WIRE_KIND_CRC_RETRY,
+	WIRE_KIND_CRC_ABORT,
+	WIRE_KINDS
 };
 
-struct wire_response_header {
-	uint8_t version;
-	uint16_t code;
-	uint32_t payload_size;
+/* Flags of a request row. */
+enum {
+	WIRE_ID_LEADS = 1 << 0, /* client_id[16] leads the payload and must equal the header's (1103-1106) */
+	WIRE_ACK_ID = 1 << 1,   /* the 2104 that answers it carries the client id (1029-1031) */
+	WIRE_SILENT = 1 << 2,   /* success has no response (1105, 1106) */
 };
+
+/*
+ * One row of the request table: everything that differs from one request
+ * code to another (efserver-protocol(7), "Requests" and "Responses").
+ * Adding a request code is adding an enum value and a row.
+ */
+struct wire_request_spec {
+	uint16_t code;
+	uint16_t set; /* the code set: 1025 or 1100 */
+	enum wire_kind kind;
+	const char *name;
+	uint16_t success;      /* the response on success */
+	uint16_t refusal;      /* the refusal that leaves the connection open */
+	uint16_t format_error; /* the answer to a malformed request, before closing */
+	uint32_t min_payload;  /* payload_size bounds in the standard dialect */
+	uint32_t max_payload;
+	uint32_t dump; /* leading bytes of the payload a debug dump may show: the fixed fields */
+	unsigned flags;
+};
+
+/* The row of a code, or NULL for a code the protocol does not have. */
+const struct wire_request_spec *wire_find_request(uint16_t code);
+/* The row of kind in a code set, or NULL (there is no reconnect in the 1100 set). */
+const struct wire_request_spec *wire_request_for(uint16_t set, enum wire_kind kind);
+/* Whether the request is about one file: a file or a checksum verdict. */
+bool wire_request_names_file(const struct wire_request_spec *rq);
+const char *wire_request_name(uint16_t code);
+
+/* A response code's layout and whether a debug dump may show its payload. */
+struct wire_response_spec {
+	uint16_t code;
+	const char *name;
+	unsigned fields; /* WIRE_FIELD_* */
+	bool dump;       /* false for the responses that carry a key */
+};
+
+enum {
+	WIRE_FIELD_ID = 1 << 0,       /* client_id[16] */
+	WIRE_FIELD_ID_OPT = 1 << 1,   /* client_id[16] or nothing (2104) */
+	WIRE_FIELD_KEY = 1 << 2,      /* encrypted_aes_key[M] after the id */
+	WIRE_FIELD_RECEIVED = 1 << 3, /* content_size, file_name[255] and the checksum after the id */
+};
+
+const struct wire_response_spec *wire_find_response(uint16_t code);
+const char *wire_response_name(uint16_t code);
 
 static inline uint16_t wire_get_u16(const uint8_t *p)
 {
@@ -87,12 +155,113 @@ static inline void wire_put_u32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
+/* A dialect: its layouts where they differ from the standard one. */
+struct wire_dialect;
+extern const struct wire_dialect wire_standard;
+
+const char *wire_dialect_name(const struct wire_dialect *d);
+
+struct wire_request_header {
+	uint8_t client_id[WIRE_ID_SIZE];
+	uint8_t version;
+	uint16_t code;
+	uint32_t payload_size;
+};
+
+struct wire_response_header {
+	uint8_t version;
+	uint16_t code;
+	uint32_t payload_size;
+};
+
+/*
+ * The request header is the same in every dialect: a server reads the first
+ * one before it can know the connection's dialect.
+ */
 void wire_parse_request_header(const uint8_t buf[WIRE_REQUEST_HEADER_SIZE], struct wire_request_header *h);
 void wire_build_request_header(uint8_t buf[WIRE_REQUEST_HEADER_SIZE], const struct wire_request_header *h);
-void wire_parse_response_header(const uint8_t buf[WIRE_RESPONSE_HEADER_SIZE], struct wire_response_header *h);
-void wire_build_response_header(uint8_t buf[WIRE_RESPONSE_HEADER_SIZE], uint16_t code, uint32_t payload_size);
 
-/* Why a name field was refused (PROTOCOL.md section 8). */
+size_t wire_response_header_size(const struct wire_dialect *d);
+/* buf holds wire_response_header_size(d) bytes. */
+void wire_parse_response_header(const struct wire_dialect *d, const uint8_t *buf, struct wire_response_header *h);
+
+/*
+ * The fields of a request body. Parsing points into the buffer parsed;
+ * building reads name (a whole name[255] field), content_size and the key
+ * as the kind needs them, and repeats the header's id where the row says so.
+ */
+struct wire_request_body {
+	const uint8_t *id;     /* the client_id the payload repeats (WIRE_ID_LEADS), else NULL */
+	uint32_t content_size; /* file requests: the encrypted size of the content */
+	const uint8_t *name;   /* name[255] or file_name[255] */
+	const uint8_t *key;    /* public key requests: public_key[K] */
+	size_t key_len;
+};
+
+/*
+ * How a request is read: its body in one piece (every field, and the key of
+ * a public key request), then `content` bytes of file content.
+ */
+struct wire_frame {
+	uint32_t body;
+	uint32_t content;
+};
+
+/* Frame a request of payload_size bytes. 0, or -EMSGSIZE when payload_size is not one rq allows. */
+int wire_frame_request(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t payload_size,
+                       struct wire_frame *f);
+
+/* Split a body of len bytes (the frame's body) into its fields. 0, or -EBADMSG when len does not fit rq. */
+int wire_parse_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t *buf,
+                            size_t len, struct wire_request_body *b);
+
+/* Why a parsed body does not agree with its header. */
+enum wire_body_error {
+	WIRE_BODY_OK = 0,
+	WIRE_BODY_ID_DIFFERS,   /* the payload's client_id is not the header's */
+	WIRE_BODY_SIZE_DIFFERS, /* content_size is not what payload_size leaves for the content */
+};
+
+/* efserver-protocol(7), "Requests": what the header and the body must agree on. */
+enum wire_body_error wire_check_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq,
+                                             const struct wire_request_header *h, const struct wire_request_body *b);
+
+/*
+ * Header and body of a request (all of it but a file's content) into buf,
+ * its length into *len. id NULL: all zero. 0, or -EMSGSIZE when cap is too
+ * small or the payload_size would not fit its field.
+ */
+int wire_build_request(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t id[WIRE_ID_SIZE],
+                       const struct wire_request_body *b, uint8_t *buf, size_t cap, size_t *len);
+
+/* content_size of a plaintext: PKCS#7 pads it to the next whole AES block, by 1 to 16 bytes. */
+uint64_t wire_content_size(uint64_t plaintext);
+/* The largest plaintext a file request rq can carry once padded. */
+uint64_t wire_max_plaintext(const struct wire_dialect *d, const struct wire_request_spec *rq);
+
+/* The fields of a response body; parsing points into the payload parsed. */
+struct wire_response_body {
+	const uint8_t *id;     /* NULL: none (2101, 2107, a 2104 without id) */
+	const uint8_t *key;    /* 2102, 2105: encrypted_aes_key[M] */
+	size_t key_len;        /* 1 to WIRE_ENCRYPTED_KEY_MAX */
+	uint32_t content_size; /* 2103: the request's content_size */
+	const uint8_t *name;   /* 2103: the request's file_name[255], echoed byte for byte */
+	uint32_t checksum;     /* 2103 */
+};
+
+/*
+ * Header and body of a response into buf, its length into *len; b NULL: no
+ * fields. 0, -EINVAL for a code the protocol does not have or fields it
+ * lacks, or -EMSGSIZE when cap is too small.
+ */
+int wire_build_response(const struct wire_dialect *d, uint16_t code, const struct wire_response_body *b, uint8_t *buf,
+                        size_t cap, size_t *len);
+
+/* Split the payload of a response. 0, -EINVAL for an unknown code, or -EBADMSG when len does not fit it. */
+int wire_parse_response_body(const struct wire_dialect *d, uint16_t code, const uint8_t *payload, size_t len,
+                             struct wire_response_body *b);
+
+/* Why a name field was refused (efserver-protocol(7), "Names"). */
 enum wire_name_error {
 	WIRE_NAME_OK = 0,
 	WIRE_NAME_NO_NUL,
@@ -109,9 +278,9 @@ enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool u
 const char *wire_name_error_str(enum wire_name_error e);
 
 /*
- * The base name of a file name (PROTOCOL.md section 6): the part after the
- * last '/' or '\'. Returns 0 and sets *base and *base_len, or -EINVAL when
- * the base name is empty, "." or "..".
+ * The base name of a file name (efserver-protocol(7), "Names"): the part
+ * after the last '/' or '\'. Returns 0 and sets *base and *base_len, or
+ * -EINVAL when the base name is empty, "." or "..".
  */
 int wire_base_name(const char *name, size_t len, const char **base, size_t *base_len);
 
@@ -123,8 +292,5 @@ int wire_put_name(uint8_t field[WIRE_NAME_SIZE], const char *s);
 void wire_id_to_hex(const uint8_t id[WIRE_ID_SIZE], char out[WIRE_ID_HEX_SIZE]);
 /* Parse 32 hex digits, dashes allowed between them. 0 or -EINVAL. */
 int wire_id_from_hex(const char *s, uint8_t id[WIRE_ID_SIZE]);
-
-const char *wire_request_name(uint16_t code);
-const char *wire_response_name(uint16_t code);
 
 #endif

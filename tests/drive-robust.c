@@ -1,7 +1,8 @@
 /*
- * The robustness driver: speaks the protocol (PROTOCOL.md) to efsession,
- * over TCP or to a child on a socketpair it can kill at chosen moments, and
- * checks the state directory afterwards through the store and the files.
+ * The robustness driver: speaks the protocol (efserver-protocol(7)) to
+ * efsession, through the codec, over TCP or to a child on a socketpair it
+ * can kill at chosen moments, and checks the state directory afterwards
+ * through the store and the files.
  * Output is TAP; tests/robust-*.sh and tests/ci/load.sh run it.
  *
  *   load HOST PORT STATE CLIENTS UPLOADS   concurrent clients, mixed sizes, then a full audit
@@ -218,24 +219,28 @@ static int reap(struct child *c)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void put_header(uint8_t *b, const uint8_t id[16], uint16_t code, uint32_t size)
+/* Header and body of a request of kind in the 1025 or the 1100 set (all but a file's content) into buf. */
+static size_t build(uint8_t *buf, size_t cap, bool set1100, enum wire_kind kind, const uint8_t id[16],
+                    const struct wire_request_body *b)
 {
-	struct wire_request_header h = {.version = 3, .code = code, .payload_size = size};
+	size_t len;
 
-	if (id)
-		memcpy(h.client_id, id, 16);
-	wire_build_request_header(b, &h);
+	if (wire_build_request(&wire_standard, wire_request_for(set1100 ? 1100 : 1025, kind), id, b, buf, cap, &len) <
+	    0)
+		die("cannot build a request of kind %d", (int)kind);
+	return len;
 }
 
 /* One response: its code, its payload into buf (up to cap). 0, or -1 when none came. */
 static int get_response(int fd, uint16_t *code, uint8_t *buf, size_t cap, size_t *len)
 {
-	uint8_t h[WIRE_RESPONSE_HEADER_SIZE];
+	uint8_t h[WIRE_RESPONSE_HEADER_MAX];
+	size_t hlen = wire_response_header_size(&wire_standard);
 	struct wire_response_header rh;
 
-	if (recv_all(fd, h, sizeof(h), IO_TIMEOUT_MS) < 0)
+	if (recv_all(fd, h, hlen, IO_TIMEOUT_MS) < 0)
 		return -1;
-	wire_parse_response_header(h, &rh);
+	wire_parse_response_header(&wire_standard, h, &rh);
 	if (rh.version != WIRE_SERVER_VERSION || rh.payload_size > cap)
 		return -1;
 	if (recv_all(fd, buf, rh.payload_size, IO_TIMEOUT_MS) < 0)
@@ -265,37 +270,43 @@ static void init_crypto(void)
 		die("cannot make an RSA key");
 }
 
+/* A name[255] field holding name. */
+static const uint8_t *name_field(const char *name, uint8_t field[WIRE_NAME_SIZE])
+{
+	if (wire_put_name(field, name) < 0)
+		die("name too long");
+	return field;
+}
+
 static int do_register(int fd, bool set1100, const char *name, uint8_t id[16], uint16_t *code)
 {
-	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE], resp[64];
-	size_t len;
+	uint8_t msg[WIRE_REQUEST_HEAD_MAX], resp[64], field[WIRE_NAME_SIZE];
+	struct wire_response_body rb;
+	size_t n, len;
 
-	put_header(msg, NULL, set1100 ? REQ_REGISTER_1100 : REQ_REGISTER, WIRE_NAME_SIZE);
-	if (wire_put_name(msg + WIRE_REQUEST_HEADER_SIZE, name) < 0)
-		die("name too long");
-	if (send_all(fd, msg, sizeof(msg)) < 0 || get_response(fd, code, resp, sizeof(resp), &len) < 0)
+	n = build(msg, sizeof(msg), set1100, WIRE_KIND_REGISTER, NULL,
+	          &(struct wire_request_body){.name = name_field(name, field)});
+	if (send_all(fd, msg, n) < 0 || get_response(fd, code, resp, sizeof(resp), &len) < 0)
 		return -1;
-	if (*code == RESP_REGISTERED && len == 16)
-		memcpy(id, resp, 16);
+	if (*code == RESP_REGISTERED && wire_parse_response_body(&wire_standard, *code, resp, len, &rb) == 0)
+		memcpy(id, rb.id, 16);
 	return 0;
 }
 
 /* 1026/1101 with the driver's key; the AES key it returns, decrypted. */
 static int do_public_key(int fd, bool set1100, struct ident *c)
 {
-	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + DER_RSA_SPKI_MAX], resp[1024];
+	uint8_t msg[WIRE_REQUEST_HEAD_MAX], resp[WIRE_RESPONSE_PAYLOAD_MAX], field[WIRE_NAME_SIZE];
+	struct wire_request_body b = {.name = name_field(c->name, field), .key = rsa_spki, .key_len = rsa_spki_len};
+	struct wire_response_body rb;
 	uint16_t code;
-	size_t len;
+	size_t n, len;
 
-	put_header(msg, c->id, set1100 ? REQ_PUBLIC_KEY_1100 : REQ_PUBLIC_KEY,
-	           (uint32_t)(WIRE_NAME_SIZE + rsa_spki_len));
-	wire_put_name(msg + WIRE_REQUEST_HEADER_SIZE, c->name);
-	memcpy(msg + WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE, rsa_spki, rsa_spki_len);
-	if (send_all(fd, msg, WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + rsa_spki_len) < 0 ||
-	    get_response(fd, &code, resp, sizeof(resp), &len) < 0 || code != RESP_AES_KEY || len < 16 ||
-	    memcmp(resp, c->id, 16) != 0)
+	n = build(msg, sizeof(msg), set1100, WIRE_KIND_PUBLIC_KEY, c->id, &b);
+	if (send_all(fd, msg, n) < 0 || get_response(fd, &code, resp, sizeof(resp), &len) < 0 || code != RESP_AES_KEY ||
+	    wire_parse_response_body(&wire_standard, code, resp, len, &rb) < 0 || memcmp(rb.id, c->id, 16) != 0)
 		return -1;
-	return keyfile_oaep_decrypt(rsa, resp + 16, len - 16, c->aes, sizeof(c->aes), &c->aes_len) < 0 ? -1 : 0;
+	return keyfile_oaep_decrypt(rsa, rb.key, rb.key_len, c->aes, sizeof(c->aes), &c->aes_len) < 0 ? -1 : 0;
 }
 
 /* Register and exchange keys on a fresh efsession child. */
@@ -338,9 +349,14 @@ static uint32_t content_cksum(const struct content *ct)
 	return sum;
 }
 
-static uint64_t padded(uint64_t size)
+/* Header and fixed fields of a 1028 or 1103 of total bytes of content into buf; their length. */
+static size_t upload_head(uint8_t buf[WIRE_REQUEST_HEAD_MAX], bool set1100, const struct ident *c, const char *name,
+                          uint64_t total)
 {
-	return (size / 16 + 1) * 16;
+	uint8_t field[WIRE_NAME_SIZE];
+
+	return build(buf, WIRE_REQUEST_HEAD_MAX, set1100, WIRE_KIND_FILE, c->id,
+	             &(struct wire_request_body){.content_size = (uint32_t)total, .name = name_field(name, field)});
 }
 
 /*
@@ -350,24 +366,14 @@ static uint64_t padded(uint64_t size)
 static int send_upload(int fd, bool set1100, const struct ident *c, const char *name, const struct content *ct,
                        uint64_t cut, uint64_t *sent_out)
 {
-	static uint8_t buf[CHUNK + WIRE_REQUEST_HEADER_SIZE + WIRE_FILE_FIXED_1100];
-	const uint32_t fixed = set1100 ? WIRE_FILE_FIXED_1100 : WIRE_FILE_FIXED_1025;
-	const uint64_t total = padded(ct->size);
+	static uint8_t buf[WIRE_REQUEST_HEAD_MAX + CHUNK];
+	const uint64_t total = wire_content_size(ct->size);
 	struct crypto_cbc *cbc;
 	struct prng p = {ct->seed ? ct->seed : 1};
 	uint64_t done = 0, sent = 0, n, i, limit;
-	size_t off = 0, len;
+	size_t off = upload_head(buf, set1100, c, name, total), len;
 	int r = 0;
 
-	put_header(buf, c->id, set1100 ? REQ_FILE_1100 : REQ_FILE, (uint32_t)(fixed + total));
-	off = WIRE_REQUEST_HEADER_SIZE;
-	if (set1100) {
-		memcpy(buf + off, c->id, 16);
-		off += 16;
-	}
-	wire_put_u32(buf + off, (uint32_t)total);
-	wire_put_name(buf + off + 4, name);
-	off += 4 + WIRE_NAME_SIZE;
 	if (crypto_cbc_new(&cbc, c->aes, c->aes_len, true) < 0)
 		die("AES");
 	for (;;) {
@@ -399,38 +405,43 @@ static int send_upload(int fd, bool set1100, const struct ident *c, const char *
 static int upload(int fd, bool set1100, const struct ident *c, const char *name, const struct content *ct,
                   uint16_t *code)
 {
-	uint8_t resp[WIRE_2103_SIZE + 16], field[WIRE_NAME_SIZE];
+	uint8_t resp[WIRE_RESPONSE_PAYLOAD_MAX], field[WIRE_NAME_SIZE];
+	struct wire_response_body rb;
 	size_t len;
 
 	*code = 0;
 	if (send_upload(fd, set1100, c, name, ct, UINT64_MAX, NULL) < 0 ||
 	    get_response(fd, code, resp, sizeof(resp), &len) < 0)
 		return -1;
-	wire_put_name(field, name);
-	if (*code != RESP_FILE_RECEIVED || len != WIRE_2103_SIZE || memcmp(resp, c->id, 16) != 0 ||
-	    wire_get_u32(resp + 16) != padded(ct->size) || memcmp(resp + 20, field, WIRE_NAME_SIZE) != 0 ||
-	    wire_get_u32(resp + 20 + WIRE_NAME_SIZE) != content_cksum(ct))
+	if (*code != RESP_FILE_RECEIVED || wire_parse_response_body(&wire_standard, *code, resp, len, &rb) < 0 ||
+	    memcmp(rb.id, c->id, 16) != 0 || rb.content_size != wire_content_size(ct->size) ||
+	    memcmp(rb.name, name_field(name, field), WIRE_NAME_SIZE) != 0 || rb.checksum != content_cksum(ct))
 		return -1;
 	return 0;
+}
+
+/* Send 1029 or 1104. */
+static int send_confirm(int fd, bool set1100, const struct ident *c, const char *name)
+{
+	uint8_t msg[WIRE_REQUEST_HEAD_MAX], field[WIRE_NAME_SIZE];
+	size_t n = build(msg, sizeof(msg), set1100, WIRE_KIND_CRC_OK, c->id,
+	                 &(struct wire_request_body){.name = name_field(name, field)});
+
+	return send_all(fd, msg, n);
 }
 
 /* 1029 (answered 2104 with the id) or 1104 (2104, no payload). */
 static int confirm(int fd, bool set1100, const struct ident *c, const char *name)
 {
-	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + 16 + WIRE_NAME_SIZE], resp[64];
-	size_t off = WIRE_REQUEST_HEADER_SIZE, len;
+	uint8_t resp[64];
+	struct wire_response_body rb;
 	uint16_t code;
+	size_t len;
 
-	put_header(msg, c->id, set1100 ? REQ_CRC_OK_1100 : REQ_CRC_OK, (uint32_t)((set1100 ? 16 : 0) + WIRE_NAME_SIZE));
-	if (set1100) {
-		memcpy(msg + off, c->id, 16);
-		off += 16;
-	}
-	wire_put_name(msg + off, name);
-	off += WIRE_NAME_SIZE;
-	if (send_all(fd, msg, off) < 0 || get_response(fd, &code, resp, sizeof(resp), &len) < 0)
+	if (send_confirm(fd, set1100, c, name) < 0 || get_response(fd, &code, resp, sizeof(resp), &len) < 0)
 		return -1;
-	if (code != RESP_ACK || len != (set1100 ? 0u : 16u))
+	if (code != RESP_ACK || wire_parse_response_body(&wire_standard, code, resp, len, &rb) < 0 ||
+	    (rb.id != NULL) == set1100)
 		return -1;
 	return 0;
 }
@@ -773,18 +784,18 @@ static int cmd_kill(char **argv)
 		struct content ct = {.size = rnd_below(&p, 3) == 0 ? rnd_below(&p, 64) : rnd_below(&p, 3 * MIB),
 		                     .seed = (uint32_t)(k + 1) * 2654435761u};
 		bool set1100 = rnd_below(&p, 2), got2103 = false;
-		uint64_t total = WIRE_REQUEST_HEADER_SIZE + (set1100 ? WIRE_FILE_FIXED_1100 : WIRE_FILE_FIXED_1025) +
-		                 padded(ct.size),
-		         cut = UINT64_MAX;
+		uint8_t head[WIRE_REQUEST_HEAD_MAX];
+		uint64_t content = wire_content_size(ct.size), total, cut = UINT64_MAX;
 		struct child ch = spawn(state);
 		uint16_t code;
 		struct audit a = {.quiet = true};
 
 		snprintf(fname, sizeof(fname), "k%03d.bin", slot);
+		total = upload_head(head, set1100, &c, fname, content) + content;
 		if (kp == K_HEADER)
 			cut = 1 + rnd_below(&p, WIRE_REQUEST_HEADER_SIZE - 1);
 		else if (kp == K_CONTENT)
-			cut = total - padded(ct.size) + rnd_below(&p, (uint32_t)padded(ct.size));
+			cut = total - content + rnd_below(&p, (uint32_t)content);
 		if (kp == K_TIMER) {
 			/* Sent from a child of ours, so that the kill can land while efsession works. */
 			pid_t w = fork();
@@ -800,22 +811,12 @@ static int cmd_kill(char **argv)
 			if (kp == K_AFTER_CONTENT)
 				usleep(rnd_below(&p, 3000));
 			if (kp == K_BEFORE_CONFIRM || kp == K_AFTER_CONFIRM) {
-				uint8_t resp[WIRE_2103_SIZE];
+				uint8_t resp[WIRE_RESPONSE_PAYLOAD_MAX];
 				size_t len;
 				got2103 = get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 &&
 				          code == RESP_FILE_RECEIVED;
-				if (got2103 && kp == K_AFTER_CONFIRM) {
-					uint8_t msg[WIRE_REQUEST_HEADER_SIZE + 16 + WIRE_NAME_SIZE];
-					size_t off = WIRE_REQUEST_HEADER_SIZE;
-					put_header(msg, c.id, set1100 ? REQ_CRC_OK_1100 : REQ_CRC_OK,
-					           (uint32_t)((set1100 ? 16 : 0) + WIRE_NAME_SIZE));
-					if (set1100) {
-						memcpy(msg + off, c.id, 16);
-						off += 16;
-					}
-					wire_put_name(msg + off, fname);
-					(void)send_all(ch.fd, msg, off + WIRE_NAME_SIZE);
-				}
+				if (got2103 && kp == K_AFTER_CONFIRM)
+					(void)send_confirm(ch.fd, set1100, &c, fname);
 			}
 			kill(ch.pid, SIGKILL);
 		}
@@ -1002,8 +1003,8 @@ static int register_child(const char *state, int tag, int count, uint32_t seed, 
 	struct child ch = spawn(state);
 
 	for (i = 0; i < count; i++) {
-		uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE], resp[32],
-		    *field = msg + WIRE_REQUEST_HEADER_SIZE;
+		uint8_t msg[WIRE_REQUEST_HEAD_MAX], resp[32], field[WIRE_NAME_SIZE], noise[16];
+		struct wire_response_body rb;
 		uint32_t roll = rnd_below(&p, 100);
 		enum name_kind kind = roll < 80   ? N_VALID
 		                      : roll < 88 ? N_DUPLICATE
@@ -1011,9 +1012,9 @@ static int register_child(const char *state, int tag, int count, uint32_t seed, 
 		                      : roll < 96 ? N_BAD_UTF8
 		                      : roll < 98 ? N_EMPTY
 		                                  : N_NO_NUL;
-		size_t len, at;
+		size_t len, at, n;
 		uint16_t code = 0;
-		bool closes = kind != N_VALID && kind != N_DUPLICATE;
+		bool closes = kind != N_VALID && kind != N_DUPLICATE, set1100;
 
 		if (kind == N_DUPLICATE && nvalid == 0)
 			kind = N_VALID;
@@ -1059,22 +1060,24 @@ static int register_child(const char *state, int tag, int count, uint32_t seed, 
 		}
 		if (kind == N_VALID)
 			field[0] = (uint8_t)('A' + tag);
-		put_header(msg, NULL, rnd_below(&p, 2) ? REQ_REGISTER : REQ_REGISTER_1100, WIRE_NAME_SIZE);
+		set1100 = !rnd_below(&p, 2);
 		/* The header's id of a register request is ignored: make it noise too. */
-		prng_fill(&p, msg, 16);
+		prng_fill(&p, noise, sizeof(noise));
+		n = build(msg, sizeof(msg), set1100, WIRE_KIND_REGISTER, noise,
+		          &(struct wire_request_body){.name = field});
 		s.sent++;
 		{
 			bool taken = false;
 			size_t rl = 0;
 			int v;
 
-			if (send_all(ch.fd, msg, sizeof(msg)) < 0 ||
-			    get_response(ch.fd, &code, resp, sizeof(resp), &rl) < 0)
+			if (send_all(ch.fd, msg, n) < 0 || get_response(ch.fd, &code, resp, sizeof(resp), &rl) < 0)
 				code = 0;
 			/* A short random name may repeat an earlier one by chance: then it is taken too. */
 			for (v = 0; kind == N_VALID && v < nvalid && !taken; v++)
 				taken = strcmp((const char *)valid[v], (const char *)field) == 0;
-			if (kind == N_VALID && !taken && code == RESP_REGISTERED && rl == 16) {
+			if (kind == N_VALID && !taken && code == RESP_REGISTERED &&
+			    wire_parse_response_body(&wire_standard, code, resp, rl, &rb) == 0) {
 				memcpy(valid[nvalid++], field, WIRE_NAME_SIZE);
 				s.registered++;
 			} else if ((kind == N_DUPLICATE || taken) && code == RESP_REGISTER_REFUSED) {
@@ -1184,7 +1187,7 @@ static int cmd_full(char **argv)
 	rlim_t fsize = argv[3] ? (rlim_t)strtoull(argv[3], NULL, 0) : RLIM_INFINITY;
 	const char *how = argv[3] ? "a file size limit (RLIMIT_FSIZE)" : "a full file system";
 	struct content ct = {.size = size, .seed = 99}, small = {.size = 1000, .seed = 7};
-	uint8_t resp[WIRE_2103_SIZE];
+	uint8_t resp[WIRE_RESPONSE_PAYLOAD_MAX];
 	struct ident c;
 	struct child ch;
 	struct audit a = {0};
@@ -1216,16 +1219,16 @@ static int cmd_full(char **argv)
 /* refused: the state directory cannot be used; every request gets 2107 and the connection closes. */
 static int cmd_refused(char **argv)
 {
-	uint8_t msg[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE], resp[32];
+	uint8_t msg[WIRE_REQUEST_HEAD_MAX], resp[32], field[WIRE_NAME_SIZE];
 	struct child ch;
 	uint16_t code = 0;
-	size_t len;
+	size_t len, n;
 
 	efsession_path = argv[0];
 	ch = spawn(argv[1]);
-	put_header(msg, NULL, REQ_REGISTER_1100, WIRE_NAME_SIZE);
-	wire_put_name(msg + WIRE_REQUEST_HEADER_SIZE, "nobody");
-	ok(send_all(ch.fd, msg, sizeof(msg)) == 0 && get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 &&
+	n = build(msg, sizeof(msg), true, WIRE_KIND_REGISTER, NULL,
+	          &(struct wire_request_body){.name = name_field("nobody", field)});
+	ok(send_all(ch.fd, msg, n) == 0 && get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 &&
 	       code == RESP_ERROR && len == 0,
 	   "a register request gets 2107");
 	ok(closed_quietly(ch.fd, IO_TIMEOUT_MS), "and the connection is closed");
@@ -1350,10 +1353,11 @@ static int cmd_trickle(char **argv)
 {
 	const char *host = argv[0], *port = argv[1];
 	int timeout = atoi(argv[2]);
-	uint8_t pre[WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE];
+	uint8_t pre[WIRE_REQUEST_HEAD_MAX], field[WIRE_NAME_SIZE] = {0};
 
 	trickle_one(host, port, timeout, NULL, 0, "in a request header");
-	put_header(pre, NULL, REQ_REGISTER_1100, WIRE_NAME_SIZE);
+	/* The header of a register request, and then its payload a byte a second. */
+	(void)build(pre, sizeof(pre), true, WIRE_KIND_REGISTER, NULL, &(struct wire_request_body){.name = field});
 	trickle_one(host, port, timeout, pre, WIRE_REQUEST_HEADER_SIZE, "in a payload");
 	return tap_done();
 }

@@ -733,6 +733,21 @@ static void hex_context(const char *what, const uint8_t *b, size_t len, size_t a
 	printf("\n");
 }
 
+/* The response at *at in what the last run answered: its header and payload; *at moves past it. */
+static bool next_response(size_t *at, struct wire_response_header *h, const uint8_t **payload)
+{
+	size_t head = wire_response_header_size(&wire_standard);
+
+	if (R.got_len - *at < head)
+		return false;
+	wire_parse_response_header(&wire_standard, R.got + *at, h);
+	if (h->payload_size > R.got_len - *at - head)
+		return false;
+	*payload = R.got + *at + head;
+	*at += head + h->payload_size;
+	return true;
+}
+
 /* Compare what efsession wrote with the expected bytes (wildcards allowed). */
 static void check_output(void)
 {
@@ -764,10 +779,14 @@ static void check_output(void)
 	}
 	/* The id a 2100 carried, for the requests that follow. */
 	if (R.capture) {
-		for (i = 0; i + 7 + 16 <= R.got_len; i++)
-			if (R.got[i] == 3 && wire_get_u16(R.got + i + 1) == RESP_REGISTERED &&
-			    wire_get_u32(R.got + i + 3) == 16) {
-				memcpy(R.captured_id, R.got + i + 7, 16);
+		struct wire_response_header h;
+		struct wire_response_body b;
+		const uint8_t *payload;
+
+		for (i = 0; next_response(&i, &h, &payload);)
+			if (h.code == RESP_REGISTERED &&
+			    wire_parse_response_body(&wire_standard, h.code, payload, h.payload_size, &b) == 0) {
+				memcpy(R.captured_id, b.id, 16);
 				break;
 			}
 	}
@@ -982,7 +1001,9 @@ static void check_tmp_empty(int line)
 static void adopt_key(int line)
 {
 	gcry_sexp_t data = NULL, plain = NULL;
-	const uint8_t *resp = NULL;
+	struct wire_response_header h;
+	struct wire_response_body b, resp = {0};
+	const uint8_t *payload;
 	char path[700];
 	size_t i, klen = 0;
 	const void *k = NULL;
@@ -990,16 +1011,14 @@ static void adopt_key(int line)
 	sqlite3_stmt *st;
 	bool good = false;
 
-	for (i = 0; i + 7 <= R.got_len; i += 7 + wire_get_u32(R.got + i + 3)) {
-		uint16_t code = wire_get_u16(R.got + i + 1);
-		if ((code == RESP_AES_KEY || code == RESP_RECONNECTED) &&
-		    i + 7 + wire_get_u32(R.got + i + 3) <= R.got_len)
-			resp = R.got + i;
-	}
-	if (!resp)
+	for (i = 0; next_response(&i, &h, &payload);)
+		if ((h.code == RESP_AES_KEY || h.code == RESP_RECONNECTED) &&
+		    wire_parse_response_body(&wire_standard, h.code, payload, h.payload_size, &b) == 0)
+			resp = b;
+	if (!resp.key)
 		die("adopt-key: no 2102 or 2105 in the last run");
-	if (gcry_sexp_build(&data, NULL, "(enc-val (flags oaep) (hash-algo sha1) (rsa (a %b)))",
-	                    (int)(wire_get_u32(resp + 3) - 16), resp + 7 + 16) == 0 &&
+	if (gcry_sexp_build(&data, NULL, "(enc-val (flags oaep) (hash-algo sha1) (rsa (a %b)))", (int)resp.key_len,
+	                    resp.key) == 0 &&
 	    gcry_pk_decrypt(&plain, data, keys.priv) == 0) {
 		gcry_sexp_t v = gcry_sexp_find_token(plain, "value", 0);
 		k = v ? gcry_sexp_nth_data(v, 1, &klen) : NULL;
@@ -1012,7 +1031,7 @@ static void adopt_key(int line)
 	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
 	if (R.content_key_len == klen && sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
 		if (sqlite3_prepare_v2(db, "SELECT aes_key FROM clients WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
-			sqlite3_bind_blob(st, 1, resp + 7, 16, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 1, resp.id, 16, SQLITE_STATIC);
 			if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) == klen)
 				good = memcmp(sqlite3_column_blob(st, 0), R.content_key, klen) == 0;
 			sqlite3_finalize(st);

@@ -1,8 +1,11 @@
 /*
- * libFuzzer harness for the request codec (PROTOCOL.md sections 1, 2 and 8):
- * a request header, a name[255] field checked both as a client name and as
- * a file name, its base name, and a client id in hex, from arbitrary bytes.
- * Whatever the codec accepts must satisfy the rules it claims to enforce.
+ * libFuzzer harness for the wire codec (efserver-protocol(7), "Framing",
+ * "Requests", "Responses" and "Names"), from arbitrary bytes: a request
+ * header and the body that follows it as every request code would frame
+ * it, the same bytes as the payload of every response, a name[255] field
+ * checked both as a client name and as a file name, its base name, and a
+ * client id in hex. Whatever the codec accepts must satisfy the rules it
+ * claims to enforce, and build back to the bytes it came from.
  */
 #include "config.h"
 
@@ -48,6 +51,70 @@ static void check_name(const uint8_t field[WIRE_NAME_SIZE], bool utf8)
 		abort();
 }
 
+/*
+ * The input as a request of each code: a body the frame says is there must
+ * split into fields inside it, and one that agrees with its header must
+ * build back to the same bytes but the version (a client sends its own)
+ * and the code (every code is tried).
+ */
+static void check_requests(const uint8_t *data, size_t size, const struct wire_request_header *h)
+{
+	const struct wire_dialect *d = &wire_standard;
+	uint8_t again[WIRE_REQUEST_HEAD_MAX];
+	const struct wire_request_spec *rq;
+	struct wire_request_body b;
+	struct wire_frame f;
+	size_t len;
+	unsigned code;
+
+	for (code = REQ_REGISTER; code <= REQ_CRC_ABORT_1100; code++) {
+		if (!(rq = wire_find_request((uint16_t)code)) || wire_frame_request(d, rq, h->payload_size, &f) < 0)
+			continue;
+		if ((uint64_t)f.body + f.content != h->payload_size || f.body > WIRE_REQUEST_HEAD_MAX)
+			abort();
+		if (size - WIRE_REQUEST_HEADER_SIZE < f.body)
+			continue;
+		if (wire_parse_request_body(d, rq, data + WIRE_REQUEST_HEADER_SIZE, f.body, &b) < 0)
+			abort();
+		if (b.name < data + WIRE_REQUEST_HEADER_SIZE ||
+		    b.name + WIRE_NAME_SIZE + b.key_len > data + WIRE_REQUEST_HEADER_SIZE + f.body)
+			abort();
+		if (wire_check_request_body(d, rq, h, &b) != WIRE_BODY_OK)
+			continue;
+		if (wire_build_request(d, rq, h->client_id, &b, again, sizeof(again), &len) < 0 ||
+		    len != WIRE_REQUEST_HEADER_SIZE + f.body || memcmp(again, data, 16) != 0 ||
+		    wire_get_u16(again + 17) != code || memcmp(again + 19, data + 19, len - 19) != 0)
+			abort();
+	}
+}
+
+/* The input after a response header as the payload of each response: what parses builds back to it. */
+static void check_responses(const uint8_t *data, size_t size)
+{
+	static const uint16_t codes[] = {
+	    RESP_REGISTERED, RESP_REGISTER_REFUSED, RESP_AES_KEY,           RESP_FILE_RECEIVED,
+	    RESP_ACK,        RESP_RECONNECTED,      RESP_RECONNECT_REFUSED, RESP_ERROR};
+	const struct wire_dialect *d = &wire_standard;
+	uint8_t again[WIRE_RESPONSE_HEADER_MAX + WIRE_RESPONSE_PAYLOAD_MAX];
+	size_t head = wire_response_header_size(d), len, i;
+	struct wire_response_header rh;
+	struct wire_response_body b;
+
+	if (size < head)
+		return;
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		if (wire_parse_response_body(d, codes[i], data + head, size - head, &b) < 0)
+			continue;
+		if (size - head > WIRE_RESPONSE_PAYLOAD_MAX ||
+		    wire_build_response(d, codes[i], &b, again, sizeof(again), &len) < 0 || len != size ||
+		    memcmp(again + head, data + head, size - head) != 0)
+			abort();
+		wire_parse_response_header(d, again, &rh);
+		if (rh.code != codes[i] || rh.payload_size != size - head || rh.version != WIRE_SERVER_VERSION)
+			abort();
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t hdr[WIRE_REQUEST_HEADER_SIZE], again[WIRE_REQUEST_HEADER_SIZE], field[WIRE_NAME_SIZE];
@@ -63,8 +130,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (memcmp(hdr, again, sizeof(hdr)) != 0)
 		abort();
 	(void)wire_request_name(h.code);
-	wire_parse_response_header(hdr, &rh);
+	wire_parse_response_header(&wire_standard, hdr, &rh);
 	(void)wire_response_name(rh.code);
+	if (size >= WIRE_REQUEST_HEADER_SIZE)
+		check_requests(data, size, &h);
+	check_responses(data, size);
 
 	take(data, size, WIRE_REQUEST_HEADER_SIZE, field, sizeof(field));
 	check_name(field, true);
