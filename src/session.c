@@ -41,6 +41,7 @@ struct session {
 	const struct wire_dialect *dialect; /* the connection's */
 	struct wire_request_header hdr;
 	struct wire_frame frame; /* how this request is read */
+	uint64_t consumed;       /* bytes of its payload read so far */
 	char id_hex[WIRE_ID_HEX_SIZE];
 	bool touched; /* last seen already updated by this request's own transaction */
 	uint8_t *buf; /* SESSION_CHUNK bytes: payloads and file content */
@@ -140,6 +141,8 @@ static bool read_exact(struct session *s, void *buf, size_t len, const char *wha
 {
 	ssize_t n = io_read_full(s->in, buf, len, s->timeout_ms);
 
+	if (n > 0)
+		s->consumed += (size_t)n;
 	if (n == (ssize_t)len)
 		return true;
 	if (n == -ETIMEDOUT)
@@ -584,6 +587,22 @@ static enum outcome handle_crc(struct session *s, const struct wire_request_spec
 	              &(struct wire_response_body){.id = rq->flags & WIRE_ACK_ID ? s->hdr.client_id : NULL});
 }
 
+/*
+ * A handler that keeps the connection must have read exactly the request
+ * as it was framed: anything else would read the next request out of step,
+ * and is a bug of ours.
+ */
+static enum outcome check_consumed(struct session *s, const struct wire_request_spec *rq, enum outcome o)
+{
+	uint64_t framed = (uint64_t)s->frame.body + s->frame.content;
+
+	if (o != OUT_CONTINUE || s->consumed == framed)
+		return o;
+	log_error("Request %u (%s) was handled after reading %llu of its %llu bytes; closing the connection.", rq->code,
+	          rq->name, (unsigned long long)s->consumed, (unsigned long long)framed);
+	return OUT_FAIL;
+}
+
 static enum outcome serve_request(struct session *s)
 {
 	const struct wire_request_spec *rq = wire_find_request(s->hdr.code);
@@ -605,13 +624,14 @@ static enum outcome serve_request(struct session *s)
 		return OUT_FAIL;
 	}
 	s->touched = false;
+	s->consumed = 0;
 	if (!rq)
 		o = format_error(s, NULL, "unknown request code");
 	else if (wire_frame_request(s->dialect, rq, s->hdr.payload_size, &s->frame) < 0)
 		o = format_error(s, rq, "payload_size %u is outside %u..%u", s->hdr.payload_size, rq->min_payload,
 		                 rq->max_payload);
 	else
-		o = handlers[rq->kind](s, rq);
+		o = check_consumed(s, rq, handlers[rq->kind](s, rq));
 	/*
 	 * Every request naming a known id updates last seen, refused or not
 	 * (efserver-protocol(7), "What the server keeps").
