@@ -226,10 +226,9 @@ static int report(const struct client_error *e, const struct run *run, const cha
 {
 	const char *server = run->server, *name = run->name;
 	const char *what = wire_request_name(e->request);
+	const struct wire_request_spec *rq = wire_find_request(e->request);
 	char why[sizeof(e->detail)], about[WIRE_NAME_SIZE + 16] = "";
-	bool file_request = e->request == REQ_FILE || e->request == REQ_FILE_1100 ||
-	                    (e->request >= REQ_CRC_OK && e->request <= REQ_CRC_ABORT) ||
-	                    (e->request >= REQ_CRC_OK_1100 && e->request <= REQ_CRC_ABORT_1100);
+	bool file_request = rq && wire_request_names_file(rq);
 
 	if (file && file_request)
 		snprintf(about, sizeof(about), " of %s", file);
