@@ -1,10 +1,11 @@
 /*
  * The protocol client: connects to efsession, registers or reconnects,
  * exchanges keys and uploads files, streamed and checksummed in one pass,
- * with the resend rules of PROTOCOL.md section 3. It prints nothing: a
- * failed call returns a negative errno and leaves the details in
- * client_error() for the caller to put into words. The program must ignore
- * SIGPIPE: a server that hangs up is an error to report, not a signal.
+ * with the resend rules of efserver-protocol(7), "Uploads, resends and
+ * giving up". It prints nothing: a failed call returns a negative errno and
+ * leaves the details in client_error() for the caller to put into words.
+ * The program must ignore SIGPIPE: a server that hangs up is an error to
+ * report, not a signal.
  */
 #ifndef EF_CLIENT_H
 #define EF_CLIENT_H

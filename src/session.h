@@ -1,6 +1,6 @@
 /*
  * One client connection: requests of both code sets read from in_fd,
- * responses written to out_fd, until the client closes (PROTOCOL.md).
+ * responses written to out_fd, until the client closes (efserver-protocol(7)).
  * Tests drive it through a pipe or a socketpair.
  */
 #ifndef EF_SESSION_H

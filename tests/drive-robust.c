@@ -144,7 +144,7 @@ static bool closed_quietly(int fd, int timeout_ms)
 	if (poll(&pfd, 1, timeout_ms) <= 0)
 		return false;
 	n = recv(fd, &b, 1, 0);
-	/* A reset is a close too: the server leaves a payload it refused unread (PROTOCOL.md section 7). */
+	/* A reset is a close too: the server leaves a payload it refused unread (efserver-protocol(7), "Errors"). */
 	return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
@@ -965,7 +965,7 @@ static int cmd_race(char **argv)
  * register: N registrations with random names on a few efsession children.
  * Valid names get 2100; a name taken gets 2101 and the connection goes on;
  * an invalid one (control byte, bad UTF-8, empty, no NUL) 2101 and the
- * connection closes (PROTOCOL.md section 8).
+ * connection closes (efserver-protocol(7), "Names").
  */
 enum name_kind { N_VALID, N_DUPLICATE, N_CONTROL, N_BAD_UTF8, N_EMPTY, N_NO_NUL };
 
