@@ -53,19 +53,22 @@ static void check_name(const uint8_t field[WIRE_NAME_SIZE], bool utf8)
 
 /*
  * The input as a request of each code: a body the frame says is there must
- * split into fields inside it, and one that agrees with its header must
- * build back to the same bytes but the version (a client sends its own)
- * and the code (every code is tried).
+ * split into fields inside it, which build back to the same body (with the
+ * payload's own id where it leads); a body that agrees with its header
+ * builds back to the same header too, but for the version (a client sends
+ * its own) and the code (every code is tried).
  */
 static void check_requests(const uint8_t *data, size_t size, const struct wire_request_header *h)
 {
 	const struct wire_dialect *d = &wire_standard;
+	const uint8_t *body = data + WIRE_REQUEST_HEADER_SIZE;
 	uint8_t again[WIRE_REQUEST_HEAD_MAX];
 	const struct wire_request_spec *rq;
 	struct wire_request_body b;
 	struct wire_frame f;
 	size_t len;
 	unsigned code;
+	int r;
 
 	for (code = REQ_REGISTER; code <= REQ_CRC_ABORT_1100; code++) {
 		if (!(rq = wire_find_request((uint16_t)code)) || wire_frame_request(d, rq, h->payload_size, &f) < 0)
@@ -74,16 +77,20 @@ static void check_requests(const uint8_t *data, size_t size, const struct wire_r
 			abort();
 		if (size - WIRE_REQUEST_HEADER_SIZE < f.body)
 			continue;
-		if (wire_parse_request_body(d, rq, data + WIRE_REQUEST_HEADER_SIZE, f.body, &b) < 0)
+		if (wire_parse_request_body(d, rq, body, f.body, &b) < 0)
 			abort();
-		if (b.name < data + WIRE_REQUEST_HEADER_SIZE ||
-		    b.name + WIRE_NAME_SIZE + b.key_len > data + WIRE_REQUEST_HEADER_SIZE + f.body)
+		if (b.name < body || b.name + WIRE_NAME_SIZE + b.key_len > body + f.body)
+			abort();
+		r = wire_build_request(d, rq, b.id ? b.id : h->client_id, &b, again, sizeof(again), &len);
+		/* Only a content_size that leaves no room for the fixed fields in payload_size cannot be built. */
+		if (r < 0 ? rq->kind != WIRE_KIND_FILE || (uint64_t)b.content_size + f.body <= UINT32_MAX
+		          : len != WIRE_REQUEST_HEADER_SIZE + f.body ||
+		                memcmp(again + WIRE_REQUEST_HEADER_SIZE, body, f.body) != 0)
 			abort();
 		if (wire_check_request_body(d, rq, h, &b) != WIRE_BODY_OK)
 			continue;
-		if (wire_build_request(d, rq, h->client_id, &b, again, sizeof(again), &len) < 0 ||
-		    len != WIRE_REQUEST_HEADER_SIZE + f.body || memcmp(again, data, 16) != 0 ||
-		    wire_get_u16(again + 17) != code || memcmp(again + 19, data + 19, len - 19) != 0)
+		if (r < 0 || memcmp(again, data, 16) != 0 || wire_get_u16(again + 17) != code ||
+		    memcmp(again + 19, data + 19, 4) != 0)
 			abort();
 	}
 }
