@@ -290,6 +290,8 @@ int wire_build_request(const struct wire_dialect *d, const struct wire_request_s
 	uint32_t body_len;
 	uint8_t *p;
 
+	if (!b->name || (key_len && !b->key))
+		return -EINVAL;
 	if (key_len > UINT32_MAX - NAME || cap < WIRE_REQUEST_HEADER_SIZE + fixed_size(rq) + key_len)
 		return -EMSGSIZE;
 	body_len = fixed_size(rq) + (uint32_t)key_len;

@@ -228,8 +228,9 @@ enum wire_body_error wire_check_request_body(const struct wire_dialect *d, const
 
 /*
  * Header and body of a request (all of it but a file's content) into buf,
- * its length into *len. id NULL: all zero. 0, or -EMSGSIZE when cap is too
- * small or the payload_size would not fit its field.
+ * its length into *len. id NULL: all zero. 0, -EINVAL when b lacks the name
+ * or the key, or -EMSGSIZE when cap is too small or the payload_size would
+ * not fit its field.
  */
 int wire_build_request(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t id[WIRE_ID_SIZE],
                        const struct wire_request_body *b, uint8_t *buf, size_t cap, size_t *len);

@@ -232,8 +232,10 @@ static void test_request_bodies(void)
 	       wire_parse_request_body(std, wire_find_request(1026), body, 255, &back) == -EBADMSG &&
 	       wire_parse_request_body(std, wire_find_request(1028), body, 260, &back) == -EBADMSG,
 	   "request bodies: a length that does not fit the layout is refused");
-	ok(wire_build_request(std, wire_find_request(1028), alice, &b, buf, 23 + 258, &len) == -EMSGSIZE,
-	   "request bodies: a buffer too small is refused");
+	ok(wire_build_request(std, wire_find_request(1028), alice, &b, buf, 23 + 258, &len) == -EMSGSIZE &&
+	       wire_build_request(std, wire_find_request(1025), alice, &(struct wire_request_body){0}, buf, sizeof(buf),
+	                          &len) == -EINVAL,
+	   "request bodies: a buffer too small, or a body without its name, is refused");
 	b.content_size = 0xffffffff - 259 + 1;
 	ok(wire_build_request(std, wire_find_request(1028), alice, &b, buf, sizeof(buf), &len) == -EMSGSIZE,
 	   "request bodies: content that would overflow payload_size is refused");
@@ -278,9 +280,9 @@ static void test_response_bodies(void)
 	check_response(2100, &b, alice, 16, "client_id[16]");
 	check_response(2106, &b, alice, 16, "client_id[16]");
 	check_response(2104, &b, alice, 16, "client_id[16] when there is one (1025 set)");
-	check_response(2104, NULL, NULL, 0, "nothing when there is no id (1100 set)");
-	check_response(2101, NULL, NULL, 0, "no payload");
-	check_response(2107, &b, NULL, 0, "no payload, whatever the fields given");
+	check_response(2104, NULL, (const uint8_t *)"", 0, "nothing when there is no id (1100 set)");
+	check_response(2101, NULL, (const uint8_t *)"", 0, "no payload");
+	check_response(2107, &b, (const uint8_t *)"", 0, "no payload, whatever the fields given");
 	b.key = key;
 	b.key_len = sizeof(key);
 	memcpy(want, alice, 16);
