@@ -397,7 +397,7 @@ int wire_parse_response_body(const struct wire_dialect *d, uint16_t code, const 
 		fits = len == fixed;
 	if (!fits)
 		return -EBADMSG;
-	if ((rs->fields & WIRE_FIELD_ID) || len == ID)
+	if ((rs->fields & WIRE_FIELD_ID) || ((rs->fields & WIRE_FIELD_ID_OPT) && len == ID))
 		out.id = payload;
 	if (rs->fields & WIRE_FIELD_KEY) {
 		out.key = payload + ID;
