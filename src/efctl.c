@@ -27,6 +27,7 @@
 #include "opts.h"
 #include "seal.h"
 #include "store.h"
+#include "utf8.h"
 #include "vault.h"
 
 #define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/efserver"
@@ -40,8 +41,8 @@ enum {
 };
 
 #define CTL_BUF_SIZE (256u * 1024)
-/* Room for a name escaped for the terminal: \xNN for each of its bytes at worst. */
-#define ESC_SIZE   (4 * WIRE_NAME_SIZE + 1)
+/* Room for a name escaped for the terminal. */
+#define ESC_SIZE   LOG_ESCAPE_SIZE(WIRE_NAME_SIZE)
 #define HEX_SHA256 (2 * 32 + 1)
 
 enum command { CMD_CLIENTS, CMD_FILES, CMD_SHOW, CMD_VERIFY, CMD_REMOVE, CMD_GC, CMD_DECRYPT, CMD_NONE };
@@ -130,51 +131,28 @@ static void command_usage(FILE *to, enum command cmd)
 	fprintf(to, "Usage: efctl [-s DIR] [-k KEYFILE] %s\n%s\n", commands[cmd].synopsis, commands[cmd].help);
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t left)
-{
-	size_t n;
-	unsigned cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (left < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/* A JSON string: quotes, backslashes and control bytes escaped; bytes that are not UTF-8 become U+FFFD. */
+/*
+ * A JSON string (RFC 8259): quotes and backslashes escaped, and, as for
+ * every name shown (efserver-protocol(7), Names), control and bidi
+ * characters as \uXXXX; a byte that is not UTF-8 becomes U+FFFD.
+ */
 static void json_str(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
+	const uint8_t *p = (const uint8_t *)s;
 	size_t left = strlen(s), n;
+	uint32_t cp = 0;
 
 	putchar('"');
 	while (left > 0) {
-		if (*p == '"' || *p == '\\') {
-			printf("\\%c", *p);
-			n = 1;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			printf("\\u%04x", *p);
-			n = 1;
-		} else if ((n = utf8_seq(p, left)) == 0) {
+		n = utf8_decode(p, left, &cp);
+		if (n == 0) {
 			fputs("\\ufffd", stdout);
 			n = 1;
+		} else if (cp == '"' || cp == '\\') {
+			printf("\\%c", (char)cp);
+		} else if (utf8_hidden_on_display(cp)) {
+			/* Every one of them is in the Basic Multilingual Plane: one \uXXXX each. */
+			printf("\\u%04x", (unsigned)cp);
 		} else {
 			fwrite(p, 1, n, stdout);
 		}
