@@ -22,6 +22,7 @@
 #include "cksum.h"
 #include "crypto.h"
 #include "der.h"
+#include "failure.h"
 #include "io.h"
 #include "log.h"
 #include "opts.h"
@@ -190,7 +191,7 @@ static int open_store(struct ctl *c, bool writable)
 	if (r == -ENOENT)
 		fprintf(stderr, "efctl: no efserver database in %s (has efsession run there?)\n", c->state_dir);
 	else if (r < 0)
-		fprintf(stderr, "efctl: cannot open the database in %s: %s\n", c->state_dir, strerror(-r));
+		fprintf(stderr, "efctl: cannot open the database in %s: %s\n", c->state_dir, failure_str(r));
 	return r;
 }
 
@@ -223,7 +224,7 @@ static int find_client(struct ctl *c, const char *arg, struct store_client *out,
 	else if (r == -ENOENT && !quiet)
 		fprintf(stderr, "efctl: no client named or with the id '%s'\n", arg);
 	else if (r != -ENOENT)
-		fprintf(stderr, "efctl: cannot look up '%s': %s\n", arg, store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot look up '%s': %s\n", arg, failure_str(r));
 	return r;
 }
 
@@ -369,7 +370,7 @@ static int cmd_list(struct ctl *c, enum command cmd)
 	if (c->client && (r = find_client(c, c->client, &cl, false)) < 0)
 		return exit_for(r);
 	if ((r = list(c, c->client ? cl.id : NULL, cmd == CMD_FILES)) < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
 		return EXIT_SYSTEM;
 	}
 	return EXIT_OK;
@@ -440,7 +441,7 @@ static int cmd_show(struct ctl *c, const char *who)
 		}
 	}
 	if (r < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
 		return EXIT_SYSTEM;
 	}
 	return EXIT_OK;
@@ -583,7 +584,7 @@ static int cmd_verify(struct ctl *c)
 	if (v.error)
 		return EXIT_SYSTEM;
 	if (r < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
 		return EXIT_SYSTEM;
 	}
 	printf("%lld file%s checked (%lld encrypted at rest, %lld given up with no copy): %lld problem%s.\n", v.checked,
@@ -627,7 +628,7 @@ static int cmd_remove(struct ctl *c, const char *who)
 	}
 	wire_id_to_hex(cl.id, hex);
 	if ((r = store_remove_client(c->st, cl.id)) < 0) {
-		fprintf(stderr, "efctl: cannot remove %s from the database: %s\n", hex, store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot remove %s from the database: %s\n", hex, failure_str(r));
 		vault_close(v);
 		return exit_for(r);
 	}
@@ -758,8 +759,7 @@ static int cmd_gc(struct ctl *c)
 	if ((r = vault_each_leftover(g.v, c->force, gc_leftover, &g)) < 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_TMP_DIR ": %s\n", c->state_dir, strerror(-r));
 	if (r == 0 && (r = store_each_file(c->st, NULL, gc_row, &g)) != 0)
-		fprintf(stderr, "efctl: cannot read the database: %s\n",
-		        g.error ? strerror(-g.error) : store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(g.error ? g.error : r));
 	for (size_t i = 0; r == 0 && i < g.nrows; i++) {
 		struct gone gone = {.state_fd = c->state_fd, .path = g.rows[i].path};
 
@@ -770,14 +770,14 @@ static int cmd_gc(struct ctl *c)
 				continue;
 			}
 			fprintf(stderr, "efctl: cannot delete the row of %s: %s\n", esc(g.rows[i].path, e),
-			        store_errmsg(c->st));
+			        failure_str(r));
 			break;
 		}
 		gc_say(&g, g.rows[i].path, "database row of a stored file that is gone");
 	}
 	if (r == 0 && (r = vault_each_client_dir(g.v, gc_dir, &g)) != 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_FILES_DIR ": %s\n", c->state_dir,
-		        strerror(g.error ? -g.error : -r));
+		        failure_str(g.error ? g.error : r));
 	free(g.rows);
 	vault_close(g.v);
 	if (r != 0)

@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "crypto.h"
+#include "failure.h"
 #include "log.h"
 #include "opts.h"
 #include "seal.h"
@@ -252,8 +253,7 @@ int main(int argc, char **argv)
 	else if ((r = vault_open(state_dir, &v)) < 0)
 		log_error("Cannot use the state directory %s: %s.", state_dir, strerror(-r));
 	else if ((r = store_open(state_dir, 0, &st)) < 0)
-		log_error("Cannot open the database in %s: %s%s%s.", state_dir, strerror(-r), st ? ": " : "",
-		          st ? store_errmsg(st) : "");
+		log_error("Cannot open the database in %s: %s.", state_dir, failure_str(r));
 
 	if (v)
 		vault_set_storage_key(v, key);

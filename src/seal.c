@@ -12,6 +12,7 @@
 #include <gcrypt.h>
 
 #include "crypto.h"
+#include "failure.h"
 #include "io.h"
 #include "seal.h"
 
@@ -58,13 +59,6 @@ struct seal_reader {
 	uint8_t *rec;   /* ciphertext as read */
 	uint8_t *plain; /* the segment decrypted */
 };
-
-static int gcry_to_errno(gcry_error_t err)
-{
-	int e = gcry_err_code_to_errno(gcry_err_code(err));
-
-	return e > 0 ? -e : -EIO;
-}
 
 int seal_key_path(const char *option, char *out, size_t out_size)
 {
@@ -147,7 +141,7 @@ const char *seal_strerror(int r)
 	case -ENODATA:
 		return "the file was cut short";
 	default:
-		return strerror(-r);
+		return failure_str(r);
 	}
 }
 
@@ -179,11 +173,11 @@ static int gcm_open(const uint8_t *file_key, gcry_cipher_hd_t *out)
 
 	err = gcry_cipher_open(&hd, GCRY_CIPHER_AES256, GCRY_CIPHER_MODE_GCM, GCRY_CIPHER_SECURE);
 	if (err)
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	err = gcry_cipher_setkey(hd, file_key, SEAL_KEY_SIZE);
 	if (err) {
 		gcry_cipher_close(hd);
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	}
 	*out = hd;
 	return 0;
@@ -197,7 +191,7 @@ static int key_wrap(const struct seal_key *k, bool wrap, const uint8_t *in, uint
 
 	err = gcry_cipher_open(&hd, GCRY_CIPHER_AES256, GCRY_CIPHER_MODE_AESWRAP, GCRY_CIPHER_SECURE);
 	if (err)
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	err = gcry_cipher_setkey(hd, k->key, SEAL_KEY_SIZE);
 	if (!err)
 		err = wrap ? gcry_cipher_encrypt(hd, out, SEAL_WRAPPED, in, SEAL_KEY_SIZE)
@@ -205,7 +199,7 @@ static int key_wrap(const struct seal_key *k, bool wrap, const uint8_t *in, uint
 	gcry_cipher_close(hd);
 	if (gcry_err_code(err) == GPG_ERR_CHECKSUM)
 		return -EKEYREJECTED;
-	return err ? gcry_to_errno(err) : 0;
+	return err ? crypto_error(err) : 0;
 }
 
 /* Set up segment i: nonce = prefix || i, additional data = header || last. */
@@ -225,7 +219,7 @@ static int segment_start(gcry_cipher_hd_t hd, const uint8_t header[SEAL_HEADER_S
 	/* Each segment is one encrypt or decrypt call, so it is also the final one of its message. */
 	if (!err)
 		err = gcry_cipher_final(hd);
-	return err ? gcry_to_errno(err) : 0;
+	return err ? crypto_error(err) : 0;
 }
 
 /* A file key lives in secure memory and is wiped before it is freed. */
@@ -243,6 +237,7 @@ int seal_writer_new(const struct seal_key *k, seal_sink_fn sink, void *ctx, stru
 	uint8_t *file_key;
 	int r;
 
+	failure_clear();
 	if (!k || !sink || !out)
 		return -EINVAL;
 	w = calloc(1, sizeof(*w));
@@ -283,7 +278,7 @@ static int seal_segment(struct seal_writer *w, bool last)
 	if (!err)
 		err = gcry_cipher_gettag(w->gcm, w->buf + w->fill, SEAL_TAG_SIZE);
 	if (err)
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	if ((r = w->sink(w->ctx, w->buf, w->fill + SEAL_TAG_SIZE)) < 0)
 		return r;
 	w->segment++;
@@ -297,6 +292,7 @@ int seal_writer_write(struct seal_writer *w, const void *buf, size_t len)
 	size_t n;
 	int r;
 
+	failure_clear();
 	if (w->finished)
 		return -EINVAL;
 	while (len > 0) {
@@ -318,6 +314,7 @@ int seal_writer_finish(struct seal_writer *w)
 {
 	int r;
 
+	failure_clear();
 	if (w->finished)
 		return 0;
 	r = seal_segment(w, true);
@@ -346,6 +343,7 @@ int seal_reader_new(const struct seal_key *k, int fd, struct seal_reader **out)
 	ssize_t n;
 	int r;
 
+	failure_clear();
 	if (!k || !out)
 		return -EINVAL;
 	rd = calloc(1, sizeof(*rd));
@@ -403,7 +401,7 @@ static int open_segment(struct seal_reader *rd, size_t len, uint64_t i, bool las
 		err = gcry_cipher_checktag(rd->gcm, rd->rec + clen, SEAL_TAG_SIZE);
 	if (gcry_err_code(err) == GPG_ERR_CHECKSUM)
 		return -EBADMSG;
-	return err ? gcry_to_errno(err) : 0;
+	return err ? crypto_error(err) : 0;
 }
 
 int seal_reader_next(struct seal_reader *rd, const uint8_t **data, size_t *len)
@@ -414,6 +412,7 @@ int seal_reader_next(struct seal_reader *rd, const uint8_t **data, size_t *len)
 	bool last;
 	int r;
 
+	failure_clear();
 	if (rd->done)
 		return 0;
 	/* Read one byte past a full segment: only the end of the file makes a segment the last. */

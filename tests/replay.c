@@ -31,6 +31,7 @@
 #include "cksum.h"
 #include "crypto.h"
 #include "der.h"
+#include "failure.h"
 #include "store.h"
 #include "wire.h"
 
@@ -1039,11 +1040,26 @@ static void seed_state(const char *how)
 	if (strcmp(how, "fixture") != 0)
 		die("unknown state '%s'", how);
 	if ((r = store_open(R.state, 0, &st)) < 0)
-		die("cannot create the fixture database: %s", strerror(-r));
-	if (store_register_client(st, alice_id, "alice") < 0 || store_register_client(st, bob_id, "bob") < 0 ||
-	    store_set_keys(st, alice_id, "alice", keys.spki, keys.spki_len, alice_aes, sizeof(alice_aes)) < 0)
-		die("cannot seed the fixture: %s", store_errmsg(st));
+		die("cannot create the fixture database: %s", failure_str(r));
+	if ((r = store_register_client(st, alice_id, "alice")) < 0 ||
+	    (r = store_register_client(st, bob_id, "bob")) < 0 ||
+	    (r = store_set_keys(st, alice_id, "alice", keys.spki, keys.spki_len, alice_aes, sizeof(alice_aes))) < 0)
+		die("cannot seed the fixture: %s", failure_str(r));
 	store_close(st);
+}
+
+/* "prepare SQL": change the seeded state before the first run, as an older or newer program would have left it. */
+static void prepare_state(const char *sql)
+{
+	char path[600];
+	sqlite3 *db;
+	char *err = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		die("prepare: %s", err ? err : sqlite3_errmsg(db));
+	sqlite3_close(db);
 }
 
 /* The offset just past the tag and length of the DER element at pos. */
@@ -1184,6 +1200,14 @@ int main(int argc, char **argv)
 				die("state must come before the first run");
 			seed_state(trim(l + 6));
 			seeded = true;
+		} else if (strncmp(l, "prepare ", 8) == 0) {
+			if (R.run_no > 0)
+				die("prepare must come before the first run");
+			if (!seeded) {
+				seed_state("fixture");
+				seeded = true;
+			}
+			prepare_state(trim(l + 8));
 		} else if (strncmp(l, "run", 3) == 0 && (l[3] == '\0' || l[3] == ' ')) {
 			if (!seeded) {
 				seed_state("fixture");
