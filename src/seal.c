@@ -15,6 +15,7 @@
 #include "failure.h"
 #include "io.h"
 #include "seal.h"
+#include "wire.h"
 
 #define SEAL_MAGIC       "EFSEAL"
 #define SEAL_MAGIC_SIZE  6
@@ -82,9 +83,8 @@ int seal_key_path(const char *option, char *out, size_t out_size)
 int seal_key_load(const char *path, struct seal_key **out)
 {
 	struct seal_key *k;
-	size_t got = 0;
 	ssize_t n;
-	int fd, r = 0;
+	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
@@ -94,24 +94,12 @@ int seal_key_load(const char *path, struct seal_key **out)
 		close(fd);
 		return -ENOMEM;
 	}
-	while (got < sizeof(k->key)) {
-		n = read(fd, k->key + got, sizeof(k->key) - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
+	/* One byte more than a key, to tell a longer file from one. */
+	n = io_read_full(fd, k->key, sizeof(k->key), -1);
 	close(fd);
-	if (r == 0 && got != SEAL_KEY_SIZE)
-		r = -EMSGSIZE;
-	if (r < 0) {
+	if (n != SEAL_KEY_SIZE) {
 		seal_key_free(k);
-		return r;
+		return n < 0 ? (int)n : -EMSGSIZE;
 	}
 	*out = k;
 	return 0;
@@ -152,17 +140,6 @@ uint64_t seal_sealed_size(uint64_t plain_size)
 	if (plain_size > UINT64_MAX - SEAL_HEADER_SIZE - segments * SEAL_TAG_SIZE)
 		return UINT64_MAX;
 	return SEAL_HEADER_SIZE + plain_size + segments * SEAL_TAG_SIZE;
-}
-
-static void put_u32le(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32le(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* A GCM handle, in secure memory, keyed with the file key. */
@@ -252,7 +229,7 @@ int seal_writer_new(const struct seal_key *k, seal_sink_fn sink, void *ctx, stru
 	memcpy(w->header, SEAL_MAGIC, SEAL_MAGIC_SIZE);
 	w->header[OFF_VERSION] = SEAL_VERSION;
 	w->header[OFF_RESERVED] = 0;
-	put_u32le(w->header + OFF_SEGMENT, SEAL_SEGMENT_SIZE);
+	wire_put_u32(w->header + OFF_SEGMENT, SEAL_SEGMENT_SIZE);
 	gcry_create_nonce(w->header + OFF_PREFIX, SEAL_PREFIX_SIZE);
 	if ((r = key_wrap(k, true, file_key, w->header + OFF_WRAPPED)) < 0 || (r = gcm_open(file_key, &w->gcm)) < 0)
 		goto fail;
@@ -364,7 +341,7 @@ int seal_reader_new(const struct seal_key *k, int fd, struct seal_reader **out)
 		r = n < SEAL_MAGIC_SIZE + 1 ? -EPROTO : -ENODATA;
 		goto fail;
 	}
-	rd->seg_size = get_u32le(rd->header + OFF_SEGMENT);
+	rd->seg_size = wire_get_u32(rd->header + OFF_SEGMENT);
 	if (rd->header[OFF_RESERVED] != 0 || rd->seg_size < SEAL_SEGMENT_MIN || rd->seg_size > SEAL_SEGMENT_MAX) {
 		r = -EPROTO;
 		goto fail;
