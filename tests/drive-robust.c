@@ -34,6 +34,7 @@
 
 #include "cksum.h"
 #include "crypto.h"
+#include "io.h"
 #include "keyfile.h"
 #include "store.h"
 #include "wire.h"
@@ -94,42 +95,15 @@ static uint32_t rnd_below(struct prng *p, uint32_t n)
 	return n ? prng_next(p) % n : 0;
 }
 
-/* Full reads and writes with an upper bound against hangs; -1 on EOF or error. */
+/* io.c's full reads and writes, in the driver's terms: 0, or -1 at an early end, an error or the deadline. */
 static int send_all(int fd, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return io_write_full(fd, buf, len, IO_TIMEOUT_MS) < 0 ? -1 : 0;
 }
 
 static int recv_all(int fd, void *buf, size_t len, int timeout_ms)
 {
-	uint8_t *p = buf;
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
-	ssize_t n;
-
-	while (len) {
-		if (poll(&pfd, 1, timeout_ms) <= 0)
-			return -1;
-		n = recv(fd, p, len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return io_read_full(fd, buf, len, timeout_ms) == (ssize_t)len ? 0 : -1;
 }
 
 /* Whether the peer closed the connection (within timeout_ms) without sending anything more. */
