@@ -39,6 +39,7 @@
 #include "store.h"
 #include "wire.h"
 
+#include "prng.h"
 #include "tap.h"
 
 #define IO_TIMEOUT_MS 120000
@@ -67,27 +68,6 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A deterministic byte stream (xorshift32): content is regenerated, never kept, for the audit. */
-struct prng {
-	uint32_t x;
-};
-
-static uint32_t prng_next(struct prng *p)
-{
-	p->x ^= p->x << 13;
-	p->x ^= p->x >> 17;
-	p->x ^= p->x << 5;
-	return p->x;
-}
-
-static void prng_fill(struct prng *p, uint8_t *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		buf[i] = (uint8_t)(prng_next(p) >> 24);
 }
 
 static uint32_t rnd_below(struct prng *p, uint32_t n)
@@ -348,7 +328,7 @@ static int send_upload(int fd, bool set1100, const struct ident *c, const char *
 		n = total - done < CHUNK ? total - done : CHUNK;
 		for (i = 0; i < n; i++) {
 			uint64_t pos = done + i;
-			buf[off + i] = pos < ct->size ? (uint8_t)(prng_next(&p) >> 24) : (uint8_t)(total - ct->size);
+			buf[off + i] = pos < ct->size ? prng_byte(&p) : (uint8_t)(total - ct->size);
 		}
 		crypto_cbc_run(cbc, buf + off, (size_t)n);
 		done += n;

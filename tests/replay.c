@@ -37,6 +37,7 @@
 
 #include "fixture.h"
 #include "keys.h"
+#include "prng.h"
 #include "tap.h"
 
 #define MAX_SEGS       4096
@@ -111,19 +112,6 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	printf("\n");
 	exit(99);
-}
-
-/* A deterministic byte stream (xorshift32), so content can be regenerated at both ends. */
-struct prng {
-	uint32_t x;
-};
-
-static uint8_t prng_byte(struct prng *p)
-{
-	p->x ^= p->x << 13;
-	p->x ^= p->x >> 17;
-	p->x ^= p->x << 5;
-	return (uint8_t)(p->x >> 24);
 }
 
 static uint64_t padded(uint64_t size)
