@@ -657,8 +657,9 @@ static int corrupt(const char *what)
 	return failure_note(-EIO, "%s", what);
 }
 
-static int client_from_row(sqlite3_stmt *s, struct store_client *c)
+static int client_from_row(sqlite3_stmt *s, void *out)
 {
+	struct store_client *c = out;
 	size_t id_len = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -672,8 +673,9 @@ static int client_from_row(sqlite3_stmt *s, struct store_client *c)
 	return 0;
 }
 
-static int file_from_row(sqlite3_stmt *s, struct store_file *f)
+static int file_from_row(sqlite3_stmt *s, void *out)
 {
+	struct store_file *f = out;
 	size_t id_len = 0;
 	sqlite3_int64 status, size, checksum;
 
@@ -736,23 +738,35 @@ rollback:
 	return r;
 }
 
-static int client_fetch(struct store *st, sqlite3_stmt *s, struct store_client *out)
+/*
+ * The row a bound SELECT of one row finds, read by from_row into tmp and
+ * copied to out (size bytes) only on success: 0 or -ENOENT. tmp is wiped
+ * after, since a client's row holds its AES key.
+ */
+static int fetch_one(struct store *st, sqlite3_stmt *s, int (*from_row)(sqlite3_stmt *, void *), void *tmp, void *out,
+                     size_t size)
 {
-	struct store_client c;
 	int rc, r;
 
 	rc = step_read(s);
 	if (rc == SQLITE_ROW)
-		r = client_from_row(s, &c);
+		r = from_row(s, tmp);
 	else if (rc == SQLITE_DONE)
 		r = -ENOENT;
 	else
 		r = fail(st, rc);
 	stmt_done(s);
 	if (r == 0)
-		memcpy(out, &c, sizeof(c));
-	explicit_bzero(&c, sizeof(c));
+		memcpy(out, tmp, size);
+	explicit_bzero(tmp, size);
 	return r;
+}
+
+static int client_fetch(struct store *st, sqlite3_stmt *s, struct store_client *out)
+{
+	struct store_client c;
+
+	return fetch_one(st, s, client_from_row, &c, out, sizeof(c));
 }
 
 int store_get_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], struct store_client *out)
@@ -927,7 +941,7 @@ int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char 
 {
 	struct store_file f;
 	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r;
 
 	if (!st || !id || !out || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
@@ -937,17 +951,7 @@ int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char 
 		return r;
 	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK)
 		return bind_failed(st, s);
-	rc = step_read(s);
-	if (rc == SQLITE_ROW)
-		r = file_from_row(s, &f);
-	else if (rc == SQLITE_DONE)
-		r = -ENOENT;
-	else
-		r = fail(st, rc);
-	stmt_done(s);
-	if (r == 0)
-		memcpy(out, &f, sizeof(f));
-	return r;
+	return fetch_one(st, s, file_from_row, &f, out, sizeof(f));
 }
 
 /* Within a transaction: the attempts count of a row just written. */
@@ -987,9 +991,14 @@ static int run_callback(store_publish_fn fn, void *ctx)
 	return r > 0 ? -ECANCELED : r;
 }
 
-/* One statement on a client (and path), in one transaction: -ENOENT when it changes no row; then fn. */
+/*
+ * One statement on a client's row, or on the row of one of its files (path
+ * and, when given, file name), in one transaction: -ENOENT, nothing
+ * changed, when it changes no row; then last seen when touch is set, then
+ * fn.
+ */
 static int row_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
-                  store_publish_fn fn, void *ctx)
+                  const char *file_name, bool touch_too, store_publish_fn fn, void *ctx)
 {
 	sqlite3_stmt *s = NULL;
 	int r;
@@ -1001,7 +1010,8 @@ static int row_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID
 	r = stmt_get(st, which, &s);
 	if (r < 0)
 		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK)) {
+	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK) ||
+	    (file_name && bind_str(s, 3, file_name) != SQLITE_OK)) {
 		r = bind_failed(st, s);
 		goto rollback;
 	}
@@ -1012,6 +1022,8 @@ static int row_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID
 		r = -ENOENT;
 		goto rollback;
 	}
+	if (touch_too && (r = touch(st, id)) < 0)
+		goto rollback;
 	if ((r = run_callback(fn, ctx)) < 0)
 		goto rollback;
 	return tx_commit(st);
@@ -1030,7 +1042,7 @@ rollback:
  */
 static int unverify(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name)
 {
-	int r = row_op(st, ST_FILE_UNVERIFY, id, path_name, NULL, NULL);
+	int r = row_op(st, ST_FILE_UNVERIFY, id, path_name, NULL, false, NULL, NULL);
 
 	/* No verified row (the common case): nothing was committed, so nothing was synced. */
 	return r == -ENOENT ? 0 : r;
@@ -1105,43 +1117,10 @@ rollback:
 static int file_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
                    const char *file_name, store_publish_fn fn, void *ctx)
 {
-	sqlite3_stmt *s = NULL;
-	int r;
-
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX) || !str_ok(file_name, WIRE_NAME_SIZE))
 		return -EINVAL;
-	failure_clear();
-	r = tx_begin(st);
-	if (r < 0)
-		return r;
-	r = stmt_get(st, which, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK ||
-	    bind_str(s, 3, file_name) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
-	r = stmt_exec(st, s);
-	if (r < 0)
-		goto rollback;
-	if (sqlite3_changes(st->db) == 0) {
-		r = -ENOENT;
-		goto rollback;
-	}
-	/* ST_FILE_CHECK has already updated last seen. */
-	if (which != ST_FILE_CHECK) {
-		r = touch(st, id);
-		if (r < 0)
-			goto rollback;
-	}
-	if ((r = run_callback(fn, ctx)) < 0)
-		goto rollback;
-	return tx_commit(st);
-
-rollback:
-	tx_rollback(st);
-	return r;
+	/* ST_FILE_CHECK updates last seen itself. */
+	return row_op(st, which, id, path_name, file_name, which != ST_FILE_CHECK, fn, ctx);
 }
 
 int store_mark_verified(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name)
@@ -1164,7 +1143,7 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 {
 	if (!st || !id)
 		return -EINVAL;
-	return row_op(st, ST_CLIENT_DELETE, id, NULL, NULL, NULL);
+	return row_op(st, ST_CLIENT_DELETE, id, NULL, NULL, false, NULL, NULL);
 }
 
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
@@ -1172,7 +1151,7 @@ int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 {
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
-	return row_op(st, ST_FILE_DELETE, id, path_name, gone_check, ctx);
+	return row_op(st, ST_FILE_DELETE, id, path_name, NULL, false, gone_check, ctx);
 }
 
 /*
