@@ -360,19 +360,34 @@ static int list(struct ctl *c, const uint8_t *id, bool files)
 	return r;
 }
 
+/* The database, opened to be read, and the client --client names if it was given: EXIT_OK or an exit status. */
+static int open_selection(struct ctl *c, struct store_client *cl)
+{
+	int r;
+
+	if (open_store(c, false) < 0)
+		return EXIT_SYSTEM;
+	if (c->client && (r = find_client(c, c->client, cl, false)) < 0)
+		return exit_for(r);
+	return EXIT_OK;
+}
+
+/* Reading rows failed with r: said once; the exit status. */
+static int read_failed(int r)
+{
+	fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
+	return EXIT_SYSTEM;
+}
+
 static int cmd_list(struct ctl *c, enum command cmd)
 {
 	struct store_client cl;
 	int r;
 
-	if ((r = open_store(c, false)) < 0)
-		return EXIT_SYSTEM;
-	if (c->client && (r = find_client(c, c->client, &cl, false)) < 0)
-		return exit_for(r);
-	if ((r = list(c, c->client ? cl.id : NULL, cmd == CMD_FILES)) < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
-		return EXIT_SYSTEM;
-	}
+	if ((r = open_selection(c, &cl)) != EXIT_OK)
+		return r;
+	if ((r = list(c, c->client ? cl.id : NULL, cmd == CMD_FILES)) < 0)
+		return read_failed(r);
 	return EXIT_OK;
 }
 
@@ -440,10 +455,8 @@ static int cmd_show(struct ctl *c, const char *who)
 			r = list(c, cl.id, true);
 		}
 	}
-	if (r < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
-		return EXIT_SYSTEM;
-	}
+	if (r < 0)
+		return read_failed(r);
 	return EXIT_OK;
 }
 
@@ -576,17 +589,13 @@ static int cmd_verify(struct ctl *c)
 	struct store_client cl;
 	int r;
 
-	if ((r = open_store(c, false)) < 0)
-		return EXIT_SYSTEM;
-	if (c->client && (r = find_client(c, c->client, &cl, false)) < 0)
-		return exit_for(r);
+	if ((r = open_selection(c, &cl)) != EXIT_OK)
+		return r;
 	r = store_each_file(c->st, c->client ? cl.id : NULL, verify_file, &v);
 	if (v.error)
 		return EXIT_SYSTEM;
-	if (r < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
-		return EXIT_SYSTEM;
-	}
+	if (r < 0)
+		return read_failed(r);
 	printf("%lld file%s checked (%lld encrypted at rest, %lld given up with no copy): %lld problem%s.\n", v.checked,
 	       v.checked == 1 ? "" : "s", v.sealed, v.given_up, v.problems, v.problems == 1 ? "" : "s");
 	if (cksum_over_ciphertext(c->checksum))
@@ -759,7 +768,7 @@ static int cmd_gc(struct ctl *c)
 	if ((r = vault_each_leftover(g.v, c->force, gc_leftover, &g)) < 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_TMP_DIR ": %s\n", c->state_dir, strerror(-r));
 	if (r == 0 && (r = store_each_file(c->st, NULL, gc_row, &g)) != 0)
-		fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(g.error ? g.error : r));
+		(void)read_failed(g.error ? g.error : r);
 	for (size_t i = 0; r == 0 && i < g.nrows; i++) {
 		struct gone gone = {.state_fd = c->state_fd, .path = g.rows[i].path};
 
