@@ -1,5 +1,5 @@
 /*
- * The checksums of PROTOCOL.md section 5.
+ * The checksums of efserver-protocol(7), Checksums.
  * cksum: slicing-by-8 tables everywhere, PCLMULQDQ folding on x86-64 CPUs that
  * have it (Intel, "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ
  * Instruction", non-reflected variant). crc32: libgcrypt.

@@ -1,4 +1,4 @@
-/* libgcrypt behind the narrow interface the session needs (PROTOCOL.md section 4). */
+/* libgcrypt behind the narrow interface the session needs (efserver-protocol(7), Cryptography). */
 #include "config.h"
 
 #include <errno.h>
@@ -72,10 +72,10 @@ void crypto_new_client_id(uint8_t id[16])
 }
 
 /*
- * The ciphertext of section 3's 2102/2105 is exactly k = modulus bytes long.
- * libgcrypt 1.10 happens to return "a" at that fixed length for OAEP, but its
- * manual does not promise it (a plain MPI would lose leading zeros), so the
- * value is stripped and left-padded to k here.
+ * The ciphertext in a 2102 or 2105 (efserver-protocol(7), Responses) is exactly
+ * k = modulus bytes long. libgcrypt 1.10 happens to return "a" at that fixed
+ * length for OAEP, but its manual does not promise it (a plain MPI would lose
+ * leading zeros), so the value is stripped and left-padded to k here.
  */
 int crypto_oaep_encrypt(const struct der_rsa_key *key, const uint8_t *msg, size_t msg_len, uint8_t *out,
                         size_t out_size, size_t *out_len)
@@ -145,7 +145,7 @@ out:
 	return r;
 }
 
-/* Section 4: AES-128 by default, AES-256 where configured; CBC with an all-zero IV. */
+/* efserver-protocol(7), Cryptography: AES-128 by default, AES-256 where configured; CBC with an all-zero IV. */
 int crypto_cbc_new(struct crypto_cbc **out, const uint8_t *key, size_t key_len, bool encrypt)
 {
 	static const uint8_t zero_iv[CRYPTO_BLOCK];
@@ -208,9 +208,9 @@ void crypto_cbc_free(struct crypto_cbc *c)
 }
 
 /*
- * Section 4: the padding is 1..16 bytes all equal to the last one. The bytes
- * are plaintext, so the check runs over the whole block with masks rather than
- * stopping at the first mismatch.
+ * efserver-protocol(7), Cryptography: the padding is 1..16 bytes all equal to
+ * the last one. The bytes are plaintext, so the check runs over the whole block
+ * with masks rather than stopping at the first mismatch.
  */
 int crypto_pkcs7_check(const uint8_t last_block[16], size_t *pad)
 {

@@ -1,4 +1,4 @@
-/* libgcrypt: initialisation, randomness, RSA-OAEP and AES-CBC (PROTOCOL.md section 4). */
+/* libgcrypt: initialisation, randomness, RSA-OAEP and AES-CBC (efserver-protocol(7), Cryptography). */
 #ifndef EF_CRYPTO_H
 #define EF_CRYPTO_H
 

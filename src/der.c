@@ -1,8 +1,8 @@
 /*
- * Strict DER for RSA public keys (PROTOCOL.md sections 2 and 7). The reader
- * sees bytes straight from the network, so every length is checked against
- * what is left of its enclosing element before it is used, and nothing is
- * allocated.
+ * Strict DER for RSA keys (efserver-protocol(7), Requests and Errors). The
+ * reader sees bytes straight from the network, so every length is checked
+ * against what is left of its enclosing element before it is used, and nothing
+ * is allocated.
  */
 #include "config.h"
 
@@ -197,7 +197,7 @@ enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rs
 		return r;
 	k.der_len = len - c.left;
 
-	/* Section 2: the field may be longer than the key, but only by zero bytes. */
+	/* efserver-protocol(7), Requests: the field may be longer than the key, but only by zero bytes. */
 	for (i = 0; i < c.left; i++)
 		if (c.p[i] != 0)
 			return DER_TRAILING;
@@ -208,7 +208,7 @@ enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rs
 	if (k.bits < DER_RSA_MIN_BITS || k.bits > DER_RSA_MAX_BITS)
 		return DER_MODULUS_SIZE;
 
-	/* Section 2: odd exponent, at least 3; and an exponent not below n is no RSA key. */
+	/* efserver-protocol(7), Requests: odd exponent, at least 3; and an exponent not below n is no RSA key. */
 	if (k.e_len == 0 || !(k.e[k.e_len - 1] & 1) || (k.e_len == 1 && k.e[0] < 3) ||
 	    !der_less(k.e, k.e_len, k.n, k.n_len))
 		return DER_BAD_EXPONENT;

@@ -88,7 +88,8 @@ uint8_t *der_put_header(uint8_t *p, uint8_t tag, size_t len);
 
 /*
  * Read an RSA public key, SPKI or PKCS#1, that fills buf[0..len) followed by
- * nothing but zero bytes (PROTOCOL.md section 2). *key is written only on success.
+ * nothing but zero bytes (efserver-protocol(7), Requests). *key is written only
+ * on success.
  */
 enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rsa_key *key);
 const char *der_error_str(enum der_error e);

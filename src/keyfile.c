@@ -1,4 +1,4 @@
-/* The client's RSA key: Base64, PKCS#8 / PKCS#1 DER, generation, OAEP (PROTOCOL.md section 4). */
+/* The client's RSA key: Base64, PKCS#8 / PKCS#1 DER, generation, OAEP (efserver-protocol(7), Cryptography). */
 #include "config.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
- * The store (PROTOCOL.md section 6): clients and files in one SQLite
- * database shared by every efsession process. Each process has one
- * connection; every write is one BEGIN IMMEDIATE transaction so that a
+ * The store (efserver-protocol(7), "What the server keeps"): clients and files
+ * in one SQLite database shared by every efsession process. Each process has
+ * one connection; every write is one BEGIN IMMEDIATE transaction so that a
  * competing writer makes us wait on the busy timeout instead of failing.
  */
 #include "config.h"
@@ -925,7 +925,7 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 	r = stmt_exec(st, s);
 	if (r < 0)
 		goto rollback;
-	/* 1027 needs a stored public key to encrypt the new AES key with (PROTOCOL.md section 3). */
+	/* 1027 needs a stored public key to encrypt the new AES key with (efserver-protocol(7), Responses). */
 	if (sqlite3_changes(st->db) == 0) {
 		r = -ENOENT;
 		goto rollback;
@@ -978,11 +978,6 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
 	return r;
 }
 
-/*
- * The row and the file on disk change together: publish runs inside the
- * transaction, so a failed publication leaves the row as it was, and a
- * failed COMMIT is reported for the caller to undo the publication.
- */
 /* A callback inside a transaction: a positive value must not read as success to a caller testing r < 0. */
 static int run_callback(store_publish_fn fn, void *ctx)
 {
@@ -1048,6 +1043,11 @@ static int unverify(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char
 	return r == -ENOENT ? 0 : r;
 }
 
+/*
+ * The row and the file on disk change together: publish runs inside the
+ * transaction, so a failed publication leaves the row as it was, and a
+ * failed COMMIT is reported for the caller to undo the publication.
+ */
 int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx,
                       long long *attempts)
 {

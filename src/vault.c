@@ -132,7 +132,7 @@ int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out,
 	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
 }
 
-/* A base name is one path component that is not "." or ".." (PROTOCOL.md section 6). */
+/* A base name is one path component that is not "." or ".." (efserver-protocol(7), Names). */
 static bool safe_base(const char *base)
 {
 	return base[0] && !strchr(base, '/') && strcmp(base, ".") != 0 && strcmp(base, "..") != 0;

@@ -1,8 +1,8 @@
 /*
- * The robustness driver: speaks the protocol (PROTOCOL.md) to efsession,
- * over TCP or to a child on a socketpair it can kill at chosen moments, and
- * checks the state directory afterwards through the store and the files.
- * Output is TAP; tests/robust-*.sh and tests/ci/load.sh run it.
+ * The robustness driver: speaks the protocol (efserver-protocol(7)) to
+ * efsession, over TCP or to a child on a socketpair it can kill at chosen
+ * moments, and checks the state directory afterwards through the store and the
+ * files. Output is TAP; tests/robust-*.sh and tests/ci/load.sh run it.
  *
  *   load HOST PORT STATE CLIENTS UPLOADS   concurrent clients, mixed sizes, then a full audit
  *   kill EFSESSION STATE N SEED            N uploads, efsession killed with SIGKILL at random moments
@@ -97,7 +97,7 @@ static bool closed_quietly(int fd, int timeout_ms)
 	if (poll(&pfd, 1, timeout_ms) <= 0)
 		return false;
 	n = recv(fd, &b, 1, 0);
-	/* A reset is a close too: the server leaves a payload it refused unread (PROTOCOL.md section 7). */
+	/* A reset is a close too: the server leaves a payload it refused unread (efserver-protocol(7), Errors). */
 	return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
@@ -918,7 +918,7 @@ static int cmd_race(char **argv)
  * register: N registrations with random names on a few efsession children.
  * Valid names get 2100; a name taken gets 2101 and the connection goes on;
  * an invalid one (control byte, bad UTF-8, empty, no NUL) 2101 and the
- * connection closes (PROTOCOL.md section 8).
+ * connection closes (efserver-protocol(7), Names and Errors).
  */
 enum name_kind { N_VALID, N_DUPLICATE, N_CONTROL, N_BAD_UTF8, N_EMPTY, N_NO_NUL };
 

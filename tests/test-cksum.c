@@ -1,8 +1,8 @@
 /*
- * test-cksum: the checksums of PROTOCOL.md section 5 give the published
- * vectors, agree with cksum(1) and zlib's crc32() on random inputs whole and
- * in random pieces, the table and PCLMUL versions agree everywhere, and the
- * algorithm names parse both ways. EF_TEST_SEED replays a run.
+ * test-cksum: the checksums of efserver-protocol(7), Checksums, give the
+ * published vectors, agree with cksum(1) and zlib's crc32() on random inputs
+ * whole and in random pieces, the table and PCLMUL versions agree everywhere,
+ * and the algorithm names parse both ways. EF_TEST_SEED replays a run.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -243,11 +243,11 @@ static void test_vectors(const struct impl *impls, size_t nimpls, unsigned char 
 			const void *data = v[j].data ? (const void *)v[j].data : zeros;
 
 			if (!impls[i].usable) {
-				skip("no PCLMUL", "PROTOCOL.md cksum vector");
+				skip("no PCLMUL", "efserver-protocol(7) cksum vector");
 				continue;
 			}
 			is_int(oneshot_posix(impls[i].update, data, v[j].len), v[j].want,
-			       "%s cksum of %s is %lu as in PROTOCOL.md", impls[i].name, v[j].what,
+			       "%s cksum of %s is %lu as in efserver-protocol(7)", impls[i].name, v[j].what,
 			       (unsigned long)v[j].want);
 		}
 
@@ -273,8 +273,8 @@ static void test_vectors(const struct impl *impls, size_t nimpls, unsigned char 
 
 		if (r == 0) {
 			cksum_update(&s, "123456789", 9);
-			is_int(cksum_final(&s), 3421780262u, "%s of \"123456789\" is 3421780262 as in PROTOCOL.md",
-			       cksum_algo_name(a));
+			is_int(cksum_final(&s), 3421780262u,
+			       "%s of \"123456789\" is 3421780262 as in efserver-protocol(7)", cksum_algo_name(a));
 			is_int(cksum_final(&s), 3421780262u, "%s: a second cksum_final gives the same value",
 			       cksum_algo_name(a));
 			cksum_free(&s);

@@ -4,7 +4,7 @@
  * or PKCS#1 (PyCryptodome's default), with the primes in either order; what
  * is not a usable RSA key is refused with its reason; a generated key has
  * exponent 17 and the protocol's 160-byte SubjectPublicKeyInfo, survives
- * PKCS#8 and Base64, and decrypts OAEP (PROTOCOL.md section 4).
+ * PKCS#8 and Base64, and decrypts OAEP (efserver-protocol(7), Cryptography).
  */
 #include "config.h"
 
