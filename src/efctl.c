@@ -33,6 +33,11 @@
 
 #define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/efserver"
 
+/*
+ * EXIT STATUS in efctl(8): small numbers a script tells apart, what was
+ * asked for and found wanting (1, 3) never confused with a tool that could
+ * not do its work (2, 4).
+ */
 enum {
 	EXIT_OK = 0,
 	EXIT_PROBLEMS = 1, /* verify found problems; decrypt met a file that does not authenticate */
