@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 PACKAGES=(build-essential autoconf automake pkg-config
 	libgcrypt20-dev libsqlite3-dev libsystemd-dev zlib1g-dev
 	systemd mandoc procps openbsd-inetd debootstrap systemd-container
-	clang libclang-rt-14-dev valgrind sqlite3 python3)
+	clang libclang-rt-14-dev valgrind sqlite3 python3 strace)
 
 install_packages() {
 	local missing=() p

@@ -1,5 +1,5 @@
 /*
- * The checksums of PROTOCOL.md section 5.
+ * The checksums of efserver-protocol(7), Checksums.
  * cksum: slicing-by-8 tables everywhere, PCLMULQDQ folding on x86-64 CPUs that
  * have it (Intel, "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ
  * Instruction", non-reflected variant). crc32: libgcrypt.
@@ -11,6 +11,8 @@
 
 #include "cksum.h"
 #include "cksum-impl.h"
+#include "crypto.h"
+#include "failure.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CKSUM_CLMUL 1
@@ -196,16 +198,14 @@ int cksum_init(struct cksum_state *s, enum cksum_algo algo)
 {
 	gcry_md_hd_t md = NULL;
 
+	failure_clear();
 	if (!cksum_algo_name(algo))
 		return -EINVAL;
 	if (algo != CKSUM_POSIX) {
 		gcry_error_t err = gcry_md_open(&md, GCRY_MD_CRC32, 0);
 
-		if (err) {
-			int e = gcry_err_code_to_errno(gcry_err_code(err));
-
-			return e > 0 ? -e : -EIO;
-		}
+		if (err)
+			return crypto_error(err);
 	}
 	*s = (struct cksum_state){.algo = algo, .md = md};
 	return 0;

@@ -1,5 +1,5 @@
 /*
- * The checksums of PROTOCOL.md section 5. No I/O.
+ * The checksums of efserver-protocol(7), Checksums. No I/O.
  * cksum: POSIX cksum(1), by hand (no library has it).
  * crc32: zlib's crc32() (ISO-HDLC), computed by libgcrypt (GCRY_MD_CRC32).
  */

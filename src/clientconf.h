@@ -32,7 +32,7 @@ struct clientconf_error {
  */
 int clientconf_parse_server(const char *s, size_t len, char **host, char **port, const char **why);
 
-/* A client name as PROTOCOL.md section 8 wants it: 1-254 bytes of UTF-8, no control character. */
+/* A client name as efserver-protocol(7), Names, wants it: 1-254 bytes of UTF-8, no control character. */
 int clientconf_check_name(const char *s, size_t len, const char **why);
 
 struct clientconf_transfer {

@@ -1,4 +1,4 @@
-/* libgcrypt behind the narrow interface the session needs (PROTOCOL.md section 4). */
+/* libgcrypt behind the narrow interface the session needs (efserver-protocol(7), Cryptography). */
 #include "config.h"
 
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <gcrypt.h>
 
 #include "crypto.h"
+#include "failure.h"
 
 #define CRYPTO_NEED_LIBGCRYPT "1.10.0"
 /* Enough for a few cipher contexts and the OAEP frames; libgcrypt rounds it up to pages. */
@@ -22,11 +23,11 @@ struct crypto_cbc {
 	bool encrypt;
 };
 
-static int crypto_errno(gcry_error_t err)
+int crypto_error(gcry_error_t err)
 {
 	int e = gcry_err_code_to_errno(gcry_err_code(err));
 
-	return e > 0 ? -e : -EIO;
+	return failure_note(e > 0 ? -e : -EIO, "libgcrypt: %s", gcry_strerror(err));
 }
 
 /* stderr may be the client's socket under inetd: libgcrypt must never write to it. */
@@ -71,10 +72,10 @@ void crypto_new_client_id(uint8_t id[16])
 }
 
 /*
- * The ciphertext of section 3's 2102/2105 is exactly k = modulus bytes long.
- * libgcrypt 1.10 happens to return "a" at that fixed length for OAEP, but its
- * manual does not promise it (a plain MPI would lose leading zeros), so the
- * value is stripped and left-padded to k here.
+ * The ciphertext in a 2102 or 2105 (efserver-protocol(7), Responses) is exactly
+ * k = modulus bytes long. libgcrypt 1.10 happens to return "a" at that fixed
+ * length for OAEP, but its manual does not promise it (a plain MPI would lose
+ * leading zeros), so the value is stripped and left-padded to k here.
  */
 int crypto_oaep_encrypt(const struct der_rsa_key *key, const uint8_t *msg, size_t msg_len, uint8_t *out,
                         size_t out_size, size_t *out_len)
@@ -87,6 +88,7 @@ int crypto_oaep_encrypt(const struct der_rsa_key *key, const uint8_t *msg, size_
 	gcry_error_t err;
 	int r;
 
+	failure_clear();
 	while (n_len > 0 && n[0] == 0) {
 		n++;
 		n_len--;
@@ -112,14 +114,14 @@ int crypto_oaep_encrypt(const struct der_rsa_key *key, const uint8_t *msg, size_
 	if (!err)
 		err = gcry_pk_encrypt(&enc, data, pub);
 	if (err) {
-		r = crypto_errno(err);
+		r = crypto_error(err);
 		goto out;
 	}
 	/* (enc-val (rsa (a <ciphertext>))) */
 	a = gcry_sexp_find_token(enc, "a", 1);
 	a_data = a ? gcry_sexp_nth_data(a, 1, &a_len) : NULL;
 	if (!a_data) {
-		r = -EIO;
+		r = failure_note(-EIO, "libgcrypt: no ciphertext in the result of RSA encryption");
 		goto out;
 	}
 	while (a_len > 0 && a_data[0] == 0) {
@@ -127,7 +129,7 @@ int crypto_oaep_encrypt(const struct der_rsa_key *key, const uint8_t *msg, size_
 		a_len--;
 	}
 	if (a_len > k) {
-		r = -EIO;
+		r = failure_note(-EIO, "libgcrypt: an RSA ciphertext longer than the modulus");
 		goto out;
 	}
 	memset(out, 0, k - a_len);
@@ -143,7 +145,7 @@ out:
 	return r;
 }
 
-/* Section 4: AES-128 by default, AES-256 where configured; CBC with an all-zero IV. */
+/* efserver-protocol(7), Cryptography: AES-128 by default, AES-256 where configured; CBC with an all-zero IV. */
 int crypto_cbc_new(struct crypto_cbc **out, const uint8_t *key, size_t key_len, bool encrypt)
 {
 	static const uint8_t zero_iv[CRYPTO_BLOCK];
@@ -151,6 +153,7 @@ int crypto_cbc_new(struct crypto_cbc **out, const uint8_t *key, size_t key_len, 
 	gcry_error_t err;
 	int algo;
 
+	failure_clear();
 	switch (key_len) {
 	case 16:
 		algo = GCRY_CIPHER_AES128;
@@ -173,7 +176,7 @@ int crypto_cbc_new(struct crypto_cbc **out, const uint8_t *key, size_t key_len, 
 		err = gcry_cipher_setiv(c->hd, zero_iv, sizeof(zero_iv));
 	if (err) {
 		crypto_cbc_free(c);
-		return crypto_errno(err);
+		return crypto_error(err);
 	}
 	*out = c;
 	return 0;
@@ -184,6 +187,7 @@ int crypto_cbc_run(struct crypto_cbc *c, uint8_t *buf, size_t len)
 {
 	gcry_error_t err;
 
+	failure_clear();
 	if (len % CRYPTO_BLOCK)
 		return -EINVAL;
 	if (len == 0)
@@ -192,7 +196,7 @@ int crypto_cbc_run(struct crypto_cbc *c, uint8_t *buf, size_t len)
 		err = gcry_cipher_encrypt(c->hd, buf, len, NULL, 0);
 	else
 		err = gcry_cipher_decrypt(c->hd, buf, len, NULL, 0);
-	return err ? crypto_errno(err) : 0;
+	return err ? crypto_error(err) : 0;
 }
 
 void crypto_cbc_free(struct crypto_cbc *c)
@@ -204,9 +208,9 @@ void crypto_cbc_free(struct crypto_cbc *c)
 }
 
 /*
- * Section 4: the padding is 1..16 bytes all equal to the last one. The bytes
- * are plaintext, so the check runs over the whole block with masks rather than
- * stopping at the first mismatch.
+ * efserver-protocol(7), Cryptography: the padding is 1..16 bytes all equal to
+ * the last one. The bytes are plaintext, so the check runs over the whole block
+ * with masks rather than stopping at the first mismatch.
  */
 int crypto_pkcs7_check(const uint8_t last_block[16], size_t *pad)
 {

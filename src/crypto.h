@@ -1,4 +1,4 @@
-/* libgcrypt: initialisation, randomness, RSA-OAEP and AES-CBC (PROTOCOL.md section 4). */
+/* libgcrypt: initialisation, randomness, RSA-OAEP and AES-CBC (efserver-protocol(7), Cryptography). */
 #ifndef EF_CRYPTO_H
 #define EF_CRYPTO_H
 
@@ -6,9 +6,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <gcrypt.h>
+
 #include "der.h"
 
 #define CRYPTO_AES_MAX_KEY 32
+
+/*
+ * A libgcrypt error as the negative errno every function here returns, with
+ * libgcrypt's own words noted for the caller's log line (failure.h): the
+ * one conversion of every module on libgcrypt.
+ */
+int crypto_error(gcry_error_t err);
 
 /* Initialise libgcrypt once per process: version check, secure memory, finished. */
 int crypto_init(void);

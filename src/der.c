@@ -1,8 +1,8 @@
 /*
- * Strict DER for RSA public keys (PROTOCOL.md sections 2 and 7). The reader
- * sees bytes straight from the network, so every length is checked against
- * what is left of its enclosing element before it is used, and nothing is
- * allocated.
+ * Strict DER for RSA keys (efserver-protocol(7), Requests and Errors). The
+ * reader sees bytes straight from the network, so every length is checked
+ * against what is left of its enclosing element before it is used, and nothing
+ * is allocated.
  */
 #include "config.h"
 
@@ -13,28 +13,15 @@
 
 #include "der.h"
 
-#define DER_TAG_INTEGER    0x02
-#define DER_TAG_BIT_STRING 0x03
-#define DER_TAG_NULL       0x05
-#define DER_TAG_OID        0x06
-#define DER_TAG_SEQUENCE   0x30
+/* SEQUENCE { OID 1.2.840.113549.1.1.1 (rsaEncryption), NULL } */
+const uint8_t der_rsa_algorithm[DER_RSA_ALGORITHM_SIZE] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                                           0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00};
+/* The content octets of that OID. */
+#define DER_OID_RSA     (der_rsa_algorithm + 4)
+#define DER_OID_RSA_LEN 9
 
-/* 1.2.840.113549.1.1.1 (rsaEncryption), the content octets of its OID. */
-static const uint8_t der_oid_rsa[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
-
-/* What is left of one element's content (inner) or of the whole input. */
-struct der_cursor {
-	const uint8_t *p;
-	size_t left;
-	bool inner;
-};
-
-/*
- * Take one element with the given tag from c into *content. Only the
- * definite, minimal length forms of DER are accepted, and the length must fit
- * in what c still holds, so a lying length can never move a read past it.
- */
-static enum der_error der_take(struct der_cursor *c, uint8_t tag, struct der_cursor *content)
+/* Only the definite, minimal length forms of DER. */
+enum der_error der_take(struct der_cursor *c, uint8_t tag, struct der_cursor *content)
 {
 	size_t header, len, nlen, i;
 
@@ -77,8 +64,7 @@ static enum der_error der_take(struct der_cursor *c, uint8_t tag, struct der_cur
 	return DER_OK;
 }
 
-/* A positive, minimally encoded INTEGER, returned without its sign-padding zero. */
-static enum der_error der_take_unsigned(struct der_cursor *c, const uint8_t **val, size_t *val_len)
+enum der_error der_take_unsigned(struct der_cursor *c, const uint8_t **val, size_t *val_len)
 {
 	struct der_cursor v;
 	enum der_error r;
@@ -120,31 +106,40 @@ static enum der_error der_take_rsa_public_key(struct der_cursor *c, struct der_r
 	return seq.left == 0 ? DER_OK : DER_MALFORMED;
 }
 
-/*
- * SubjectPublicKeyInfo ::= SEQUENCE { AlgorithmIdentifier, BIT STRING }, with
- * rsaEncryption and NULL parameters, as RFC 3279 section 2.3.1 requires.
- */
-static enum der_error der_take_spki(struct der_cursor *c, struct der_rsa_key *k)
+/* RFC 3279 section 2.3.1: rsaEncryption's parameters are NULL. */
+enum der_error der_take_rsa_algorithm(struct der_cursor *c, bool null_optional)
 {
-	struct der_cursor spki, alg, oid, null, bits;
+	struct der_cursor alg, oid, null;
 	enum der_error r;
 
-	r = der_take(c, DER_TAG_SEQUENCE, &spki);
-	if (r != DER_OK)
-		return r;
-	r = der_take(&spki, DER_TAG_SEQUENCE, &alg);
+	r = der_take(c, DER_TAG_SEQUENCE, &alg);
 	if (r != DER_OK)
 		return r;
 	r = der_take(&alg, DER_TAG_OID, &oid);
 	if (r != DER_OK)
 		return r;
-	if (oid.left != sizeof(der_oid_rsa) || memcmp(oid.p, der_oid_rsa, sizeof(der_oid_rsa)) != 0)
+	if (oid.left != DER_OID_RSA_LEN || memcmp(oid.p, DER_OID_RSA, DER_OID_RSA_LEN) != 0)
 		return DER_WRONG_OID;
+	if (null_optional && alg.left == 0)
+		return DER_OK;
 	r = der_take(&alg, DER_TAG_NULL, &null);
 	if (r != DER_OK)
 		return r;
-	if (null.left != 0 || alg.left != 0)
-		return DER_MALFORMED;
+	return null.left == 0 && alg.left == 0 ? DER_OK : DER_MALFORMED;
+}
+
+/* SubjectPublicKeyInfo ::= SEQUENCE { AlgorithmIdentifier, BIT STRING }. */
+static enum der_error der_take_spki(struct der_cursor *c, struct der_rsa_key *k)
+{
+	struct der_cursor spki, bits;
+	enum der_error r;
+
+	r = der_take(c, DER_TAG_SEQUENCE, &spki);
+	if (r != DER_OK)
+		return r;
+	r = der_take_rsa_algorithm(&spki, false);
+	if (r != DER_OK)
+		return r;
 	r = der_take(&spki, DER_TAG_BIT_STRING, &bits);
 	if (r != DER_OK)
 		return r;
@@ -185,7 +180,7 @@ static int der_less(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_l
 
 enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rsa_key *key)
 {
-	struct der_cursor c = {buf, len, false}, peek = c, first;
+	struct der_cursor c = der_input(buf, len), peek = c, first;
 	struct der_rsa_key k = {0};
 	enum der_error r;
 	size_t i;
@@ -202,7 +197,7 @@ enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rs
 		return r;
 	k.der_len = len - c.left;
 
-	/* Section 2: the field may be longer than the key, but only by zero bytes. */
+	/* efserver-protocol(7), Requests: the field may be longer than the key, but only by zero bytes. */
 	for (i = 0; i < c.left; i++)
 		if (c.p[i] != 0)
 			return DER_TRAILING;
@@ -213,7 +208,7 @@ enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rs
 	if (k.bits < DER_RSA_MIN_BITS || k.bits > DER_RSA_MAX_BITS)
 		return DER_MODULUS_SIZE;
 
-	/* Section 2: odd exponent, at least 3; and an exponent not below n is no RSA key. */
+	/* efserver-protocol(7), Requests: odd exponent, at least 3; and an exponent not below n is no RSA key. */
 	if (k.e_len == 0 || !(k.e[k.e_len - 1] & 1) || (k.e_len == 1 && k.e[0] < 3) ||
 	    !der_less(k.e, k.e_len, k.n, k.n_len))
 		return DER_BAD_EXPONENT;
@@ -243,21 +238,20 @@ const char *der_error_str(enum der_error e)
 	return "unknown error";
 }
 
-/* Bytes needed for a DER length field that says len. */
-static size_t der_length_size(size_t len)
+size_t der_header_size(size_t len)
 {
-	size_t n = 1;
+	size_t n = 2;
 
 	if (len < 0x80)
-		return 1;
+		return n;
 	for (; len; len >>= 8)
 		n++;
 	return n;
 }
 
-static uint8_t *der_put_header(uint8_t *p, uint8_t tag, size_t len)
+uint8_t *der_put_header(uint8_t *p, uint8_t tag, size_t len)
 {
-	size_t n = der_length_size(len) - 1;
+	size_t n = der_header_size(len) - 2;
 
 	*p++ = tag;
 	if (n == 0) {
@@ -290,13 +284,11 @@ static uint8_t *der_put_integer(uint8_t *p, const uint8_t *v, size_t len)
 
 static size_t der_element_size(size_t content)
 {
-	return 1 + der_length_size(content) + content;
+	return der_header_size(content) + content;
 }
 
 long der_write_rsa_spki(const uint8_t *n, size_t n_len, const uint8_t *e, size_t e_len, uint8_t *out, size_t out_size)
 {
-	/* SEQUENCE { OID rsaEncryption, NULL }: the same 15 bytes in every key. */
-	static const size_t alg_len = 2 + 2 + sizeof(der_oid_rsa) + 2;
 	size_t n_int, e_int, rsa_seq, bit_str, spki, total;
 	uint8_t *p;
 
@@ -316,17 +308,14 @@ long der_write_rsa_spki(const uint8_t *n, size_t n_len, const uint8_t *e, size_t
 	e_int = der_element_size(der_integer_content(e, e_len));
 	rsa_seq = der_element_size(n_int + e_int);
 	bit_str = der_element_size(1 + rsa_seq);
-	spki = alg_len + bit_str;
+	spki = DER_RSA_ALGORITHM_SIZE + bit_str;
 	total = der_element_size(spki);
 	if (total > out_size || total > (size_t)LONG_MAX)
 		return -ENOSPC;
 
 	p = der_put_header(out, DER_TAG_SEQUENCE, spki);
-	p = der_put_header(p, DER_TAG_SEQUENCE, alg_len - 2);
-	p = der_put_header(p, DER_TAG_OID, sizeof(der_oid_rsa));
-	memcpy(p, der_oid_rsa, sizeof(der_oid_rsa));
-	p += sizeof(der_oid_rsa);
-	p = der_put_header(p, DER_TAG_NULL, 0);
+	memcpy(p, der_rsa_algorithm, DER_RSA_ALGORITHM_SIZE);
+	p += DER_RSA_ALGORITHM_SIZE;
 	p = der_put_header(p, DER_TAG_BIT_STRING, 1 + rsa_seq);
 	*p++ = 0;
 	p = der_put_header(p, DER_TAG_SEQUENCE, n_int + e_int);

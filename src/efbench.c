@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,12 +43,13 @@
 #include "opts.h"
 #include "wire.h"
 
+/* EXIT STATUS in efbench(1): a client's, as efclient's, with sysexits(3) from 64 on. */
 enum {
-	EXIT_ERRORS = 1,   /* some operations failed */
-	EXIT_USAGE = 64,   /* bad option */
-	EXIT_NETWORK = 69, /* the set-up could not register or exchange keys */
-	EXIT_LOCAL = 74,   /* out of memory, no randomness, a cryptographic failure */
-	EXIT_DONE = -1,    /* --help or --version answered: exit 0 */
+	EXIT_ERRORS = 1,               /* some operations failed */
+	EXIT_USAGE = EX_USAGE,         /* bad option */
+	EXIT_NETWORK = EX_UNAVAILABLE, /* the set-up could not register or exchange keys */
+	EXIT_LOCAL = EX_IOERR,         /* out of memory, no randomness, a cryptographic failure */
+	EXIT_DONE = -1,                /* --help or --version answered: exit 0 */
 };
 
 #define BENCH_CONCURRENCY_MAX 256
@@ -663,8 +665,8 @@ static void usage(FILE *to)
 	            "  -h, --help                   show this help and exit\n"
 	            "  -V, --version                show the version and exit\n"
 	            "\n"
-	            "Exit status: 0 no errors, 1 some operations failed, 64 usage error, 69 the\n"
-	            "clients could not be set up, 74 local failure.\n");
+	            "Exit status: 0 no errors, 1 some operations failed; from sysexits(3): 64 usage\n"
+	            "error, 69 the clients could not be set up, 74 local failure.\n");
 }
 
 static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,13 +24,17 @@
 #include "keyfile.h"
 #include "wire.h"
 
-/* EXIT STATUS in efclient(1). */
+/*
+ * EXIT STATUS in efclient(1): below 64 what the server answered, from 64 on
+ * sysexits(3), as other network clients use, so that a script can tell a
+ * refusal from an outage and from a local fault.
+ */
 enum {
-	EXIT_REFUSED = 1,  /* the server refused a request or answered nonsense */
-	EXIT_CHECKSUM = 2, /* a file was given up after its resends */
-	EXIT_USAGE = 64,   /* bad option, malformed file, unusable file to send */
-	EXIT_NETWORK = 69, /* server unreachable, connection lost, timeout */
-	EXIT_LOCAL = 74,   /* local I/O or cryptographic failure */
+	EXIT_REFUSED = 1,              /* the server refused a request or answered nonsense */
+	EXIT_CHECKSUM = 2,             /* a file was given up after its resends */
+	EXIT_USAGE = EX_USAGE,         /* bad option, malformed file, unusable file to send */
+	EXIT_NETWORK = EX_UNAVAILABLE, /* server unreachable, connection lost, timeout */
+	EXIT_LOCAL = EX_IOERR,         /* local I/O or cryptographic failure */
 };
 
 struct options {
@@ -105,8 +110,8 @@ static void usage(FILE *out)
 	        "drawn on stderr when it is a terminal.\n"
 	        "\n"
 	        "Exit status: 0 all files stored and verified, 1 refused by the server,\n"
-	        "2 checksum mismatch after the resends, 64 usage or configuration error,\n"
-	        "69 network error, 74 local error.\n",
+	        "2 checksum mismatch after the resends; from sysexits(3): 64 usage or\n"
+	        "configuration error, 69 network error, 74 local error.\n",
 	        CLIENT_RETRIES_DEFAULT, CLIENT_TIMEOUT_DEFAULT, KEYFILE_RSA_BITS);
 }
 

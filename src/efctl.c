@@ -22,15 +22,22 @@
 #include "cksum.h"
 #include "crypto.h"
 #include "der.h"
+#include "failure.h"
 #include "io.h"
 #include "log.h"
 #include "opts.h"
 #include "seal.h"
 #include "store.h"
+#include "utf8.h"
 #include "vault.h"
 
 #define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/efserver"
 
+/*
+ * EXIT STATUS in efctl(8): small numbers a script tells apart, what was
+ * asked for and found wanting (1, 3) never confused with a tool that could
+ * not do its work (2, 4).
+ */
 enum {
 	EXIT_OK = 0,
 	EXIT_PROBLEMS = 1, /* verify found problems; decrypt met a file that does not authenticate */
@@ -40,8 +47,8 @@ enum {
 };
 
 #define CTL_BUF_SIZE (256u * 1024)
-/* Room for a name escaped for the terminal: \xNN for each of its bytes at worst. */
-#define ESC_SIZE   (4 * WIRE_NAME_SIZE + 1)
+/* Room for a name escaped for the terminal. */
+#define ESC_SIZE   LOG_ESCAPE_SIZE(WIRE_NAME_SIZE)
 #define HEX_SHA256 (2 * 32 + 1)
 
 enum command { CMD_CLIENTS, CMD_FILES, CMD_SHOW, CMD_VERIFY, CMD_REMOVE, CMD_GC, CMD_DECRYPT, CMD_NONE };
@@ -130,51 +137,28 @@ static void command_usage(FILE *to, enum command cmd)
 	fprintf(to, "Usage: efctl [-s DIR] [-k KEYFILE] %s\n%s\n", commands[cmd].synopsis, commands[cmd].help);
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t left)
-{
-	size_t n;
-	unsigned cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (left < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/* A JSON string: quotes, backslashes and control bytes escaped; bytes that are not UTF-8 become U+FFFD. */
+/*
+ * A JSON string (RFC 8259): quotes and backslashes escaped, and, as for
+ * every name shown (efserver-protocol(7), Names), control and bidi
+ * characters as \uXXXX; a byte that is not UTF-8 becomes U+FFFD.
+ */
 static void json_str(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
+	const uint8_t *p = (const uint8_t *)s;
 	size_t left = strlen(s), n;
+	uint32_t cp = 0;
 
 	putchar('"');
 	while (left > 0) {
-		if (*p == '"' || *p == '\\') {
-			printf("\\%c", *p);
-			n = 1;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			printf("\\u%04x", *p);
-			n = 1;
-		} else if ((n = utf8_seq(p, left)) == 0) {
+		n = utf8_decode(p, left, &cp);
+		if (n == 0) {
 			fputs("\\ufffd", stdout);
 			n = 1;
+		} else if (cp == '"' || cp == '\\') {
+			printf("\\%c", (char)cp);
+		} else if (utf8_hidden_on_display(cp)) {
+			/* Every one of them is in the Basic Multilingual Plane: one \uXXXX each. */
+			printf("\\u%04x", (unsigned)cp);
 		} else {
 			fwrite(p, 1, n, stdout);
 		}
@@ -212,7 +196,7 @@ static int open_store(struct ctl *c, bool writable)
 	if (r == -ENOENT)
 		fprintf(stderr, "efctl: no efserver database in %s (has efsession run there?)\n", c->state_dir);
 	else if (r < 0)
-		fprintf(stderr, "efctl: cannot open the database in %s: %s\n", c->state_dir, strerror(-r));
+		fprintf(stderr, "efctl: cannot open the database in %s: %s\n", c->state_dir, failure_str(r));
 	return r;
 }
 
@@ -245,7 +229,7 @@ static int find_client(struct ctl *c, const char *arg, struct store_client *out,
 	else if (r == -ENOENT && !quiet)
 		fprintf(stderr, "efctl: no client named or with the id '%s'\n", arg);
 	else if (r != -ENOENT)
-		fprintf(stderr, "efctl: cannot look up '%s': %s\n", arg, store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot look up '%s': %s\n", arg, failure_str(r));
 	return r;
 }
 
@@ -381,19 +365,34 @@ static int list(struct ctl *c, const uint8_t *id, bool files)
 	return r;
 }
 
+/* The database, opened to be read, and the client --client names if it was given: EXIT_OK or an exit status. */
+static int open_selection(struct ctl *c, struct store_client *cl)
+{
+	int r;
+
+	if (open_store(c, false) < 0)
+		return EXIT_SYSTEM;
+	if (c->client && (r = find_client(c, c->client, cl, false)) < 0)
+		return exit_for(r);
+	return EXIT_OK;
+}
+
+/* Reading rows failed with r: said once; the exit status. */
+static int read_failed(int r)
+{
+	fprintf(stderr, "efctl: cannot read the database: %s\n", failure_str(r));
+	return EXIT_SYSTEM;
+}
+
 static int cmd_list(struct ctl *c, enum command cmd)
 {
 	struct store_client cl;
 	int r;
 
-	if ((r = open_store(c, false)) < 0)
-		return EXIT_SYSTEM;
-	if (c->client && (r = find_client(c, c->client, &cl, false)) < 0)
-		return exit_for(r);
-	if ((r = list(c, c->client ? cl.id : NULL, cmd == CMD_FILES)) < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", store_errmsg(c->st));
-		return EXIT_SYSTEM;
-	}
+	if ((r = open_selection(c, &cl)) != EXIT_OK)
+		return r;
+	if ((r = list(c, c->client ? cl.id : NULL, cmd == CMD_FILES)) < 0)
+		return read_failed(r);
 	return EXIT_OK;
 }
 
@@ -461,10 +460,8 @@ static int cmd_show(struct ctl *c, const char *who)
 			r = list(c, cl.id, true);
 		}
 	}
-	if (r < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", store_errmsg(c->st));
-		return EXIT_SYSTEM;
-	}
+	if (r < 0)
+		return read_failed(r);
 	return EXIT_OK;
 }
 
@@ -597,17 +594,13 @@ static int cmd_verify(struct ctl *c)
 	struct store_client cl;
 	int r;
 
-	if ((r = open_store(c, false)) < 0)
-		return EXIT_SYSTEM;
-	if (c->client && (r = find_client(c, c->client, &cl, false)) < 0)
-		return exit_for(r);
+	if ((r = open_selection(c, &cl)) != EXIT_OK)
+		return r;
 	r = store_each_file(c->st, c->client ? cl.id : NULL, verify_file, &v);
 	if (v.error)
 		return EXIT_SYSTEM;
-	if (r < 0) {
-		fprintf(stderr, "efctl: cannot read the database: %s\n", store_errmsg(c->st));
-		return EXIT_SYSTEM;
-	}
+	if (r < 0)
+		return read_failed(r);
 	printf("%lld file%s checked (%lld encrypted at rest, %lld given up with no copy): %lld problem%s.\n", v.checked,
 	       v.checked == 1 ? "" : "s", v.sealed, v.given_up, v.problems, v.problems == 1 ? "" : "s");
 	if (cksum_over_ciphertext(c->checksum))
@@ -649,7 +642,7 @@ static int cmd_remove(struct ctl *c, const char *who)
 	}
 	wire_id_to_hex(cl.id, hex);
 	if ((r = store_remove_client(c->st, cl.id)) < 0) {
-		fprintf(stderr, "efctl: cannot remove %s from the database: %s\n", hex, store_errmsg(c->st));
+		fprintf(stderr, "efctl: cannot remove %s from the database: %s\n", hex, failure_str(r));
 		vault_close(v);
 		return exit_for(r);
 	}
@@ -780,8 +773,7 @@ static int cmd_gc(struct ctl *c)
 	if ((r = vault_each_leftover(g.v, c->force, gc_leftover, &g)) < 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_TMP_DIR ": %s\n", c->state_dir, strerror(-r));
 	if (r == 0 && (r = store_each_file(c->st, NULL, gc_row, &g)) != 0)
-		fprintf(stderr, "efctl: cannot read the database: %s\n",
-		        g.error ? strerror(-g.error) : store_errmsg(c->st));
+		(void)read_failed(g.error ? g.error : r);
 	for (size_t i = 0; r == 0 && i < g.nrows; i++) {
 		struct gone gone = {.state_fd = c->state_fd, .path = g.rows[i].path};
 
@@ -792,14 +784,14 @@ static int cmd_gc(struct ctl *c)
 				continue;
 			}
 			fprintf(stderr, "efctl: cannot delete the row of %s: %s\n", esc(g.rows[i].path, e),
-			        store_errmsg(c->st));
+			        failure_str(r));
 			break;
 		}
 		gc_say(&g, g.rows[i].path, "database row of a stored file that is gone");
 	}
 	if (r == 0 && (r = vault_each_client_dir(g.v, gc_dir, &g)) != 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_FILES_DIR ": %s\n", c->state_dir,
-		        strerror(g.error ? -g.error : -r));
+		        failure_str(g.error ? g.error : r));
 	free(g.rows);
 	vault_close(g.v);
 	if (r != 0)

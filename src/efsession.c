@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "crypto.h"
+#include "failure.h"
 #include "log.h"
 #include "opts.h"
 #include "seal.h"
@@ -29,6 +30,10 @@
 #include "store.h"
 #include "vault.h"
 
+/*
+ * EXIT STATUS in efsession(8): a super-server's program, 1 the peer's fault
+ * (enum session_end), 100 a permanent error, 111 a passing one of the system.
+ */
 #define EXIT_USAGE        100
 #define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/efserver"
 
@@ -59,7 +64,8 @@ static void usage(FILE *to)
 	            "  -V, --version              show the version and exit\n"
 	            "\n"
 	            "Exit status: 0 the client closed the connection, 1 the client broke the protocol,\n"
-	            "timed out or dropped the connection mid-request, 100 usage error, 111 system error.\n");
+	            "timed out or dropped the connection mid-request, 100 usage error (permanent:\n"
+	            "fix the command line), 111 system error (state directory, database or key).\n");
 }
 
 /* Descriptors 0-2 must exist, so that nothing we open ends up as one of them. */
@@ -252,8 +258,7 @@ int main(int argc, char **argv)
 	else if ((r = vault_open(state_dir, &v)) < 0)
 		log_error("Cannot use the state directory %s: %s.", state_dir, strerror(-r));
 	else if ((r = store_open(state_dir, 0, &st)) < 0)
-		log_error("Cannot open the database in %s: %s%s%s.", state_dir, strerror(-r), st ? ": " : "",
-		          st ? store_errmsg(st) : "");
+		log_error("Cannot open the database in %s: %s.", state_dir, failure_str(r));
 
 	if (v)
 		vault_set_storage_key(v, key);

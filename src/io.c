@@ -1,4 +1,7 @@
-/* Every read and write has a deadline (STYLE.md: "Input is hostile"). */
+/*
+ * Full reads and writes on pipes and sockets, each under a deadline, so that
+ * a peer that goes quiet never holds a process (efsession(8), --idle-timeout).
+ */
 #include "config.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* The client's RSA key: Base64, PKCS#8 / PKCS#1 DER, generation, OAEP (PROTOCOL.md section 4). */
+/* The client's RSA key: Base64, PKCS#8 / PKCS#1 DER, generation, OAEP (efserver-protocol(7), Cryptography). */
 #include "config.h"
 
 #include <errno.h>
@@ -301,75 +301,42 @@ out:
 	return r;
 }
 
-/* A DER element being read: the bytes left. */
-struct der_in {
-	const uint8_t *p;
+/* A positive INTEGER as a secure MPI (the DER lies in secure memory, so does the MPI); no part of a key is 0. */
+static int der_take_mpi(struct der_cursor *in, gcry_mpi_t *m)
+{
+	const uint8_t *v;
 	size_t n;
-};
 
-/* Take one element with the given tag; its contents go to *content. Definite lengths only. */
-static int der_take(struct der_in *in, uint8_t tag, struct der_in *content)
-{
-	size_t len, hdr = 2, nb, i;
-
-	if (in->n < 2 || in->p[0] != tag)
+	if (der_take_unsigned(in, &v, &n) != DER_OK || n == 0)
 		return -EINVAL;
-	len = in->p[1];
-	if (len & 0x80) {
-		nb = len & 0x7f;
-		if (nb == 0 || nb > 3 || in->n < 2 + nb)
-			return -EINVAL;
-		for (len = 0, i = 0; i < nb; i++)
-			len = len << 8 | in->p[2 + i];
-		hdr += nb;
-	}
-	if (len > in->n - hdr)
-		return -EINVAL;
-	content->p = in->p + hdr;
-	content->n = len;
-	in->p += hdr + len;
-	in->n -= hdr + len;
-	return 0;
-}
-
-/* A non-negative INTEGER as a secure MPI (the DER lies in secure memory, so does the MPI). */
-static int der_take_mpi(struct der_in *in, gcry_mpi_t *m)
-{
-	struct der_in c;
-
-	if (der_take(in, 0x02, &c) < 0 || c.n == 0 || c.p[0] & 0x80)
-		return -EINVAL;
-	while (c.n > 1 && c.p[0] == 0) {
-		c.p++;
-		c.n--;
-	}
-	if (gcry_mpi_scan(m, GCRYMPI_FMT_USG, c.p, c.n, NULL))
+	if (gcry_mpi_scan(m, GCRYMPI_FMT_USG, v, n, NULL))
 		return -ENOMEM;
 	return 0;
 }
 
-/* A small INTEGER such as a version: 0 and *v, or -EINVAL. */
-static int der_take_small(struct der_in *in, unsigned *v)
+/* A version number: 0 and *version, or -EINVAL. */
+static int der_take_version(struct der_cursor *in, unsigned *version)
 {
-	struct der_in c;
+	const uint8_t *v;
+	size_t n;
 
-	if (der_take(in, 0x02, &c) < 0 || c.n != 1 || c.p[0] & 0x80)
+	if (der_take_unsigned(in, &v, &n) != DER_OK || n > 1)
 		return -EINVAL;
-	*v = c.p[0];
+	*version = n ? v[0] : 0;
 	return 0;
 }
 
 /* RSAPrivateKey (PKCS#1, RFC 8017 A.1.2), filling the whole of in. */
-static int read_pkcs1(struct keyfile_rsa **out, struct der_in in, const char **why)
+static int read_pkcs1(struct keyfile_rsa **out, struct der_cursor in, const char **why)
 {
 	gcry_mpi_t m[8] = {0};
-	struct der_in seq;
+	struct der_cursor seq;
 	unsigned version;
 	size_t i;
 	int r = -EINVAL;
 
 	*why = "not an RSA private key (RSAPrivateKey structure expected)";
-	if (der_take(&in, 0x30, &seq) < 0 || in.n != 0 || der_take_small(&seq, &version) < 0)
+	if (der_take(&in, DER_TAG_SEQUENCE, &seq) != DER_OK || in.left != 0 || der_take_version(&seq, &version) < 0)
 		return -EINVAL;
 	if (version != 0) {
 		*why = "multi-prime RSA keys are not supported";
@@ -379,7 +346,7 @@ static int read_pkcs1(struct keyfile_rsa **out, struct der_in in, const char **w
 	for (i = 0; i < 8; i++)
 		if ((r = der_take_mpi(&seq, &m[i])) < 0)
 			goto out;
-	if (seq.n != 0) {
+	if (seq.left != 0) {
 		r = -EINVAL;
 		goto out;
 	}
@@ -391,31 +358,28 @@ out:
 
 int keyfile_from_der(struct keyfile_rsa **out, const uint8_t *der, size_t len, const char **why)
 {
-	static const uint8_t rsa_oid[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
-	struct der_in in = {der, len}, seq, alg, oid, null, key, skip;
+	struct der_cursor in = der_input(der, len), seq, key, skip;
+	enum der_error de;
 	unsigned version;
 
 	*why = "not a PKCS#8 or PKCS#1 RSA private key";
-	if (der_take(&in, 0x30, &seq) < 0 || in.n != 0 || der_take_small(&seq, &version) < 0)
+	if (der_take(&in, DER_TAG_SEQUENCE, &seq) != DER_OK || in.left != 0 || der_take_version(&seq, &version) < 0)
 		return -EINVAL;
-	if (seq.n > 0 && seq.p[0] == 0x02)
-		return read_pkcs1(out, (struct der_in){der, len}, why);
-	/* PrivateKeyInfo / OneAsymmetricKey (RFC 5958): version 0 or 1. */
-	if (version > 1 || der_take(&seq, 0x30, &alg) < 0 || der_take(&alg, 0x06, &oid) < 0)
+	if (seq.left > 0 && seq.p[0] == DER_TAG_INTEGER)
+		return read_pkcs1(out, der_input(der, len), why);
+	/* PrivateKeyInfo / OneAsymmetricKey (RFC 5958): version 0 or 1; the parameters are NULL, or left out. */
+	if (version > 1 || (de = der_take_rsa_algorithm(&seq, true)) == DER_MALFORMED || de == DER_TRUNCATED)
 		return -EINVAL;
-	if (oid.n != sizeof(rsa_oid) || memcmp(oid.p, rsa_oid, sizeof(rsa_oid)) != 0) {
+	if (de == DER_WRONG_OID) {
 		*why = "not an RSA key (the algorithm is not rsaEncryption)";
 		return -EINVAL;
 	}
-	/* The parameters are NULL; some encoders leave them out. */
-	if (alg.n != 0 && (der_take(&alg, 0x05, &null) < 0 || null.n != 0 || alg.n != 0))
-		return -EINVAL;
-	if (der_take(&seq, 0x04, &key) < 0)
+	if (der_take(&seq, DER_TAG_OCTET_STRING, &key) != DER_OK)
 		return -EINVAL;
 	/* Optional attributes [0] and public key [1] carry nothing we need. */
-	while (seq.n > 0)
-		if (der_take(&seq, 0xa0, &skip) < 0 && der_take(&seq, 0x81, &skip) < 0 &&
-		    der_take(&seq, 0xa1, &skip) < 0)
+	while (seq.left > 0)
+		if (der_take(&seq, 0xa0, &skip) != DER_OK && der_take(&seq, 0x81, &skip) != DER_OK &&
+		    der_take(&seq, 0xa1, &skip) != DER_OK)
 			return -EINVAL;
 	return read_pkcs1(out, key, why);
 }
@@ -428,11 +392,6 @@ struct der_out {
 	int err;
 };
 
-static size_t der_header_size(size_t len)
-{
-	return len < 0x80 ? 2 : len < 0x100 ? 3 : len < 0x10000 ? 4 : 5;
-}
-
 static void der_put(struct der_out *o, const void *data, size_t len)
 {
 	if (o->err || o->size - o->pos < len) {
@@ -443,20 +402,11 @@ static void der_put(struct der_out *o, const void *data, size_t len)
 	o->pos += len;
 }
 
-static void der_put_header(struct der_out *o, uint8_t tag, size_t len)
+static void der_out_header(struct der_out *o, uint8_t tag, size_t len)
 {
-	uint8_t h[5];
-	size_t n = der_header_size(len), i;
+	uint8_t h[2 + sizeof(size_t)];
 
-	h[0] = tag;
-	if (n == 2) {
-		h[1] = (uint8_t)len;
-	} else {
-		h[1] = (uint8_t)(0x80 | (n - 2));
-		for (i = 0; i < n - 2; i++)
-			h[2 + i] = (uint8_t)(len >> (8 * (n - 3 - i)));
-	}
-	der_put(o, h, n);
+	der_put(o, h, (size_t)(der_put_header(h, tag, len) - h));
 }
 
 /* Content bytes of a positive INTEGER: two's complement, so a leading zero when the top bit is set. */
@@ -473,7 +423,7 @@ static void der_put_mpi(struct der_out *o, gcry_mpi_t m, size_t n)
 {
 	size_t written = 0;
 
-	der_put_header(o, 0x02, n);
+	der_out_header(o, DER_TAG_INTEGER, n);
 	if (o->err || o->size - o->pos < n) {
 		o->err = -ENOSPC;
 		return;
@@ -487,9 +437,7 @@ static void der_put_mpi(struct der_out *o, gcry_mpi_t m, size_t n)
 
 int keyfile_to_pkcs8(const struct keyfile_rsa *k, uint8_t **der, size_t *der_len)
 {
-	static const uint8_t version0[] = {0x02, 0x01, 0x00};
-	static const uint8_t algorithm[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
-	                                    0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00};
+	static const uint8_t version0[] = {DER_TAG_INTEGER, 0x01, 0x00};
 	enum { N, E, D, P, Q, U, E1, E2, T, NM };
 	gcry_mpi_t m[NM] = {0};
 	gcry_mpi_t comp[8];
@@ -524,17 +472,17 @@ int keyfile_to_pkcs8(const struct keyfile_rsa *k, uint8_t **der, size_t *der_len
 	}
 	rsakey = der_header_size(body) + body;
 	octets = der_header_size(rsakey) + rsakey;
-	total = sizeof(version0) + sizeof(algorithm) + octets;
+	total = sizeof(version0) + DER_RSA_ALGORITHM_SIZE + octets;
 	o.size = der_header_size(total) + total;
 	if (!(o.p = gcry_malloc_secure(o.size))) {
 		r = -ENOMEM;
 		goto out;
 	}
-	der_put_header(&o, 0x30, total);
+	der_out_header(&o, DER_TAG_SEQUENCE, total);
 	der_put(&o, version0, sizeof(version0));
-	der_put(&o, algorithm, sizeof(algorithm));
-	der_put_header(&o, 0x04, rsakey);
-	der_put_header(&o, 0x30, body);
+	der_put(&o, der_rsa_algorithm, DER_RSA_ALGORITHM_SIZE);
+	der_out_header(&o, DER_TAG_OCTET_STRING, rsakey);
+	der_out_header(&o, DER_TAG_SEQUENCE, body);
 	der_put(&o, version0, sizeof(version0));
 	for (i = 0; i < 8; i++)
 		der_put_mpi(&o, comp[i], size[i]);

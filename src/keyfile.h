@@ -1,7 +1,8 @@
 /*
  * The client's RSA key: Base64 text, PKCS#8 and PKCS#1 DER, generation and
- * RSA-OAEP decryption of the AES key (PROTOCOL.md section 4), on libgcrypt.
- * Private key material lives in libgcrypt secure memory and is wiped on free.
+ * RSA-OAEP decryption of the AES key (efserver-protocol(7), Cryptography), on
+ * libgcrypt. Private key material lives in libgcrypt secure memory and is wiped
+ * on free.
  */
 #ifndef EF_KEYFILE_H
 #define EF_KEYFILE_H

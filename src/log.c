@@ -1,3 +1,8 @@
+/*
+ * Logging for efsession(8): one entry per event, to the journal, syslog,
+ * a terminal or plain stderr, with the connection's context (log.h). Names
+ * from the network are escaped before they reach any of them.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -16,6 +21,7 @@
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "utf8.h"
 #include "wire.h"
 
 #define LOG_LINE_MAX  2048
@@ -134,49 +140,49 @@ int log_level_from_name(const char *name, int *out)
 	return -EINVAL;
 }
 
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len, i;
+/* What ends an escaped text that had to be cut short. */
+#define LOG_ESCAPE_CUT "..."
 
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
+/* efserver-protocol(7), Names: what a person reads never holds a control, a bidi control or an invalid byte raw. */
 const char *log_escape(const void *data, size_t len, char *out, size_t out_size)
 {
-	const unsigned char *s = data;
-	size_t o = 0, i = 0, n;
+	const uint8_t *s = data;
+	size_t o = 0, i = 0, n, room, cut = 0, piece_len;
+	const void *piece;
+	uint32_t cp = 0;
+	char e[16];
 
 	if (out_size == 0)
 		return out;
-	while (i < len && o + 5 < out_size) {
-		if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
-			out[o++] = (char)s[i++];
-		} else if (s[i] >= 0x80 && (n = utf8_len(s + i, len - i)) > 0) {
-			if (o + n + 1 >= out_size)
-				break;
-			memcpy(out + o, s + i, n);
-			o += n;
-			i += n;
+	/* Where the text goes back to, at the end of a whole escape, if "..." has to follow. */
+	room = out_size > sizeof(LOG_ESCAPE_CUT) ? out_size - sizeof(LOG_ESCAPE_CUT) : out_size - 1;
+	while (i < len) {
+		n = utf8_decode(s + i, len - i, &cp);
+		piece = e;
+		if (n == 0 || (n == 1 && (cp == '\\' || utf8_hidden_on_display(cp)))) {
+			/* A control byte, the backslash itself, or a byte that starts no valid sequence. */
+			n = 1;
+			piece_len = (size_t)snprintf(e, sizeof(e), "\\x%02x", s[i]);
+		} else if (utf8_hidden_on_display(cp)) {
+			piece_len = (size_t)snprintf(e, sizeof(e), "\\u{%x}", (unsigned)cp);
 		} else {
-			o += (size_t)snprintf(out + o, out_size - o, "\\x%02x", s[i++]);
+			piece = s + i;
+			piece_len = n;
 		}
+		if (piece_len >= out_size - o)
+			break;
+		memcpy(out + o, piece, piece_len);
+		o += piece_len;
+		i += n;
+		if (o <= room)
+			cut = o;
 	}
-	if (i < len && o + 4 < out_size) {
-		memcpy(out + o, "...", 3);
-		o += 3;
+	if (i < len) {
+		o = cut;
+		if (sizeof(LOG_ESCAPE_CUT) <= out_size - o) {
+			memcpy(out + o, LOG_ESCAPE_CUT, sizeof(LOG_ESCAPE_CUT) - 1);
+			o += sizeof(LOG_ESCAPE_CUT) - 1;
+		}
 	}
 	out[o] = '\0';
 	return out;

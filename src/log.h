@@ -54,7 +54,14 @@ __attribute__((format(printf, 5, 6))) void log_emit(int level, const char *file,
 /* Debug level only: a hex dump of at most max bytes of buf. Never pass a key. */
 void log_hexdump(const char *what, const void *buf, size_t len, size_t max);
 
-/* Printable form of untrusted bytes: \xNN for anything not printable ASCII or valid UTF-8. */
+/*
+ * The form of untrusted bytes a person may read (efserver-protocol(7),
+ * Names): valid UTF-8 as it is, but \xNN for a control byte (C0, DEL), the
+ * backslash and every byte that is not part of valid UTF-8, and \u{XX} for
+ * a C1 control or a bidi control. At most 4 characters per byte; cut
+ * short, with "...", when out_size is smaller. Returns out.
+ */
+#define LOG_ESCAPE_SIZE(len) (4 * (len) + 1)
 const char *log_escape(const void *data, size_t len, char *out, size_t out_size);
 
 #endif

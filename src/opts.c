@@ -1,3 +1,4 @@
+/* Numbers and sizes from the command line, parsed with explicit bounds (opts.h). */
 #include "config.h"
 
 #include <ctype.h>

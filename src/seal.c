@@ -12,8 +12,10 @@
 #include <gcrypt.h>
 
 #include "crypto.h"
+#include "failure.h"
 #include "io.h"
 #include "seal.h"
+#include "wire.h"
 
 #define SEAL_MAGIC       "EFSEAL"
 #define SEAL_MAGIC_SIZE  6
@@ -59,13 +61,6 @@ struct seal_reader {
 	uint8_t *plain; /* the segment decrypted */
 };
 
-static int gcry_to_errno(gcry_error_t err)
-{
-	int e = gcry_err_code_to_errno(gcry_err_code(err));
-
-	return e > 0 ? -e : -EIO;
-}
-
 int seal_key_path(const char *option, char *out, size_t out_size)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
@@ -88,9 +83,8 @@ int seal_key_path(const char *option, char *out, size_t out_size)
 int seal_key_load(const char *path, struct seal_key **out)
 {
 	struct seal_key *k;
-	size_t got = 0;
 	ssize_t n;
-	int fd, r = 0;
+	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
@@ -100,24 +94,12 @@ int seal_key_load(const char *path, struct seal_key **out)
 		close(fd);
 		return -ENOMEM;
 	}
-	while (got < sizeof(k->key)) {
-		n = read(fd, k->key + got, sizeof(k->key) - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
+	/* One byte more than a key, to tell a longer file from one. */
+	n = io_read_full(fd, k->key, sizeof(k->key), -1);
 	close(fd);
-	if (r == 0 && got != SEAL_KEY_SIZE)
-		r = -EMSGSIZE;
-	if (r < 0) {
+	if (n != SEAL_KEY_SIZE) {
 		seal_key_free(k);
-		return r;
+		return n < 0 ? (int)n : -EMSGSIZE;
 	}
 	*out = k;
 	return 0;
@@ -147,7 +129,7 @@ const char *seal_strerror(int r)
 	case -ENODATA:
 		return "the file was cut short";
 	default:
-		return strerror(-r);
+		return failure_str(r);
 	}
 }
 
@@ -160,17 +142,6 @@ uint64_t seal_sealed_size(uint64_t plain_size)
 	return SEAL_HEADER_SIZE + plain_size + segments * SEAL_TAG_SIZE;
 }
 
-static void put_u32le(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32le(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* A GCM handle, in secure memory, keyed with the file key. */
 static int gcm_open(const uint8_t *file_key, gcry_cipher_hd_t *out)
 {
@@ -179,11 +150,11 @@ static int gcm_open(const uint8_t *file_key, gcry_cipher_hd_t *out)
 
 	err = gcry_cipher_open(&hd, GCRY_CIPHER_AES256, GCRY_CIPHER_MODE_GCM, GCRY_CIPHER_SECURE);
 	if (err)
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	err = gcry_cipher_setkey(hd, file_key, SEAL_KEY_SIZE);
 	if (err) {
 		gcry_cipher_close(hd);
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	}
 	*out = hd;
 	return 0;
@@ -197,7 +168,7 @@ static int key_wrap(const struct seal_key *k, bool wrap, const uint8_t *in, uint
 
 	err = gcry_cipher_open(&hd, GCRY_CIPHER_AES256, GCRY_CIPHER_MODE_AESWRAP, GCRY_CIPHER_SECURE);
 	if (err)
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	err = gcry_cipher_setkey(hd, k->key, SEAL_KEY_SIZE);
 	if (!err)
 		err = wrap ? gcry_cipher_encrypt(hd, out, SEAL_WRAPPED, in, SEAL_KEY_SIZE)
@@ -205,7 +176,7 @@ static int key_wrap(const struct seal_key *k, bool wrap, const uint8_t *in, uint
 	gcry_cipher_close(hd);
 	if (gcry_err_code(err) == GPG_ERR_CHECKSUM)
 		return -EKEYREJECTED;
-	return err ? gcry_to_errno(err) : 0;
+	return err ? crypto_error(err) : 0;
 }
 
 /* Set up segment i: nonce = prefix || i, additional data = header || last. */
@@ -225,7 +196,7 @@ static int segment_start(gcry_cipher_hd_t hd, const uint8_t header[SEAL_HEADER_S
 	/* Each segment is one encrypt or decrypt call, so it is also the final one of its message. */
 	if (!err)
 		err = gcry_cipher_final(hd);
-	return err ? gcry_to_errno(err) : 0;
+	return err ? crypto_error(err) : 0;
 }
 
 /* A file key lives in secure memory and is wiped before it is freed. */
@@ -243,6 +214,7 @@ int seal_writer_new(const struct seal_key *k, seal_sink_fn sink, void *ctx, stru
 	uint8_t *file_key;
 	int r;
 
+	failure_clear();
 	if (!k || !sink || !out)
 		return -EINVAL;
 	w = calloc(1, sizeof(*w));
@@ -257,7 +229,7 @@ int seal_writer_new(const struct seal_key *k, seal_sink_fn sink, void *ctx, stru
 	memcpy(w->header, SEAL_MAGIC, SEAL_MAGIC_SIZE);
 	w->header[OFF_VERSION] = SEAL_VERSION;
 	w->header[OFF_RESERVED] = 0;
-	put_u32le(w->header + OFF_SEGMENT, SEAL_SEGMENT_SIZE);
+	wire_put_u32(w->header + OFF_SEGMENT, SEAL_SEGMENT_SIZE);
 	gcry_create_nonce(w->header + OFF_PREFIX, SEAL_PREFIX_SIZE);
 	if ((r = key_wrap(k, true, file_key, w->header + OFF_WRAPPED)) < 0 || (r = gcm_open(file_key, &w->gcm)) < 0)
 		goto fail;
@@ -283,7 +255,7 @@ static int seal_segment(struct seal_writer *w, bool last)
 	if (!err)
 		err = gcry_cipher_gettag(w->gcm, w->buf + w->fill, SEAL_TAG_SIZE);
 	if (err)
-		return gcry_to_errno(err);
+		return crypto_error(err);
 	if ((r = w->sink(w->ctx, w->buf, w->fill + SEAL_TAG_SIZE)) < 0)
 		return r;
 	w->segment++;
@@ -297,6 +269,7 @@ int seal_writer_write(struct seal_writer *w, const void *buf, size_t len)
 	size_t n;
 	int r;
 
+	failure_clear();
 	if (w->finished)
 		return -EINVAL;
 	while (len > 0) {
@@ -318,6 +291,7 @@ int seal_writer_finish(struct seal_writer *w)
 {
 	int r;
 
+	failure_clear();
 	if (w->finished)
 		return 0;
 	r = seal_segment(w, true);
@@ -346,6 +320,7 @@ int seal_reader_new(const struct seal_key *k, int fd, struct seal_reader **out)
 	ssize_t n;
 	int r;
 
+	failure_clear();
 	if (!k || !out)
 		return -EINVAL;
 	rd = calloc(1, sizeof(*rd));
@@ -366,7 +341,7 @@ int seal_reader_new(const struct seal_key *k, int fd, struct seal_reader **out)
 		r = n < SEAL_MAGIC_SIZE + 1 ? -EPROTO : -ENODATA;
 		goto fail;
 	}
-	rd->seg_size = get_u32le(rd->header + OFF_SEGMENT);
+	rd->seg_size = wire_get_u32(rd->header + OFF_SEGMENT);
 	if (rd->header[OFF_RESERVED] != 0 || rd->seg_size < SEAL_SEGMENT_MIN || rd->seg_size > SEAL_SEGMENT_MAX) {
 		r = -EPROTO;
 		goto fail;
@@ -403,7 +378,7 @@ static int open_segment(struct seal_reader *rd, size_t len, uint64_t i, bool las
 		err = gcry_cipher_checktag(rd->gcm, rd->rec + clen, SEAL_TAG_SIZE);
 	if (gcry_err_code(err) == GPG_ERR_CHECKSUM)
 		return -EBADMSG;
-	return err ? gcry_to_errno(err) : 0;
+	return err ? crypto_error(err) : 0;
 }
 
 int seal_reader_next(struct seal_reader *rd, const uint8_t **data, size_t *len)
@@ -414,6 +389,7 @@ int seal_reader_next(struct seal_reader *rd, const uint8_t **data, size_t *len)
 	bool last;
 	int r;
 
+	failure_clear();
 	if (rd->done)
 		return 0;
 	/* Read one byte past a full segment: only the end of the file makes a segment the last. */

@@ -44,7 +44,7 @@ int seal_key_path(const char *option, char *out, size_t out_size);
 int seal_key_load(const char *path, struct seal_key **out);
 void seal_key_free(struct seal_key *k);
 
-/* A message for the codes seal functions return, the errno ones included. */
+/* A message for the codes seal functions return; for the others, failure_str() (failure.h). */
 const char *seal_strerror(int r);
 
 /* Bytes on disk for a plaintext of that many bytes; UINT64_MAX on overflow. */

@@ -12,6 +12,7 @@
 
 #include "crypto.h"
 #include "der.h"
+#include "failure.h"
 #include "io.h"
 #include "log.h"
 #include "opts.h"
@@ -129,9 +130,7 @@ __attribute__((format(printf, 3, 4))) static enum outcome server_error(struct se
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	log_error("%s: %s%s%s; answering 2107 and closing the connection.", what, strerror(-err),
-	          s->st && (err == -EIO || err == -EBUSY) ? ": " : "",
-	          s->st && (err == -EIO || err == -EBUSY) ? store_errmsg(s->st) : "");
+	log_error("%s: %s; answering 2107 and closing the connection.", what, failure_str(err));
 	(void)respond(s, RESP_ERROR, NULL);
 	return OUT_FAIL;
 }
@@ -637,7 +636,7 @@ static enum outcome serve_request(struct session *s)
 	 * (efserver-protocol(7), "What the server keeps").
 	 */
 	if (!s->touched && !registers && (r = store_touch(s->st, s->hdr.client_id)) < 0)
-		log_warning("Could not update last seen of client %s: %s.", s->id_hex, strerror(-r));
+		log_warning("Could not update last seen of client %s: %s.", s->id_hex, failure_str(r));
 	return o;
 }
 

@@ -1,7 +1,7 @@
 /*
- * The store (PROTOCOL.md section 6): clients and files in one SQLite
- * database shared by every efsession process. Each process has one
- * connection; every write is one BEGIN IMMEDIATE transaction so that a
+ * The store (efserver-protocol(7), "What the server keeps"): clients and files
+ * in one SQLite database shared by every efsession process. Each process has
+ * one connection; every write is one BEGIN IMMEDIATE transaction so that a
  * competing writer makes us wait on the busy timeout instead of failing.
  */
 #include "config.h"
@@ -18,6 +18,7 @@
 
 #include <sqlite3.h>
 
+#include "failure.h"
 #include "store.h"
 
 #define STORE_BUSY_TIMEOUT_DEFAULT_MS 60000
@@ -149,33 +150,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 struct store {
 	sqlite3 *db;
 	bool readonly;
-	char *errmsg;    /* copy of the last SQLite error, kept across the ROLLBACK that follows it */
-	bool errmsg_oom; /* the copy itself failed */
 	sqlite3_stmt *stmt[ST_COUNT];
 };
-
-static void errmsg_clear(struct store *st)
-{
-	free(st->errmsg);
-	st->errmsg = NULL;
-	st->errmsg_oom = false;
-}
-
-static void errmsg_set(struct store *st, const char *msg)
-{
-	errmsg_clear(st);
-	st->errmsg = strdup(msg);
-	st->errmsg_oom = st->errmsg == NULL;
-}
-
-const char *store_errmsg(const struct store *st)
-{
-	if (!st)
-		return "no store";
-	if (st->errmsg)
-		return st->errmsg;
-	return st->errmsg_oom ? "out of memory" : "no SQLite error";
-}
 
 /* Errors that mean another process holds a lock: worth another try. */
 static bool rc_is_busy(int rc)
@@ -184,28 +160,42 @@ static bool rc_is_busy(int rc)
 	return rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_PROTOCOL;
 }
 
-/* Keep SQLite's message for store_errmsg() and turn its code into a negative errno. */
+/*
+ * A failure of the database, rc: SQLite's own words noted (failure.h) with
+ * err, and the system's where a system call failed. Read before anything
+ * else runs on the connection and replaces them (the ROLLBACK that follows).
+ */
+static int fail_as(struct store *st, int rc, int err)
+{
+	int sys = sqlite3_system_errno(st->db);
+
+	rc &= 0xff;
+	if (sys > 0 && (rc == SQLITE_IOERR || rc == SQLITE_CANTOPEN || rc == SQLITE_FULL))
+		return failure_note(err, "SQLite: %s (%s)", sqlite3_errmsg(st->db), strerror(sys));
+	return failure_note(err, "SQLite: %s", sqlite3_errmsg(st->db));
+}
+
+/* The same, with SQLite's result code turned into a negative errno. */
 static int fail(struct store *st, int rc)
 {
 	int e;
 
-	errmsg_set(st, sqlite3_errmsg(st->db));
 	switch (rc & 0xff) {
 	case SQLITE_FULL:
-		return -ENOSPC;
+		return fail_as(st, rc, -ENOSPC);
 	case SQLITE_NOMEM:
-		return -ENOMEM;
+		return fail_as(st, rc, -ENOMEM);
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 	case SQLITE_PROTOCOL:
-		return -EBUSY;
+		return fail_as(st, rc, -EBUSY);
 	case SQLITE_READONLY:
-		return -EROFS;
+		return fail_as(st, rc, -EROFS);
 	case SQLITE_CANTOPEN:
 		e = sqlite3_system_errno(st->db);
-		return e > 0 ? -e : -EIO;
+		return fail_as(st, rc, e > 0 ? -e : -EIO);
 	default:
-		return -EIO;
+		return fail_as(st, rc, -EIO);
 	}
 }
 
@@ -309,12 +299,14 @@ static int tx_begin(struct store *st)
 		return -EROFS;
 	for (unsigned i = 0;; i++) {
 		rc = sqlite3_step(s);
-		r = rc == SQLITE_DONE ? 0 : fail(st, rc);
+		if (rc == SQLITE_DONE || !rc_is_busy(rc) || i >= STORE_RETRIES)
+			break;
 		(void)sqlite3_reset(s);
-		if (r == 0 || !rc_is_busy(rc) || i >= STORE_RETRIES)
-			return r;
 		backoff(i);
 	}
+	r = rc == SQLITE_DONE ? 0 : fail(st, rc);
+	(void)sqlite3_reset(s);
+	return r;
 }
 
 /* On failure the transaction is rolled back; a COMMIT that met a lock is still open and can be retried. */
@@ -325,15 +317,15 @@ static int tx_commit(struct store *st)
 
 	for (unsigned i = 0;; i++) {
 		rc = sqlite3_step(s);
-		r = rc == SQLITE_DONE ? 0 : fail(st, rc);
-		(void)sqlite3_reset(s);
-		if (r == 0)
-			return 0;
-		if (!rc_is_busy(rc) || i >= STORE_RETRIES || sqlite3_get_autocommit(st->db))
+		if (rc == SQLITE_DONE || !rc_is_busy(rc) || i >= STORE_RETRIES || sqlite3_get_autocommit(st->db))
 			break;
+		(void)sqlite3_reset(s);
 		backoff(i);
 	}
-	tx_rollback(st);
+	r = rc == SQLITE_DONE ? 0 : fail(st, rc);
+	(void)sqlite3_reset(s);
+	if (r < 0)
+		tx_rollback(st);
 	return r;
 }
 
@@ -359,11 +351,11 @@ static int pragma(struct store *st, const char *sql, sqlite3_int64 *num, char *t
 			}
 		}
 		if (rc != SQLITE_DONE) {
-			int r = fail(st, rc);
+			int r = !rc_is_busy(rc) || i >= STORE_RETRIES ? fail(st, rc) : 0;
 
 			(void)sqlite3_finalize(s);
 			s = NULL;
-			if (!rc_is_busy(rc) || i >= STORE_RETRIES)
+			if (r < 0)
 				return r;
 			backoff(i);
 			continue;
@@ -371,6 +363,15 @@ static int pragma(struct store *st, const char *sql, sqlite3_int64 *num, char *t
 		(void)sqlite3_finalize(s);
 		return 0;
 	}
+}
+
+/* A schema version this program cannot use (a newer efsession wrote it): say which. */
+static int schema_unknown(sqlite3_int64 v)
+{
+	return failure_note(-EPROTO,
+	                    "the database schema is newer than this program knows (version %lld; this program "
+	                    "knows up to %d)",
+	                    (long long)v, STORE_SCHEMA_VERSION);
 }
 
 /*
@@ -388,10 +389,8 @@ static int schema_upgrade(struct store *st)
 		return r;
 	if (v == STORE_SCHEMA_VERSION)
 		return 0;
-	if (v < 0 || v > STORE_SCHEMA_VERSION) {
-		errmsg_set(st, "the database schema is newer than this program knows");
-		return -EPROTO;
-	}
+	if (v < 0 || v > STORE_SCHEMA_VERSION)
+		return schema_unknown(v);
 
 	r = tx_begin(st);
 	if (r < 0)
@@ -400,8 +399,7 @@ static int schema_upgrade(struct store *st)
 	if (r < 0)
 		goto rollback;
 	if (v < 0 || v > STORE_SCHEMA_VERSION) {
-		errmsg_set(st, "the database schema is newer than this program knows");
-		r = -EPROTO;
+		r = schema_unknown(v);
 		goto rollback;
 	}
 	if (v == STORE_SCHEMA_VERSION) {
@@ -443,10 +441,8 @@ static int journal_wal(struct store *st)
 	r = pragma(st, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode));
 	if (r < 0)
 		return r;
-	if (strcmp(mode, "wal") != 0) {
-		errmsg_set(st, "the database cannot use WAL journal mode here");
-		return -EOPNOTSUPP;
-	}
+	if (strcmp(mode, "wal") != 0)
+		return failure_note(-EOPNOTSUPP, "the database cannot use WAL journal mode here");
 	return 0;
 }
 
@@ -486,7 +482,6 @@ void store_close(struct store *st)
 	for (size_t i = 0; i < ARRAY_SIZE(st->stmt); i++)
 		(void)sqlite3_finalize(st->stmt[i]);
 	(void)sqlite3_close_v2(st->db);
-	errmsg_clear(st);
 	free(st);
 }
 
@@ -529,6 +524,7 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 	char *path = NULL;
 	int r;
 
+	failure_clear();
 	if (!out)
 		return -EINVAL;
 	r = db_path(state_dir, &path);
@@ -582,6 +578,7 @@ int store_open_readonly(const char *state_dir, int busy_timeout_ms, struct store
 	sqlite3_int64 v = 0;
 	int r;
 
+	failure_clear();
 	if (!out)
 		return -EINVAL;
 	r = db_path(state_dir, &path);
@@ -603,7 +600,9 @@ int store_open_readonly(const char *state_dir, int busy_timeout_ms, struct store
 		goto out;
 	}
 	if (v != STORE_SCHEMA_VERSION) {
-		r = -EPROTO;
+		r = v > STORE_SCHEMA_VERSION ? schema_unknown(v)
+		                             : failure_note(-EPROTO, "the database schema is older than this program "
+		                                                     "knows; efsession upgrades it when it next runs");
 		goto out;
 	}
 	*out = st;
@@ -652,14 +651,15 @@ static bool column_blob(sqlite3_stmt *s, int col, uint8_t *dst, size_t size, siz
 	return true;
 }
 
-static int corrupt(struct store *st, const char *what)
+/* A row or check result the schema should have made impossible. */
+static int corrupt(const char *what)
 {
-	errmsg_set(st, what);
-	return -EIO;
+	return failure_note(-EIO, "%s", what);
 }
 
-static int client_from_row(struct store *st, sqlite3_stmt *s, struct store_client *c)
+static int client_from_row(sqlite3_stmt *s, void *out)
 {
+	struct store_client *c = out;
 	size_t id_len = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -668,13 +668,14 @@ static int client_from_row(struct store *st, sqlite3_stmt *s, struct store_clien
 	    !column_blob(s, 2, c->public_key, sizeof(c->public_key), &c->public_key_len) ||
 	    !column_blob(s, 3, c->aes_key, sizeof(c->aes_key), &c->aes_key_len) ||
 	    !column_str(s, 4, c->last_seen, sizeof(c->last_seen), true))
-		return corrupt(st, "malformed row in table clients");
+		return corrupt("malformed row in table clients");
 	c->file_count = sqlite3_column_int64(s, 5);
 	return 0;
 }
 
-static int file_from_row(struct store *st, sqlite3_stmt *s, struct store_file *f)
+static int file_from_row(sqlite3_stmt *s, void *out)
 {
+	struct store_file *f = out;
 	size_t id_len = 0;
 	sqlite3_int64 status, size, checksum;
 
@@ -688,7 +689,7 @@ static int file_from_row(struct store *st, sqlite3_stmt *s, struct store_file *f
 	    !column_str(s, 8, f->received, sizeof(f->received), true) ||
 	    (status != STORE_FILE_STORED && status != STORE_FILE_FAILED) || size < 0 || checksum < 0 ||
 	    checksum > UINT32_MAX)
-		return corrupt(st, "malformed row in table files");
+		return corrupt("malformed row in table files");
 	f->verified = sqlite3_column_int64(s, 3) != 0;
 	f->status = (enum store_file_status)status;
 	f->size = (uint64_t)size;
@@ -704,7 +705,7 @@ int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], cons
 
 	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE))
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
@@ -720,11 +721,12 @@ int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], cons
 		/* The UNIQUE and PRIMARY KEY constraints decide, atomically, that the name or id is taken. */
 		int ext = sqlite3_extended_errcode(st->db);
 
-		r = fail(st, rc);
 		if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
 			r = -EEXIST;
 		else if ((rc & 0xff) == SQLITE_CONSTRAINT)
-			r = -EINVAL;
+			r = fail_as(st, rc, -EINVAL);
+		else
+			r = fail(st, rc);
 		stmt_done(s);
 		goto rollback;
 	}
@@ -736,23 +738,35 @@ rollback:
 	return r;
 }
 
-static int client_fetch(struct store *st, sqlite3_stmt *s, struct store_client *out)
+/*
+ * The row a bound SELECT of one row finds, read by from_row into tmp and
+ * copied to out (size bytes) only on success: 0 or -ENOENT. tmp is wiped
+ * after, since a client's row holds its AES key.
+ */
+static int fetch_one(struct store *st, sqlite3_stmt *s, int (*from_row)(sqlite3_stmt *, void *), void *tmp, void *out,
+                     size_t size)
 {
-	struct store_client c;
 	int rc, r;
 
 	rc = step_read(s);
 	if (rc == SQLITE_ROW)
-		r = client_from_row(st, s, &c);
+		r = from_row(s, tmp);
 	else if (rc == SQLITE_DONE)
 		r = -ENOENT;
 	else
 		r = fail(st, rc);
 	stmt_done(s);
 	if (r == 0)
-		memcpy(out, &c, sizeof(c));
-	explicit_bzero(&c, sizeof(c));
+		memcpy(out, tmp, size);
+	explicit_bzero(tmp, size);
 	return r;
+}
+
+static int client_fetch(struct store *st, sqlite3_stmt *s, struct store_client *out)
+{
+	struct store_client c;
+
+	return fetch_one(st, s, client_from_row, &c, out, sizeof(c));
 }
 
 int store_get_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], struct store_client *out)
@@ -762,7 +776,7 @@ int store_get_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], struct st
 
 	if (!st || !id || !out)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = stmt_get(st, ST_CLIENT_BY_ID, &s);
 	if (r < 0)
 		return r;
@@ -778,7 +792,7 @@ int store_find_client_by_name(struct store *st, const char *name, struct store_c
 
 	if (!st || !out || !str_ok(name, WIRE_NAME_SIZE))
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = stmt_get(st, ST_CLIENT_BY_NAME, &s);
 	if (r < 0)
 		return r;
@@ -807,7 +821,7 @@ int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 
 	if (!st || !id)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
@@ -864,7 +878,7 @@ int store_set_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char 
 	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE) || !spki || spki_len == 0 || spki_len > DER_RSA_SPKI_MAX ||
 	    !aes || aes_len == 0 || aes_len > STORE_AES_MAX)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
@@ -897,7 +911,7 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 
 	if (!st || !id || !aes || aes_len == 0 || aes_len > STORE_AES_MAX)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
@@ -911,7 +925,7 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 	r = stmt_exec(st, s);
 	if (r < 0)
 		goto rollback;
-	/* 1027 needs a stored public key to encrypt the new AES key with (PROTOCOL.md section 3). */
+	/* 1027 needs a stored public key to encrypt the new AES key with (efserver-protocol(7), Responses). */
 	if (sqlite3_changes(st->db) == 0) {
 		r = -ENOENT;
 		goto rollback;
@@ -927,27 +941,17 @@ int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char 
 {
 	struct store_file f;
 	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r;
 
 	if (!st || !id || !out || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = stmt_get(st, ST_FILE_GET, &s);
 	if (r < 0)
 		return r;
 	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK)
 		return bind_failed(st, s);
-	rc = step_read(s);
-	if (rc == SQLITE_ROW)
-		r = file_from_row(st, s, &f);
-	else if (rc == SQLITE_DONE)
-		r = -ENOENT;
-	else
-		r = fail(st, rc);
-	stmt_done(s);
-	if (r == 0)
-		memcpy(out, &f, sizeof(f));
-	return r;
+	return fetch_one(st, s, file_from_row, &f, out, sizeof(f));
 }
 
 /* Within a transaction: the attempts count of a row just written. */
@@ -966,7 +970,7 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
 		*out = sqlite3_column_int64(s, 0);
 		r = 0;
 	} else if (rc == SQLITE_DONE) {
-		r = corrupt(st, "file row missing right after it was written");
+		r = corrupt("file row missing right after it was written");
 	} else {
 		r = fail(st, rc);
 	}
@@ -974,11 +978,6 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
 	return r;
 }
 
-/*
- * The row and the file on disk change together: publish runs inside the
- * transaction, so a failed publication leaves the row as it was, and a
- * failed COMMIT is reported for the caller to undo the publication.
- */
 /* A callback inside a transaction: a positive value must not read as success to a caller testing r < 0. */
 static int run_callback(store_publish_fn fn, void *ctx)
 {
@@ -987,21 +986,27 @@ static int run_callback(store_publish_fn fn, void *ctx)
 	return r > 0 ? -ECANCELED : r;
 }
 
-/* One statement on a client (and path), in one transaction: -ENOENT when it changes no row; then fn. */
+/*
+ * One statement on a client's row, or on the row of one of its files (path
+ * and, when given, file name), in one transaction: -ENOENT, nothing
+ * changed, when it changes no row; then last seen when touch is set, then
+ * fn.
+ */
 static int row_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
-                  store_publish_fn fn, void *ctx)
+                  const char *file_name, bool touch_too, store_publish_fn fn, void *ctx)
 {
 	sqlite3_stmt *s = NULL;
 	int r;
 
-	errmsg_clear(st);
+	failure_clear();
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
 	r = stmt_get(st, which, &s);
 	if (r < 0)
 		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK)) {
+	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK) ||
+	    (file_name && bind_str(s, 3, file_name) != SQLITE_OK)) {
 		r = bind_failed(st, s);
 		goto rollback;
 	}
@@ -1012,6 +1017,8 @@ static int row_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID
 		r = -ENOENT;
 		goto rollback;
 	}
+	if (touch_too && (r = touch(st, id)) < 0)
+		goto rollback;
 	if ((r = run_callback(fn, ctx)) < 0)
 		goto rollback;
 	return tx_commit(st);
@@ -1030,12 +1037,17 @@ rollback:
  */
 static int unverify(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name)
 {
-	int r = row_op(st, ST_FILE_UNVERIFY, id, path_name, NULL, NULL);
+	int r = row_op(st, ST_FILE_UNVERIFY, id, path_name, NULL, false, NULL, NULL);
 
 	/* No verified row (the common case): nothing was committed, so nothing was synced. */
 	return r == -ENOENT ? 0 : r;
 }
 
+/*
+ * The row and the file on disk change together: publish runs inside the
+ * transaction, so a failed publication leaves the row as it was, and a
+ * failed COMMIT is reported for the caller to undo the publication.
+ */
 int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx,
                       long long *attempts)
 {
@@ -1046,7 +1058,7 @@ int store_record_file(struct store *st, const struct store_file *f, store_publis
 	if (!st || !f || !str_ok(f->file_name, sizeof(f->file_name)) || !str_ok(f->path_name, sizeof(f->path_name)) ||
 	    f->size > INT64_MAX)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	if ((r = unverify(st, f->client_id, f->path_name)) < 0)
 		return r;
 	r = tx_begin(st);
@@ -1066,12 +1078,13 @@ int store_record_file(struct store *st, const struct store_file *f, store_publis
 	if (rc != SQLITE_DONE) {
 		int ext = sqlite3_extended_errcode(st->db);
 
-		r = fail(st, rc);
 		/* The foreign key says the client is not registered. */
 		if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
 			r = -ENOENT;
 		else if ((rc & 0xff) == SQLITE_CONSTRAINT)
-			r = -EINVAL;
+			r = fail_as(st, rc, -EINVAL);
+		else
+			r = fail(st, rc);
 		stmt_done(s);
 		goto rollback;
 	}
@@ -1104,43 +1117,10 @@ rollback:
 static int file_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
                    const char *file_name, store_publish_fn fn, void *ctx)
 {
-	sqlite3_stmt *s = NULL;
-	int r;
-
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX) || !str_ok(file_name, WIRE_NAME_SIZE))
 		return -EINVAL;
-	errmsg_clear(st);
-	r = tx_begin(st);
-	if (r < 0)
-		return r;
-	r = stmt_get(st, which, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK ||
-	    bind_str(s, 3, file_name) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
-	r = stmt_exec(st, s);
-	if (r < 0)
-		goto rollback;
-	if (sqlite3_changes(st->db) == 0) {
-		r = -ENOENT;
-		goto rollback;
-	}
-	/* ST_FILE_CHECK has already updated last seen. */
-	if (which != ST_FILE_CHECK) {
-		r = touch(st, id);
-		if (r < 0)
-			goto rollback;
-	}
-	if ((r = run_callback(fn, ctx)) < 0)
-		goto rollback;
-	return tx_commit(st);
-
-rollback:
-	tx_rollback(st);
-	return r;
+	/* ST_FILE_CHECK updates last seen itself. */
+	return row_op(st, which, id, path_name, file_name, which != ST_FILE_CHECK, fn, ctx);
 }
 
 int store_mark_verified(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name)
@@ -1163,7 +1143,7 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 {
 	if (!st || !id)
 		return -EINVAL;
-	return row_op(st, ST_CLIENT_DELETE, id, NULL, NULL, NULL);
+	return row_op(st, ST_CLIENT_DELETE, id, NULL, NULL, false, NULL, NULL);
 }
 
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
@@ -1171,7 +1151,7 @@ int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 {
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
-	return row_op(st, ST_FILE_DELETE, id, path_name, gone_check, ctx);
+	return row_op(st, ST_FILE_DELETE, id, path_name, NULL, false, gone_check, ctx);
 }
 
 /*
@@ -1193,13 +1173,13 @@ int store_each_client(struct store *st, store_client_fn fn, void *ctx)
 
 	if (!st || !fn)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = iterate_prepare(st, "SELECT " CLIENT_COLUMNS " FROM clients ORDER BY name", &s);
 	if (r < 0)
 		return r;
 	memset(&c, 0, sizeof(c));
 	for (rc = step_read(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
-		r = client_from_row(st, s, &c);
+		r = client_from_row(s, &c);
 		if (r == 0)
 			r = fn(&c, ctx);
 		if (r != 0)
@@ -1220,7 +1200,7 @@ int store_each_file(struct store *st, const uint8_t *id, store_file_fn fn, void 
 
 	if (!st || !fn)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	if (id)
 		r = iterate_prepare(st, "SELECT " FILE_COLUMNS " FROM files WHERE client_id = ?1 ORDER BY path_name",
 		                    &s);
@@ -1234,7 +1214,7 @@ int store_each_file(struct store *st, const uint8_t *id, store_file_fn fn, void 
 		return r;
 	}
 	for (rc = step_read(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
-		r = file_from_row(st, s, &f);
+		r = file_from_row(s, &f);
 		if (r == 0)
 			r = fn(&f, ctx);
 		if (r != 0)
@@ -1263,12 +1243,10 @@ static int check_rows(struct store *st, const char *sql, const char *healthy)
 			r = 0;
 		} else {
 			/* integrity_check says what is wrong; foreign_key_check only names a table. */
-			errmsg_set(st,
-			           healthy && t ? (const char *)t : "a row refers to a missing row of another table");
-			r = -EIO;
+			r = corrupt(healthy && t ? (const char *)t : "a row refers to a missing row of another table");
 		}
 	} else if (rc == SQLITE_DONE) {
-		r = healthy ? corrupt(st, "integrity check returned nothing") : 0;
+		r = healthy ? corrupt("integrity check returned nothing") : 0;
 	} else {
 		r = fail(st, rc);
 	}
@@ -1283,7 +1261,7 @@ int store_integrity_check(struct store *st)
 
 	if (!st)
 		return -EINVAL;
-	errmsg_clear(st);
+	failure_clear();
 	r = check_rows(st, "PRAGMA integrity_check", "ok");
 	if (r < 0)
 		return r;

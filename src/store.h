@@ -1,9 +1,10 @@
 /*
- * The store: all shared state, in SQLite (PROTOCOL.md section 6). The only
- * module that speaks SQL. Every write is one short BEGIN IMMEDIATE
- * transaction; contention waits on the busy timeout, never fails.
- * Functions return 0 or a negative errno-style code and do not log;
- * store_errmsg() tells the last SQLite error for the caller's log line.
+ * The store: all shared state, in SQLite (efserver-protocol(7), "What the
+ * server keeps"). The only module that speaks SQL. Every write is one short
+ * BEGIN IMMEDIATE transaction; contention waits on the busy timeout, never
+ * fails. Functions return 0 or a negative errno-style code and do not log;
+ * when the database fails, SQLite's own words are noted for the caller's
+ * log line (failure.h), a refusal (-ENOENT, -EEXIST, -EPERM) notes nothing.
  */
 #ifndef EF_STORE_H
 #define EF_STORE_H
@@ -53,13 +54,13 @@ struct store_file {
 /*
  * Open (creating if needed) STATE_DIR/efserver.db: busy timeout first, then
  * WAL, synchronous FULL, foreign keys, and the schema created or migrated
- * by whichever process gets there first. busy_timeout_ms <= 0 picks the default.
+ * by whichever process gets there first. busy_timeout_ms <= 0 picks the
+ * default. -EPROTO for a schema newer than this program knows.
  */
 int store_open(const char *state_dir, int busy_timeout_ms, struct store **out);
-/* Open read-only, for tools that must not create anything. */
+/* Open read-only, for tools that must not create anything: -ENOENT when no efsession has created the schema. */
 int store_open_readonly(const char *state_dir, int busy_timeout_ms, struct store **out);
 void store_close(struct store *st);
-const char *store_errmsg(const struct store *st);
 
 /* Register a new client. -EEXIST if the name is taken (or, improbably, the id). */
 int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name);

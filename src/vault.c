@@ -1,3 +1,9 @@
+/*
+ * The file vault (vault.h): files received, written unnamed in their
+ * client's directory, synced, then linked to their name; encryption at rest
+ * through seal.h; and what efctl(8) needs to find and remove what killed
+ * sessions leave behind.
+ */
 #include "config.h"
 
 #include <dirent.h>
@@ -126,7 +132,7 @@ int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out,
 	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
 }
 
-/* A base name is one path component that is not "." or ".." (PROTOCOL.md section 6). */
+/* A base name is one path component that is not "." or ".." (efserver-protocol(7), Names). */
 static bool safe_base(const char *base)
 {
 	return base[0] && !strchr(base, '/') && strcmp(base, ".") != 0 && strcmp(base, "..") != 0;
@@ -181,6 +187,16 @@ static int client_dir_locked(struct vault *v, const uint8_t id[WIRE_ID_SIZE], in
 	return -ESTALE;
 }
 
+/* A fresh name for tmp/, upload-<pid>-<random>: efctl gc tells by the pid whether its session still runs. */
+static void tmp_name(struct vault_file *f)
+{
+	uint8_t rnd[8];
+
+	crypto_random(rnd, sizeof(rnd));
+	snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
+	         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+}
+
 static int raw_write(void *ctx, const void *buf, size_t len)
 {
 	struct vault_file *f = ctx;
@@ -209,7 +225,6 @@ static int raw_write(void *ctx, const void *buf, size_t len)
 int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_file **out)
 {
 	struct vault_file *f = calloc(1, sizeof(*f));
-	uint8_t rnd[8];
 	int r;
 
 	if (!f)
@@ -223,9 +238,7 @@ int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_f
 	f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
 	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
 		/* No O_TMPFILE here: a named file in tmp/, which efctl gc can find after a crash. */
-		crypto_random(rnd, sizeof(rnd));
-		snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
-		         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+		tmp_name(f);
 		f->fd = openat(v->tmp_fd, f->tmp_name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 		f->named = f->fd >= 0;
 	}
@@ -251,11 +264,8 @@ int vault_write(struct vault_file *f, const void *buf, size_t len)
 static int link_tmp(struct vault_file *f)
 {
 	char proc[64];
-	uint8_t rnd[8];
 
-	crypto_random(rnd, sizeof(rnd));
-	snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
-	         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	tmp_name(f);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
 	if (linkat(AT_FDCWD, proc, f->vault->tmp_fd, f->tmp_name, AT_SYMLINK_FOLLOW) < 0)
 		return -errno;
@@ -341,24 +351,43 @@ int vault_remove(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *ba
 	return r;
 }
 
+/* A stream over the entries of an open directory, leaving dirfd itself open and where it was. */
+static int dir_stream(int dirfd, DIR **out)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	if (!(*out = fdopendir(fd))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return 0;
+}
+
+/* Whether a directory entry is a name of its own rather than "." or "..". */
+static bool dir_entry(const struct dirent *d)
+{
+	return strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0;
+}
+
 /* How many entries the directory name in at holds, besides . and .. */
 static int dir_entries(int at, const char *name, size_t *out)
 {
 	struct dirent *d;
 	size_t n = 0;
 	DIR *ds;
-	int fd, r = 0;
+	int fd, r;
 
-	if ((fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-		return -errno;
-	if (!(ds = fdopendir(fd))) {
-		r = -errno;
-		close(fd);
+	if ((r = open_dir_at(at, name, false, &fd)) < 0)
 		return r;
-	}
+	r = dir_stream(fd, &ds);
+	close(fd);
+	if (r < 0)
+		return r;
 	while ((errno = 0, d = readdir(ds)))
-		if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
-			n++;
+		n += dir_entry(d);
 	if (errno != 0)
 		r = -errno;
 	closedir(ds);
@@ -372,17 +401,12 @@ static int empty_dir(int dir)
 {
 	struct dirent *d;
 	DIR *ds;
-	int fd, r = 0;
+	int r;
 
-	if ((fd = dup(dir)) < 0)
-		return -errno;
-	if (!(ds = fdopendir(fd))) {
-		r = -errno;
-		close(fd);
+	if ((r = dir_stream(dir, &ds)) < 0)
 		return r;
-	}
 	while ((errno = 0, d = readdir(ds))) {
-		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+		if (!dir_entry(d))
 			continue;
 		if (unlinkat(dir, d->d_name, 0) < 0 && errno != ENOENT) {
 			r = -errno;
@@ -418,21 +442,6 @@ int vault_remove_dir(struct vault *v, const uint8_t id[WIRE_ID_SIZE], bool conte
 out:
 	close(dir);
 	return r;
-}
-
-/* A stream over the entries of an open directory, leaving dirfd itself open. */
-static int dir_stream(int dirfd, DIR **out)
-{
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return -errno;
-	if (!(*out = fdopendir(fd))) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	return 0;
 }
 
 int vault_each_client_dir(struct vault *v, vault_dir_fn fn, void *ctx)

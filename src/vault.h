@@ -1,8 +1,8 @@
 /*
- * The file vault: where received files live (PROTOCOL.md section 6),
- * STATE_DIR/files/<client id hex>/<base name>. A file is written unnamed,
- * fsynced, and only then linked to its name, so no reader ever sees a
- * partial file and a dropped connection leaves nothing behind.
+ * The file vault: where received files live (efserver-protocol(7), "What the
+ * server keeps"), STATE_DIR/files/<client id hex>/<base name>. A file is
+ * written unnamed, fsynced, and only then linked to its name, so no reader ever
+ * sees a partial file and a dropped connection leaves nothing behind.
  */
 #ifndef EF_VAULT_H
 #define EF_VAULT_H

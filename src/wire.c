@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "utf8.h"
 #include "wire.h"
 
 #define ID    WIRE_ID_SIZE
@@ -413,44 +414,11 @@ int wire_parse_response_body(const struct wire_dialect *d, uint16_t code, const 
 	return 0;
 }
 
-/* Length of the UTF-8 sequence at s (at most n bytes), or 0 if it is not well formed. */
-static size_t utf8_sequence(const uint8_t *s, size_t n)
-{
-	uint32_t cp;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	/* Overlong forms, UTF-16 surrogates and code points past U+10FFFF. */
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
-
 /* efserver-protocol(7), "Names". */
 enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool utf8, size_t *len)
 {
 	const uint8_t *nul = memchr(field, 0, WIRE_NAME_SIZE);
-	size_t n, i, step;
+	size_t n, i;
 
 	if (!nul)
 		return WIRE_NAME_NO_NUL;
@@ -460,10 +428,8 @@ enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool u
 	for (i = 0; i < n; i++)
 		if (field[i] < 0x20 || field[i] == 0x7f)
 			return WIRE_NAME_CONTROL;
-	if (utf8)
-		for (i = 0; i < n; i += step)
-			if ((step = utf8_sequence(field + i, n - i)) == 0)
-				return WIRE_NAME_NOT_UTF8;
+	if (utf8 && !utf8_valid(field, n))
+		return WIRE_NAME_NOT_UTF8;
 	*len = n;
 	return WIRE_NAME_OK;
 }

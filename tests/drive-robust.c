@@ -35,10 +35,12 @@
 
 #include "cksum.h"
 #include "crypto.h"
+#include "io.h"
 #include "keyfile.h"
 #include "store.h"
 #include "wire.h"
 
+#include "prng.h"
 #include "tap.h"
 
 #define IO_TIMEOUT_MS 120000
@@ -69,68 +71,20 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A deterministic byte stream (xorshift32): content is regenerated, never kept, for the audit. */
-struct prng {
-	uint32_t x;
-};
-
-static uint32_t prng_next(struct prng *p)
-{
-	p->x ^= p->x << 13;
-	p->x ^= p->x >> 17;
-	p->x ^= p->x << 5;
-	return p->x;
-}
-
-static void prng_fill(struct prng *p, uint8_t *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		buf[i] = (uint8_t)(prng_next(p) >> 24);
-}
-
 static uint32_t rnd_below(struct prng *p, uint32_t n)
 {
 	return n ? prng_next(p) % n : 0;
 }
 
-/* Full reads and writes with an upper bound against hangs; -1 on EOF or error. */
+/* io.c's full reads and writes, in the driver's terms: 0, or -1 at an early end, an error or the deadline. */
 static int send_all(int fd, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return io_write_full(fd, buf, len, IO_TIMEOUT_MS) < 0 ? -1 : 0;
 }
 
 static int recv_all(int fd, void *buf, size_t len, int timeout_ms)
 {
-	uint8_t *p = buf;
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
-	ssize_t n;
-
-	while (len) {
-		if (poll(&pfd, 1, timeout_ms) <= 0)
-			return -1;
-		n = recv(fd, p, len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return io_read_full(fd, buf, len, timeout_ms) == (ssize_t)len ? 0 : -1;
 }
 
 /* Whether the peer closed the connection (within timeout_ms) without sending anything more. */
@@ -380,7 +334,7 @@ static int send_upload(int fd, bool set1100, const struct ident *c, const char *
 		n = total - done < CHUNK ? total - done : CHUNK;
 		for (i = 0; i < n; i++) {
 			uint64_t pos = done + i;
-			buf[off + i] = pos < ct->size ? (uint8_t)(prng_next(&p) >> 24) : (uint8_t)(total - ct->size);
+			buf[off + i] = pos < ct->size ? prng_byte(&p) : (uint8_t)(total - ct->size);
 		}
 		crypto_cbc_run(cbc, buf + off, (size_t)n);
 		done += n;

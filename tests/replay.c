@@ -31,24 +31,19 @@
 #include "cksum.h"
 #include "crypto.h"
 #include "der.h"
+#include "failure.h"
 #include "store.h"
 #include "wire.h"
 
+#include "fixture.h"
 #include "keys.h"
+#include "prng.h"
 #include "tap.h"
 
 #define MAX_SEGS       4096
 #define MAX_ARGS       32
 #define LINE_MAX_LEN   8192
 #define RUN_DEADLINE_S 300
-
-/* The fixture: alice has a public key and a known AES key; bob is registered only. */
-static const uint8_t alice_id[16] = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x47, 0x88,
-                                     0x99, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
-static const uint8_t bob_id[16] = {0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x40, 0x99,
-                                   0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};
-static const uint8_t alice_aes[16] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
-                                      0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
 
 static struct {
 	gcry_sexp_t priv;
@@ -117,19 +112,6 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	printf("\n");
 	exit(99);
-}
-
-/* A deterministic byte stream (xorshift32), so content can be regenerated at both ends. */
-struct prng {
-	uint32_t x;
-};
-
-static uint8_t prng_byte(struct prng *p)
-{
-	p->x ^= p->x << 13;
-	p->x ^= p->x >> 17;
-	p->x ^= p->x << 5;
-	return (uint8_t)(p->x >> 24);
 }
 
 static uint64_t padded(uint64_t size)
@@ -342,9 +324,9 @@ static const uint8_t *named_id(const char *w)
 	static const uint8_t zero[16];
 
 	if (strcmp(w, "alice") == 0)
-		return alice_id;
+		return fixture_alice_id;
 	if (strcmp(w, "bob") == 0)
-		return bob_id;
+		return fixture_bob_id;
 	if (strcmp(w, "zero-id") == 0)
 		return zero;
 	if (strcmp(w, "id") == 0)
@@ -905,7 +887,7 @@ static void expand_ids(const char *in, char *out, size_t cap)
 	int used;
 
 	static const char *const names[] = {"$alice", "$bob", "$id"};
-	const uint8_t *ids[] = {alice_id, bob_id, R.captured_id};
+	const uint8_t *ids[] = {fixture_alice_id, fixture_bob_id, R.captured_id};
 	size_t o = 0, k;
 	char hex[WIRE_ID_HEX_SIZE];
 
@@ -1046,7 +1028,6 @@ static void adopt_key(int line)
 
 static void seed_state(const char *how)
 {
-	struct store *st;
 	int r;
 
 	if (strcmp(how, "missing") == 0) {
@@ -1057,12 +1038,22 @@ static void seed_state(const char *how)
 		return;
 	if (strcmp(how, "fixture") != 0)
 		die("unknown state '%s'", how);
-	if ((r = store_open(R.state, 0, &st)) < 0)
-		die("cannot create the fixture database: %s", strerror(-r));
-	if (store_register_client(st, alice_id, "alice") < 0 || store_register_client(st, bob_id, "bob") < 0 ||
-	    store_set_keys(st, alice_id, "alice", keys.spki, keys.spki_len, alice_aes, sizeof(alice_aes)) < 0)
-		die("cannot seed the fixture: %s", store_errmsg(st));
-	store_close(st);
+	if ((r = fixture_seed(R.state, keys.spki, keys.spki_len)) < 0)
+		die("cannot create the fixture: %s", failure_str(r));
+}
+
+/* "prepare SQL": change the seeded state before the first run, as an older or newer program would have left it. */
+static void prepare_state(const char *sql)
+{
+	char path[600];
+	sqlite3 *db;
+	char *err = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		die("prepare: %s", err ? err : sqlite3_errmsg(db));
+	sqlite3_close(db);
 }
 
 /* The offset just past the tag and length of the DER element at pos. */
@@ -1189,8 +1180,8 @@ int main(int argc, char **argv)
 		gcry_sexp_release(other);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	memcpy(R.content_key, alice_aes, sizeof(alice_aes));
-	R.content_key_len = sizeof(alice_aes);
+	memcpy(R.content_key, fixture_alice_aes, sizeof(fixture_alice_aes));
+	R.content_key_len = sizeof(fixture_alice_aes);
 
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
@@ -1203,6 +1194,14 @@ int main(int argc, char **argv)
 				die("state must come before the first run");
 			seed_state(trim(l + 6));
 			seeded = true;
+		} else if (strncmp(l, "prepare ", 8) == 0) {
+			if (R.run_no > 0)
+				die("prepare must come before the first run");
+			if (!seeded) {
+				seed_state("fixture");
+				seeded = true;
+			}
+			prepare_state(trim(l + 8));
 		} else if (strncmp(l, "run", 3) == 0 && (l[3] == '\0' || l[3] == ' ')) {
 			if (!seeded) {
 				seed_state("fixture");

@@ -2,7 +2,8 @@
  * test-crypto: RSA-OAEP output decrypts with the matching private key (SHA-1,
  * full modulus length), AES-CBC with a zero IV matches published vectors and
  * streams like one shot, the PKCS#7 check accepts exactly the valid paddings,
- * and client ids carry RFC 4122 version-4 bits (PROTOCOL.md sections 3 and 4).
+ * and client ids carry RFC 4122 version-4 bits (efserver-protocol(7), Responses
+ * and Cryptography).
  */
 #include "config.h"
 

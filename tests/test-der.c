@@ -2,7 +2,7 @@
  * test-der: the RSA public key reader accepts real SPKI and PKCS#1 keys of
  * every allowed size and refuses each kind of malformed or out-of-policy key
  * with its own error, never reading past the bytes it is given; the writer
- * produces the canonical SPKI (PROTOCOL.md sections 2 and 8).
+ * produces the canonical SPKI (efserver-protocol(7), Requests).
  */
 #include "config.h"
 
@@ -20,7 +20,7 @@
 
 /* Room for the largest key built here: a 16384-bit modulus. */
 #define TEST_BUF 4096
-/* The largest public key field section 8 allows. */
+/* The largest public key field efserver-protocol(7), Requests, allows. */
 #define TEST_FIELD_MAX 1024
 
 struct fixture {
@@ -306,7 +306,7 @@ static void test_writer(void)
 
 	n_len = make_number(n, 1024);
 	w = der_write_rsa_spki(n, n_len, e17, sizeof(e17), out, sizeof(out));
-	is_int(w, 160, "writer: a 1024-bit key with exponent 17 is exactly 160 bytes (section 2)");
+	is_int(w, 160, "writer: a 1024-bit key with exponent 17 is exactly 160 bytes (efserver-protocol(7), Requests)");
 	d_spki(&ref, n, n_len, e17, sizeof(e17));
 	ok(w == (long)ref.len && memcmp(out, ref.b, ref.len) == 0,
 	   "writer: its SPKI equals one encoded independently by the test");
@@ -655,7 +655,7 @@ static void test_encodings(void)
 	is_int(read_dbuf(&ints), DER_TRUNCATED, "an OID length past its AlgorithmIdentifier is refused");
 }
 
-/* Section 2's policy: modulus 1024..4096 bits, exponent odd, >= 3, below the modulus. */
+/* efserver-protocol(7), Requests: modulus 1024..4096 bits, exponent odd, >= 3, below the modulus. */
 static void test_policy(void)
 {
 	static const uint8_t e17[] = {0x11};
@@ -716,7 +716,7 @@ static void test_policy(void)
 	d_pkcs1(&d, n, n_len, e, n_len + 1);
 	is_int(read_dbuf(&d), DER_BAD_EXPONENT, "an odd exponent longer than the modulus is refused");
 
-	/* Section 7 style rule from der.h: *key is written only on success. */
+	/* der.h's rule: *key is written only on success. */
 	memset(&k, 0xa5, sizeof(k));
 	before = k;
 	d = (struct dbuf){0};

@@ -4,7 +4,7 @@
  * or PKCS#1 (PyCryptodome's default), with the primes in either order; what
  * is not a usable RSA key is refused with its reason; a generated key has
  * exponent 17 and the protocol's 160-byte SubjectPublicKeyInfo, survives
- * PKCS#8 and Base64, and decrypts OAEP (PROTOCOL.md section 4).
+ * PKCS#8 and Base64, and decrypts OAEP (efserver-protocol(7), Cryptography).
  */
 #include "config.h"
 
@@ -207,7 +207,7 @@ static void test_load(void)
 	    {"PKCS#1 with p < q", key_pkcs1_p_below_q},
 	    {"PKCS#8 without NULL parameters, with attributes", key_pkcs8_no_null},
 	};
-	struct blob spki, ct, pkcs8, pkcs1;
+	struct blob spki, ct, pkcs8, pkcs1, long_form;
 	struct keyfile_b64 d;
 	struct keyfile_rsa *k;
 	uint8_t out[DER_RSA_SPKI_MAX], plain[64], *der = NULL;
@@ -268,6 +268,16 @@ static void test_load(void)
 	ok(r == -EINVAL && strstr(why, "not a PKCS#8 or PKCS#1"), "a byte after the key is refused: %s", why);
 	r = keyfile_from_der(&k, spki.b, spki.len, &why);
 	ok(r == -EINVAL && strstr(why, "not a PKCS#8 or PKCS#1"), "a public key is not a private key: %s", why);
+	/* The same key with its outer length in three octets, 83 00 xx xx, where DER says 82 xx xx. */
+	ok(pkcs1.b[1] == 0x82 && pkcs1.len + 1 <= sizeof(long_form.b), "the PKCS#1 key has a two-octet outer length");
+	long_form.b[0] = pkcs1.b[0];
+	long_form.b[1] = 0x83;
+	long_form.b[2] = 0;
+	memcpy(long_form.b + 3, pkcs1.b + 2, pkcs1.len - 2);
+	long_form.len = pkcs1.len + 1;
+	r = keyfile_from_der(&k, long_form.b, long_form.len, &why);
+	ok(r == -EINVAL && strstr(why, "not a PKCS#8 or PKCS#1"),
+	   "a length in a longer form than DER allows is refused, as in a public key: %s", why);
 	r = keyfile_from_der(&k, pkcs8.b, 0, &why);
 	ok(r == -EINVAL, "nothing is not a key");
 }

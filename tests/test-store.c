@@ -2,9 +2,11 @@
  * test-store: the store module on real SQLite files in a fresh temporary
  * directory. Proves the schema, WAL and 0600 modes whatever the umask; the
  * refusals of every operation and that a refusal changes nothing; that a
- * failing publish or remove callback rolls its transaction back; that a
- * newer schema is refused; and that eight processes opening one brand-new
- * database at the same moment and writing at once never see an error.
+ * failing publish or remove callback rolls its transaction back, and its
+ * failure is never told in SQLite's words; that a newer schema, or a file
+ * that is no database, is refused with the reason noted; and that eight
+ * processes opening one brand-new database at the same moment and writing
+ * at once never see an error.
  */
 #include "config.h"
 
@@ -21,6 +23,7 @@
 
 #include <sqlite3.h>
 
+#include "failure.h"
 #include "store.h"
 #include "tap.h"
 
@@ -377,6 +380,8 @@ static void test_files(const char *dir, struct store *st)
 	attempts = -1;
 	is_int(store_record_file(st, &f, callback, &pub, &attempts), -EIO,
 	       "record_file returns the error of a failing publish");
+	ok(strcmp(failure_str(-EIO), strerror(EIO)) == 0,
+	   "and that failure is told in its own words, with none of SQLite's");
 	is_int(attempts, -1, "a failed record_file does not write *attempts");
 	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the failed publish");
 	ok(g.attempts == 1 && g.size == 2000 && g.checksum == 7, "the failed publish rolled the row back");
@@ -387,8 +392,7 @@ static void test_files(const char *dir, struct store *st)
 	make_file(&f, other, "x.txt", "files/00/x.txt", 1, 1);
 	is_int(store_record_file(st, &f, callback, &pub, &attempts), -ENOENT,
 	       "record_file for an unregistered client is -ENOENT");
-	ok(strstr(store_errmsg(st), "FOREIGN KEY") != NULL, "store_errmsg tells the SQLite error (%s)",
-	   store_errmsg(st));
+	ok(strcmp(failure_str(-ENOENT), strerror(ENOENT)) == 0, "a refusal notes no failure of the database");
 
 	is_int(store_mark_verified(st, alice, "files/a0a1/never.txt", "never.txt"), -ENOENT,
 	       "mark_verified of a never uploaded file is -ENOENT");
@@ -513,6 +517,7 @@ static void test_reopen(const char *dir)
 static void test_versions(void)
 {
 	char *newer = make_subdir("newer"), *none = make_subdir("none");
+	const char *why;
 	char sql[64];
 	struct store *st = NULL;
 	sqlite3 *db;
@@ -523,7 +528,12 @@ static void test_versions(void)
 	sqlite3_close(db);
 	is_int(store_open(newer, 0, &st), -EPROTO, "a database with a newer user_version is refused with -EPROTO");
 	ok(st == NULL, "a refused open returns no store");
+	why = failure_str(-EPROTO);
+	ok(strstr(why, "the database schema is newer than this program knows") != NULL,
+	   "and says why, though it returns no store (%s)", why);
 	is_int(store_open_readonly(newer, 0, &st), -EPROTO, "store_open_readonly refuses it too");
+	why = failure_str(-EPROTO);
+	ok(strstr(why, "newer than this program knows") != NULL, "and says why (%s)", why);
 	db = raw_open(newer);
 	is_int(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION + 1, "the refused database keeps its version");
 	is_int(raw_int(db, "SELECT count(*) FROM sqlite_master"), 0, "nothing was created in the refused database");
@@ -533,6 +543,28 @@ static void test_versions(void)
 	is_int(db_file_mode(none, ""), -1, "store_open_readonly created no file");
 	free(newer);
 	free(none);
+}
+
+/* A file that is not a database: the open fails, and SQLite's words say so. */
+static void test_not_a_database(void)
+{
+	char *dir = make_subdir("garbage"), *path = xasprintf(dir, STORE_DB_NAME);
+	struct store *st = NULL;
+	FILE *f = fopen(path, "w");
+	const char *why;
+	int r;
+
+	if (!f || fputs("This is not an SQLite database, but it is long enough to be read as one.\n", f) < 0 ||
+	    fclose(f) != 0) {
+		perror(path);
+		exit(99);
+	}
+	r = store_open(dir, 0, &st);
+	ok(r < 0 && st == NULL, "store_open of a file that is not a database fails (%d)", r);
+	why = failure_str(r);
+	ok(strstr(why, "SQLite: file is not a database") != NULL, "with SQLite's words for it (%s)", why);
+	free(path);
+	free(dir);
 }
 
 struct child_result {
@@ -761,6 +793,7 @@ int main(void)
 		test_reopen(dir);
 	}
 	test_versions();
+	test_not_a_database();
 	test_crash_during_publish();
 	test_concurrency();
 

@@ -1,6 +1,6 @@
 /*
- * libFuzzer harness for the DER public-key reader (PROTOCOL.md sections 2
- * and 8): any bytes as the public_key[K] field of 1026/1101. A key it
+ * libFuzzer harness for the DER public-key reader (efserver-protocol(7),
+ * Requests): any bytes as the public_key[K] field of 1026/1101. A key it
  * accepts lies inside the field, has a 1024-4096-bit modulus and an odd
  * exponent of at least 3, and survives re-encoding as SPKI unchanged.
  */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "fixture.h"
 #include "log.h"
 #include "session.h"
 #include "store.h"
@@ -31,13 +32,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The replay fixture (tests/replay/README), with tests/data/keys/rsa-1024-e17 as alice's key. */
-static const uint8_t alice_id[16] = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x47, 0x88,
-                                     0x99, 0x00, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
-static const uint8_t bob_id[16] = {0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x40, 0x99,
-                                   0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};
-static const uint8_t alice_aes[16] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
-                                      0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+/* The replay fixture (tests/fixture.h), with tests/data/keys/rsa-1024-e17 as alice's key. */
 static const char alice_spki_hex[] =
     "30819d300d06092a864886f70d010101050003818b0030818702818100a6d46ba936d83fbe3e8718c2b7252c1334c99f"
     "553110d11ef45123e4aa4cdea184028d242bb2e000a4c1c606a964912beff4b09c6ee3e4be28bd555a98c4895582939d"
@@ -92,7 +87,6 @@ static void seed_fixture(void)
 {
 	uint8_t spki[sizeof(alice_spki_hex) / 2];
 	char path[400];
-	struct store *st;
 	struct stat sb;
 	unsigned v;
 	size_t i;
@@ -103,13 +97,8 @@ static void seed_fixture(void)
 			abort();
 		spki[i] = (uint8_t)v;
 	}
-	if (store_open(F.state, 0, &st) < 0)
+	if (fixture_seed(F.state, spki, sizeof(spki)) < 0)
 		fatal("cannot create the fixture database");
-	if (store_register_client(st, alice_id, "alice") < 0 || store_register_client(st, bob_id, "bob") < 0 ||
-	    store_set_keys(st, alice_id, "alice", spki, sizeof(spki), alice_aes, sizeof(alice_aes)) < 0)
-		fatal("cannot seed the fixture");
-	/* Closing the last connection checkpoints the WAL into the database file. */
-	store_close(st);
 	snprintf(path, sizeof(path), "%s/%s", F.state, STORE_DB_NAME);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) < 0)
 		fatal(path);
