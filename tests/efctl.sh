@@ -5,6 +5,9 @@
 # runs beside uploads without disturbing them.
 
 . "${top_srcdir:-.}/tests/efctl-lib.sh"
+# The JSON output is checked with python3, the database with sqlite3.
+need python3 python3
+need sqlite3 sqlite3
 setup
 
 srv=$work/state
@@ -77,7 +80,8 @@ check "a missing argument: exit 2" eval 'ctl_is 2 && err_has "wrong number of ar
 ctl "${S[@]}" verify --checksum md5
 check "an unknown checksum: exit 2" ctl_is 2
 ctl -s "$work/nowhere" clients
-check "a missing state directory: exit 4" eval 'ctl_is 4 && err_has "nowhere"'
+check "a missing state directory: exit 4, and the message says how to name another" \
+	eval 'ctl_is 4 && err_has "cannot use the state directory $work/nowhere: No such file or directory (give efsession'"'"'s with --state-dir DIR)"'
 mkdir "$work/blank"
 ctl -s "$work/blank" files
 check "a state directory without a database: exit 4, nothing created" eval 'ctl_is 4 && err_has "no efserver database" && [ -z "$(ls "$work/blank")" ]'
