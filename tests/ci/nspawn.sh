@@ -21,8 +21,8 @@ INCLUDE=systemd,systemd-sysv,dbus,man-db,libgcrypt20,libsqlite3-0,libsystemd0
 TREE=$CACHE/bookworm-$(echo "$INCLUDE" | md5sum | cut -c1-8)
 
 [ "$(id -u)" -eq 0 ] || skip_all "systemd-nspawn needs root"
-command -v systemd-nspawn >/dev/null || skip_all "systemd-nspawn is not installed (Debian: systemd-container)"
-command -v debootstrap >/dev/null || skip_all "debootstrap is not installed"
+need systemd-nspawn systemd-container
+need debootstrap debootstrap
 # The booted system's private network needs CAP_NET_ADMIN to bring its loopback up;
 # a container that lacks it (nspawn inside nspawn) cannot give it one.
 capeff=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
