@@ -55,7 +55,7 @@ check "show ID --json: valid JSON" eval 'ctl_is 0 && json_ok && out_has "\"aes_k
 ctl "${S[@]}" verify
 check "verify: a clean store checks out, exit 0" eval 'ctl_is 0 && out_has "5 files checked (0 encrypted at rest, 0 given up with no copy): 0 problems."'
 cp "$srv/files/$alice/r.bin" "$work/r.keep"
-printf 'X' | dd of="$srv/files/$alice/r.bin" bs=1 seek=1000 conv=notrunc status=none
+flip_bit "$srv/files/$alice/r.bin" 1000
 rm "$srv/files/$bob/h.txt"
 before=$(snapshot "$srv")
 ctl "${S[@]}" verify

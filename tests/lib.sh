@@ -67,6 +67,17 @@ need_socket_activate() {
 	[ -n "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate is not installed (Debian package systemd)"
 }
 
+# flip_bit FILE OFFSET: invert the lowest bit of the byte at OFFSET, so that
+# it changes whatever it was (writing a fixed byte leaves it as it was once
+# in 256 random files).
+flip_bit() {
+	local b
+	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	[ -n "$b" ] || return 1
+	# shellcheck disable=SC2059
+	printf "\\$(printf %03o $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
 diag() {
 	sed 's/^/# /' "$@"
 }
