@@ -117,7 +117,7 @@ tap_failures() {
 # make check: the unit, replay and end-to-end tests, counted from automake's summary.
 run_make_check() {
 	local log=check.log status p f s e x trs
-	say "make check: unit, replay and end-to-end tests (a line per result; PASS lines are in $log)"
+	say "make check: unit, replay and end-to-end tests (results but PASS shown; all in $log)"
 	rm -f test-suite.log
 	# -Otarget: each test's lines whole, as the output is a pipe here.
 	make -j"$(nproc)" -Otarget check 2>&1 | tee "$log" | { grep --line-buffered -vE '^PASS: ' || true; }
@@ -140,10 +140,10 @@ run_make_check() {
 		say "make check failed (exit status $status) without a failed test; see above"
 		failed=$((failed + 1))
 	fi
-	# The whole log of each test that failed, and nothing of those that passed.
+	# The log of each test that failed (without the driver's PASS lines), nothing of those that passed.
 	for trs in $(find tests -name '*.trs' -exec grep -lE '^:global-test-result: (FAIL|ERROR|XPASS)' {} + 2>/dev/null); do
 		echo "---- ${trs%.trs}.log ----"
-		cat "${trs%.trs}.log"
+		grep -v '^PASS: ' "${trs%.trs}.log"
 	done
 }
 
@@ -171,7 +171,7 @@ run_ci_suite() {
 		echo "---- $log (failed checks; all of it in $log) ----"
 		tap_failures "$log"
 		# A suite that stopped without a failed check: how it ended.
-		if ! grep -q '^not ok ' "$log"; then
+		if ! grep -qE '^(not ok |Bail out!)' "$log"; then
 			echo "# exit status $status; the end of its output:"
 			tail -15 "$log"
 		fi
