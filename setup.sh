@@ -119,8 +119,7 @@ run_make_check() {
 	local log=check.log status p f s e x trs
 	say "make check: unit, replay and end-to-end tests (results but PASS shown; all in $log)"
 	rm -f test-suite.log
-	# -Otarget: each test's lines whole, as the output is a pipe here.
-	make -j"$(nproc)" -Otarget check 2>&1 | tee "$log" | { grep --line-buffered -vE '^PASS: ' || true; }
+	make -j"$(nproc)" check 2>&1 | tee "$log" | { grep --line-buffered -vE '^PASS: ' || true; }
 	status=${PIPESTATUS[0]}
 	if [ ! -f test-suite.log ]; then
 		say "make check stopped before running the tests (exit status $status; see above)"
