@@ -36,6 +36,10 @@ quietly() {
 	return 1
 }
 
+# Set when install_packages installed something: configure must look again
+# (check after serve adds zlib, which make check uses when configure found it).
+installed=0
+
 # install_packages PACKAGE...: whatever is not installed yet, with apt-get.
 install_packages() {
 	local missing=() p sudo=
@@ -56,7 +60,8 @@ install_packages() {
 	say "installing ${#missing[@]} Debian packages: ${missing[*]}"
 	quietly apt.log $sudo apt-get update -q || return 1
 	quietly apt.log $sudo env DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -q --no-install-recommends "${missing[@]}"
+		apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+	installed=1
 }
 
 build() {
@@ -64,7 +69,7 @@ build() {
 		say "generating configure (autoreconf -fi)"
 		quietly autoreconf.log autoreconf -fi || return 1
 	fi
-	if [ ! -f Makefile ] || [ configure -nt config.status ]; then
+	if [ ! -f Makefile ] || [ configure -nt config.status ] || [ "$installed" -eq 1 ]; then
 		say "configuring (./configure --enable-werror; its report is in config.log)"
 		quietly configure.log ./configure --enable-werror || return 1
 	fi
