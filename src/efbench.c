@@ -96,6 +96,7 @@ struct bench {
 	unsigned concurrency;
 	unsigned nclients;
 	int timeout_ms;
+	const char *server; /* HOST:PORT as given, for messages */
 	struct addrinfo *addr;
 	struct keyfile_rsa *key;
 	uint8_t spki[DER_RSA_SPKI_MAX];
@@ -578,7 +579,10 @@ static int setup(struct bench *b)
 				r = key_exchange(&w, c, c->aes, &c->aes_len);
 			disconnect(&w);
 			if (r < 0) {
-				fprintf(stderr, "efbench: setting up client %u: %s\n", i, w.why);
+				fprintf(stderr, "efbench: setting up client %u with %s: %s%s\n", i, b->server, w.why,
+				        strncmp(w.why, "connect:", 8) == 0
+				            ? " (is the server running and listening there?)"
+				            : "");
 				return EXIT_NETWORK;
 			}
 		}
@@ -627,8 +631,8 @@ static void report(struct bench *b, double elapsed)
 		if (b->latency[i] >= 0)
 			b->latency[n++] = b->latency[i];
 	qsort(b->latency, n, sizeof(*b->latency), cmp_double);
-	printf("mode:          %s, code set %u, %u clients, %u at a time, %s\n", modes[b->mode], b->set, b->nclients,
-	       b->concurrency, conns[b->conn]);
+	printf("mode:          %s, code set %u, %u client%s, %u at a time, %s\n", modes[b->mode], b->set, b->nclients,
+	       b->nclients == 1 ? "" : "s", b->concurrency, conns[b->conn]);
 	if (b->mode == MODE_KEYS)
 		printf("operations:    %" PRIu64 " key exchanges, RSA-%u\n", b->count, keyfile_bits(b->key));
 	else
@@ -645,28 +649,30 @@ static void report(struct bench *b, double elapsed)
 
 static void usage(FILE *to)
 {
-	fprintf(to, "Usage: efbench [OPTION]... HOST:PORT\n"
-	            "Load an efserver protocol server: register clients and exchange their keys,\n"
-	            "then run upload sessions or key exchanges concurrently; print the rate, the\n"
-	            "latency and the number of errors. See efbench(1).\n"
-	            "\n"
-	            "  -m, --mode MODE              upload (default), keys, or raw (upload frames to a\n"
-	            "                               trivial server, any response accepted)\n"
-	            "  -c, --code-set SET           1025 or 1100 (default)\n"
-	            "  -s, --size BYTES             plaintext bytes per upload, K/M/G suffixes (default 1K)\n"
-	            "  -u, --count N                operations in all (default 100)\n"
-	            "  -j, --concurrency N          operations at a time, 1 to 256 (default 1)\n"
-	            "  -n, --clients N              clients to register (default: the concurrency)\n"
-	            "  -p, --connection-per-request one connection per request\n"
-	            "  -K, --keep-alive             one connection per worker for all its operations\n"
-	            "  -k, --checksum ALGO          cksum (default), crc32 or crc32-ciphertext\n"
-	            "      --rsa-bits BITS          client RSA key size, 1024 (default) to 4096\n"
-	            "  -t, --timeout SECONDS        for connecting and every read and write (default 30)\n"
-	            "  -h, --help                   show this help and exit\n"
-	            "  -V, --version                show the version and exit\n"
-	            "\n"
-	            "Exit status: 0 no errors, 1 some operations failed; from sysexits(3): 64 usage\n"
-	            "error, 69 the clients could not be set up, 74 local failure.\n");
+	fprintf(to,
+	        "Usage: efbench [OPTION]... HOST:PORT\n"
+	        "Load an efserver protocol server: register clients and exchange their keys,\n"
+	        "then run upload sessions or key exchanges concurrently; print the rate, the\n"
+	        "latency and the number of errors. See efbench(1).\n"
+	        "\n"
+	        "  -m, --mode MODE              upload (default), keys, or raw (upload frames to a\n"
+	        "                               trivial server, any response accepted)\n"
+	        "  -c, --code-set SET           1025 or 1100 (default %d)\n"
+	        "  -s, --size BYTES             plaintext bytes per upload, K/M/G suffixes (default 1K)\n"
+	        "  -u, --count N                operations in all (default 100)\n"
+	        "  -j, --concurrency N          operations at a time, 1 to 256 (default 1)\n"
+	        "  -n, --clients N              clients to register (default: the concurrency)\n"
+	        "  -p, --connection-per-request one connection per request\n"
+	        "  -K, --keep-alive             one connection per worker for all its operations\n"
+	        "  -k, --checksum ALGO          cksum (default), crc32 or crc32-ciphertext\n"
+	        "      --rsa-bits BITS          client RSA key size, 1024 (default) to 4096\n"
+	        "  -t, --timeout SECONDS        for connecting and every read and write (default 30)\n"
+	        "  -h, --help                   show this help and exit\n"
+	        "  -V, --version                show the version and exit\n"
+	        "\n"
+	        "Exit status: 0 no errors, 1 some operations failed; from sysexits(3): 64 usage\n"
+	        "error, 69 the clients could not be set up, 74 local failure.\n",
+	        OPTS_CODE_SET_DEFAULT);
 }
 
 static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -696,6 +702,7 @@ static int parse_options(int argc, char **argv, struct bench *b, unsigned *rsa_b
 	    {0, 0, 0, 0},
 	};
 	uint64_t u, max_size;
+	unsigned set;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "m:c:s:u:j:n:pKk:t:hV", longopts, NULL)) != -1) {
@@ -713,11 +720,11 @@ static int parse_options(int argc, char **argv, struct bench *b, unsigned *rsa_b
 			}
 			break;
 		case 'c':
-			if (strcmp(optarg, "1025") != 0 && strcmp(optarg, "1100") != 0) {
+			if (opts_parse_code_set(optarg, &set) < 0) {
 				fprintf(stderr, "efbench: --code-set is 1025 or 1100, not '%s'\n", optarg);
 				return EXIT_USAGE;
 			}
-			b->set = optarg[1] == '0' ? 1025 : 1100;
+			b->set = (uint16_t)set;
 			break;
 		case 's':
 			if (opts_parse_size(optarg, 0, UINT32_MAX, &b->size) < 0) {
@@ -774,7 +781,7 @@ static int parse_options(int argc, char **argv, struct bench *b, unsigned *rsa_b
 			printf("efbench (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
 			return EXIT_DONE;
 		default:
-			usage(stderr);
+			fprintf(stderr, "Try 'efbench --help' for more information.\n");
 			return EXIT_USAGE;
 		}
 	}
@@ -820,7 +827,7 @@ int main(int argc, char **argv)
 	struct bench b = {
 	    .mode = MODE_UPLOAD,
 	    .conn = CONN_SESSION,
-	    .set = 1100,
+	    .set = OPTS_CODE_SET_DEFAULT,
 	    .dialect = &wire_standard,
 	    .algo = CKSUM_POSIX,
 	    .size = 1024,
@@ -829,10 +836,13 @@ int main(int argc, char **argv)
 	    .timeout_ms = 30000,
 	};
 	struct worker *workers = NULL;
+	static char program[] = "efbench";
 	unsigned rsa_bits = KEYFILE_RSA_BITS, started = 0;
 	double t0, t1;
 	int r, status;
 
+	/* getopt's messages name argv[0]: the program, not the path it was started by. */
+	argv[0] = program;
 	if ((status = parse_options(argc, argv, &b, &rsa_bits)) != 0)
 		return status == EXIT_DONE ? 0 : status;
 	/* A server that hangs up is an error to count, not a signal to die of. */
@@ -841,7 +851,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "efbench: cannot initialise libgcrypt: %s\n", strerror(-r));
 		return EXIT_LOCAL;
 	}
-	if ((status = resolve(&b, argv[optind])) != 0)
+	b.server = argv[optind];
+	if ((status = resolve(&b, b.server)) != 0)
 		return status;
 	status = EXIT_LOCAL;
 	b.clients = calloc(b.nclients, sizeof(*b.clients));
@@ -868,7 +879,8 @@ int main(int argc, char **argv)
 		goto out;
 	t1 = now_s();
 	if (b.mode != MODE_RAW)
-		fprintf(stderr, "efbench: %u clients registered with keys in %.3f s\n", b.nclients, t1 - t0);
+		fprintf(stderr, "efbench: %u client%s registered with keys in %.3f s\n", b.nclients,
+		        b.nclients == 1 ? "" : "s", t1 - t0);
 
 	t0 = now_s();
 	for (started = 0; started < b.concurrency; started++) {

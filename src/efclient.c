@@ -22,6 +22,7 @@
 #include "clientconf.h"
 #include "crypto.h"
 #include "keyfile.h"
+#include "opts.h"
 #include "wire.h"
 
 /*
@@ -90,7 +91,7 @@ static void usage(FILE *out)
 	        "  -d, --dir=DIR               directory of transfer.info, me.info, priv.key\n"
 	        "                              (default: the current directory; created,\n"
 	        "                              mode 0700, if it does not exist)\n"
-	        "  -c, --code-set=1025|1100    request codes to speak (default 1025)\n"
+	        "  -c, --code-set=1025|1100    request codes to speak (default %d)\n"
 	        "  -k, --checksum=ALGO         cksum, crc32 or crc32-ciphertext, as the server\n"
 	        "                              is set (default cksum)\n"
 	        "  -r, --retries=N             resends after a checksum mismatch (default %d)\n"
@@ -99,20 +100,22 @@ static void usage(FILE *out)
 	        "      --connection-per-request  a new connection for every request\n"
 	        "      --rsa-bits=BITS         size of a new RSA key, 1024 to 4096 (default %d)\n"
 	        "  -v, --verbose               say what happens, also when stderr is no terminal\n"
-	        "  -q, --quiet                 print errors only, no progress bar\n"
+	        "  -q, --quiet                 print errors only: no progress bar, no line\n"
+	        "                              per stored file\n"
 	        "  -h, --help                  show this help and exit\n"
 	        "  -V, --version               show the version and exit\n"
 	        "\n"
 	        "Files are sent under their base name. Without files on the command line,\n"
 	        "those listed in transfer.info from line 3 on are sent. The first run\n"
 	        "registers and writes me.info and priv.key; later runs reconnect (1025\n"
-	        "set) or send the stored public key again (1100 set). A progress bar is\n"
-	        "drawn on stderr when it is a terminal.\n"
+	        "set) or send the stored public key again (1100 set). Each file stored and\n"
+	        "confirmed gets a line on stdout; a progress bar is drawn on stderr when it\n"
+	        "is a terminal.\n"
 	        "\n"
 	        "Exit status: 0 all files stored and verified, 1 refused by the server,\n"
 	        "2 checksum mismatch after the resends; from sysexits(3): 64 usage or\n"
 	        "configuration error, 69 network error, 74 local error.\n",
-	        CLIENT_RETRIES_DEFAULT, CLIENT_TIMEOUT_DEFAULT, KEYFILE_RSA_BITS);
+	        OPTS_CODE_SET_DEFAULT, CLIENT_RETRIES_DEFAULT, CLIENT_TIMEOUT_DEFAULT, KEYFILE_RSA_BITS);
 }
 
 __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
@@ -242,12 +245,17 @@ static int report(const struct client_error *e, const struct run *run, const cha
 		say("server %s unreachable: %s", server, e->detail);
 		return EXIT_NETWORK;
 	case CLIENT_FAIL_CONNECT:
-		say("server %s unreachable: %s", server, reason(e->err, why, sizeof(why)));
+		say("server %s unreachable: %s%s", server, reason(e->err, why, sizeof(why)),
+		    e->err == ECONNREFUSED ? " (is efsession listening on that port?)" : "");
 		return EXIT_NETWORK;
 	case CLIENT_FAIL_NETWORK:
-		if (e->err == ETIMEDOUT)
-			snprintf(why, sizeof(why), "no answer within %u s", run->o.timeout);
-		else if (e->err)
+		if (e->err == ETIMEDOUT) {
+			say("no answer from server %s to %s (%u)%s within %u s: is efsession, and not another "
+			    "program, listening on that port? (--timeout sets the wait)",
+			    server, what, e->request, about, run->o.timeout);
+			return EXIT_NETWORK;
+		}
+		if (e->err)
 			reason(e->err, why, sizeof(why));
 		else
 			snprintf(why, sizeof(why), "%s", e->detail);
@@ -264,8 +272,9 @@ static int report(const struct client_error *e, const struct run *run, const cha
 			    wire_response_name(e->response), e->response, e->detail[0] ? ", " : "", e->detail);
 		return EXIT_REFUSED;
 	case CLIENT_FAIL_PROTOCOL:
-		say("bad response %u from server %s to %s (%u)%s: %s", e->response, server, what, e->request, about,
-		    e->detail);
+		say("bad response %u from server %s to %s (%u)%s: %s (is efsession, and not another program, listening "
+		    "on that port?)",
+		    e->response, server, what, e->request, about, e->detail);
 		return EXIT_REFUSED;
 	case CLIENT_FAIL_CHECKSUM:
 		say("checksum mismatch: %s", file ? file : "?");
@@ -316,12 +325,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->dir = optarg;
 			break;
 		case 'c':
-			if (parse_unsigned(optarg, 0, 65535, &set) < 0 ||
-			    (set != CLIENT_SET_1025 && set != CLIENT_SET_1100)) {
+			if (opts_parse_code_set(optarg, &set) < 0) {
 				say("--code-set: '%s' is neither 1025 nor 1100", optarg);
 				return -EINVAL;
 			}
-			o->code_set = set;
+			o->code_set = (enum client_code_set)set;
 			break;
 		case 'k':
 			if (cksum_algo_from_name(optarg, &o->algo) < 0) {
@@ -439,7 +447,17 @@ static int resolve_settings(struct run *run, char *const *args, size_t nargs)
 		return EXIT_USAGE;
 	}
 	if (!o->server || nargs == 0 || (!o->name && !run->have_identity)) {
-		if (clientconf_read_transfer(o->dir, &run->transfer, &cerr) < 0) {
+		r = clientconf_read_transfer(o->dir, &run->transfer, &cerr);
+		if (r == -ENOENT) {
+			say("no %s given, and no %s/%s to read it from: run efclient --server HOST:PORT "
+			    "--name NAME FILE... (or write %s, see efclient(1))",
+			    !o->server   ? "server"
+			    : nargs == 0 ? "file to send"
+			                 : "client name",
+			    o->dir, CLIENTCONF_TRANSFER, CLIENTCONF_TRANSFER);
+			return EXIT_USAGE;
+		}
+		if (r < 0) {
 			say("%s", cerr.text);
 			return EXIT_USAGE;
 		}
@@ -521,6 +539,20 @@ static int identify(struct run *run)
 	return EXIT_SUCCESS;
 }
 
+/* The line on stdout that confirms a file: the server stored it and its checksum matched ours. */
+static void stored(const struct run *run, const struct client_file *f, unsigned attempts)
+{
+	char size[32];
+
+	printf("%s: stored on %s for %s, %s, checksum confirmed", f->name, run->server, run->name,
+	       opts_human_size(f->size, size, sizeof(size)));
+	if (attempts > 1)
+		printf(" after %u resend%s", attempts - 1, attempts == 2 ? "" : "s");
+	putchar('\n');
+	/* One line per file as it is confirmed, also when stdout is a pipe or a file. */
+	fflush(stdout);
+}
+
 /* A checksum given up does not stop the run; anything else does. */
 static int upload_all(struct run *run)
 {
@@ -534,13 +566,15 @@ static int upload_all(struct run *run)
 		if (run->progress.verbose)
 			say("sending %s as '%s' (%" PRIu64 " bytes)", f->path, f->name, f->size);
 		if (client_upload(run->client, f, &attempts) == 0) {
-			if (run->progress.verbose)
-				say("%s: stored and verified%s", f->name, attempts > 1 ? " after resending" : "");
+			if (run->o.verbosity >= 0)
+				stored(run, f, attempts);
 			continue;
 		}
 		if (client_error(run->client)->failure != CLIENT_FAIL_CHECKSUM)
 			return report(client_error(run->client), run, f->name);
-		say("checksum mismatch after %u resends: %s", attempts - 1, f->name);
+		say("%s: checksum mismatch after %u resend%s, given up (if every file fails so, the server's "
+		    "checksum is not %s: see --checksum)",
+		    f->name, attempts - 1, attempts == 2 ? "" : "s", cksum_algo_name(run->o.algo));
 		status = EXIT_CHECKSUM;
 	}
 	return status;
@@ -584,14 +618,17 @@ static void run_free(struct run *run)
 int main(int argc, char **argv)
 {
 	struct run run = {.o = {.dir = ".",
-	                        .code_set = CLIENT_SET_1025,
+	                        .code_set = OPTS_CODE_SET_DEFAULT,
 	                        .algo = CKSUM_POSIX,
 	                        .retries = CLIENT_RETRIES_DEFAULT,
 	                        .timeout = CLIENT_TIMEOUT_DEFAULT,
 	                        .rsa_bits = KEYFILE_RSA_BITS}};
+	static char program[] = "efclient";
 	struct stat st;
 	int r, status;
 
+	/* getopt's messages name argv[0]: the program, not the path it was started by. */
+	argv[0] = program;
 	if ((r = parse_options(argc, argv, &run.o)) < 0) {
 		fprintf(stderr, "Try 'efclient --help' for more information.\n");
 		return EXIT_USAGE;

@@ -31,8 +31,6 @@
 #include "utf8.h"
 #include "vault.h"
 
-#define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/efserver"
-
 /*
  * EXIT STATUS in efctl(8): small numbers a script tells apart, what was
  * asked for and found wanting (1, 3) never confused with a tool that could
@@ -89,7 +87,7 @@ static const struct command_spec {
 };
 
 struct ctl {
-	const char *state_dir;
+	char *state_dir;
 	const char *key_file;
 	const char *client;
 	const char *output;
@@ -117,7 +115,7 @@ static void usage(FILE *to)
 	fprintf(to, "\n"
 	            "Options:\n"
 	            "  -s, --state-dir DIR         state directory (default: $STATE_DIRECTORY, else\n"
-	            "                              " DEFAULT_STATE_DIR ")\n"
+	            "                              " EF_STATE_DIR ")\n"
 	            "  -k, --storage-key-file FILE the storage key for files encrypted at rest\n"
 	            "                              (default: the " SEAL_CREDENTIAL " credential)\n"
 	            "  -j, --json                  JSON instead of a table\n"
@@ -916,15 +914,17 @@ int main(int argc, char **argv)
 	struct ctl c = {.checksum = CKSUM_POSIX, .state_fd = -1};
 	enum command cmd = CMD_NONE;
 	unsigned given = 0;
-	char *state_env = NULL;
-	const char *env;
+	const char *state_arg = NULL;
 	bool help = false;
+	static char program[] = "efctl";
 	int opt, r;
 
+	/* getopt's messages name argv[0]: the program, not the path it was started by. */
+	argv[0] = program;
 	while ((opt = getopt_long(argc, argv, "s:k:jc:C:fo:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			c.state_dir = optarg;
+			state_arg = optarg;
 			break;
 		case 'k':
 			c.key_file = optarg;
@@ -1002,18 +1002,21 @@ int main(int argc, char **argv)
 		seal_key_free(c.key);
 		return r;
 	}
-	if (!c.state_dir && (env = getenv("STATE_DIRECTORY")) && *env) {
-		/* systemd may list several directories, separated by colons: the first is efsession's. */
-		state_env = strndup(env, strcspn(env, ":"));
-		c.state_dir = state_env;
+	if ((r = opts_state_dir(state_arg, &c.state_dir)) < 0) {
+		fprintf(stderr, "efctl: cannot settle the state directory: %s\n", strerror(-r));
+		return EXIT_SYSTEM;
 	}
-	if (!c.state_dir)
-		c.state_dir = DEFAULT_STATE_DIR;
-	c.state_fd = open(c.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	c.buf = malloc(CTL_BUF_SIZE);
-	if (c.state_fd < 0 || !c.buf) {
-		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c.state_dir,
-		        strerror(c.buf ? errno : ENOMEM));
+	if ((c.state_fd = open(c.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		r = errno;
+		fprintf(stderr, "efctl: cannot use the state directory %s: %s%s\n", c.state_dir, strerror(r),
+		        r == ENOENT   ? " (give efsession's with --state-dir DIR)"
+		        : r == EACCES ? " (run efctl as root, or as the user efsession runs as)"
+		                      : "");
+		r = EXIT_SYSTEM;
+		goto out;
+	}
+	if (!(c.buf = malloc(CTL_BUF_SIZE))) {
+		fprintf(stderr, "efctl: out of memory\n");
 		r = EXIT_SYSTEM;
 		goto out;
 	}
@@ -1048,6 +1051,6 @@ out:
 	if (c.state_fd >= 0)
 		close(c.state_fd);
 	free(c.buf);
-	free(state_env);
+	free(c.state_dir);
 	return r;
 }

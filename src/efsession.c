@@ -34,8 +34,7 @@
  * EXIT STATUS in efsession(8): a super-server's program, 1 the peer's fault
  * (enum session_end), 100 a permanent error, 111 a passing one of the system.
  */
-#define EXIT_USAGE        100
-#define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/efserver"
+#define EXIT_USAGE 100
 
 static void usage(FILE *to)
 {
@@ -45,7 +44,7 @@ static void usage(FILE *to)
 	            "systemd (efserver.socket) or inetd; see efsession(8).\n"
 	            "\n"
 	            "  -s, --state-dir DIR        state directory (default: $STATE_DIRECTORY, else\n"
-	            "                             " DEFAULT_STATE_DIR ")\n"
+	            "                             " EF_STATE_DIR ")\n"
 	            "  -c, --checksum ALGO        cksum (default), crc32 or crc32-ciphertext\n"
 	            "  -t, --idle-timeout SECONDS close a connection quiet this long (default 30; 0: never)\n"
 	            "  -m, --max-file-size BYTES  largest encrypted content accepted, K/M/G suffixes\n"
@@ -126,11 +125,11 @@ int main(int argc, char **argv)
 	    .idle_timeout = 30,
 	    .aes_key_len = 16,
 	};
-	const char *state_dir = NULL, *env, *key_file = NULL;
+	const char *state_arg = NULL, *key_file = NULL;
 	char key_path[PATH_MAX];
 	struct seal_key *key = NULL;
 	bool encrypt = false;
-	char *state_env = NULL;
+	char *state_dir = NULL;
 	enum log_target target = LOG_TARGET_AUTO;
 	int level = LOG_INFO, level_set = 0, opt, r, in = STDIN_FILENO, out = STDOUT_FILENO, n;
 	struct store *st = NULL;
@@ -142,7 +141,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "s:c:t:m:k:l:dhV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			state_dir = optarg;
+			state_arg = optarg;
 			break;
 		case 'c':
 			if (cksum_algo_from_name(optarg, &cfg.checksum) < 0) {
@@ -242,13 +241,10 @@ int main(int argc, char **argv)
 		log_crit("Could not initialise libgcrypt: %s.", strerror(-r));
 		return SESSION_SYSTEM_ERROR;
 	}
-	if (!state_dir && (env = getenv("STATE_DIRECTORY")) && *env) {
-		/* systemd may list several directories, separated by colons: the first is ours. */
-		state_env = strndup(env, strcspn(env, ":"));
-		state_dir = state_env;
+	if ((r = opts_state_dir(state_arg, &state_dir)) < 0) {
+		log_crit("Could not settle the state directory: %s.", strerror(-r));
+		return SESSION_SYSTEM_ERROR;
 	}
-	if (!state_dir)
-		state_dir = DEFAULT_STATE_DIR;
 
 	/* Never fall back to plaintext: without its key the session answers 2107, like without its state. */
 	if (encrypt &&
@@ -263,10 +259,13 @@ int main(int argc, char **argv)
 	if (v)
 		vault_set_storage_key(v, key);
 	end = session_run(&cfg, st, v, in, out);
+	/* efsession(8), EXIT STATUS: a session that could not use its state failed, even if no request came. */
+	if (!st || !v)
+		end = SESSION_SYSTEM_ERROR;
 
 	store_close(st);
 	vault_close(v);
 	seal_key_free(key);
-	free(state_env);
+	free(state_dir);
 	return (int)end;
 }

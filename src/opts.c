@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "opts.h"
 
@@ -59,6 +60,33 @@ int opts_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 int opts_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	return parse_scaled(s, min, max, 1, out);
+}
+
+int opts_parse_code_set(const char *s, unsigned *out)
+{
+	uint64_t v;
+
+	if (parse_scaled(s, 0, UINT16_MAX, 0, &v) < 0 || (v != 1025 && v != 1100))
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int opts_state_dir(const char *given, char **out)
+{
+	const char *env = getenv("STATE_DIRECTORY"), *dir = EF_STATE_DIR;
+	size_t len;
+	char *s;
+
+	if (given)
+		dir = given;
+	else if (env && *env)
+		dir = env;
+	len = dir == env ? strcspn(env, ":") : strlen(dir);
+	if (!(s = strndup(dir, len)))
+		return -ENOMEM;
+	*out = s;
+	return 0;
 }
 
 const char *opts_human_size(uint64_t bytes, char *buf, unsigned long size)

@@ -1,4 +1,4 @@
-/* Strict parsing of option values shared by the programs. */
+/* Strict parsing of option values, and the defaults, shared by the programs. */
 #ifndef EF_OPTS_H
 #define EF_OPTS_H
 
@@ -12,5 +12,19 @@ int opts_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* "12.4 MiB": a human-readable size. */
 const char *opts_human_size(uint64_t bytes, char *buf, unsigned long size);
+
+/* The code set efclient and efbench speak unless told otherwise (efserver-protocol(7), Requests). */
+#define OPTS_CODE_SET_DEFAULT 1025
+
+/* "1025" or "1100", the two code sets: 0, or -EINVAL for anything else. */
+int opts_parse_code_set(const char *s, unsigned *out);
+
+/*
+ * The state directory of efsession(8) and efctl(8): the one given on the
+ * command line, else the first entry of $STATE_DIRECTORY (systemd's
+ * StateDirectory=, a colon-separated list), else EF_STATE_DIR. *out is
+ * for the caller to free. 0 or -ENOMEM.
+ */
+int opts_state_dir(const char *given, char **out);
 
 #endif

@@ -68,10 +68,10 @@ bad() { # bad DESCRIPTION MESSAGE: decrypt of $t fails with exit 1 and MESSAGE, 
 	check "$1: no output is left" eval '[ ! -e "$work/out" ] && [ -z "$(ls "$work" | grep "^out\.")" ]'
 }
 cp "$src" "$t"
-printf '\x01' | dd of="$t" bs=1 seek=$((56 + rec + 100)) conv=notrunc status=none
+flip_bit "$t" $((56 + rec + 100))
 bad "a flipped bit in segment 1" "segment 1: a segment failed authentication (altered, reordered or cut short)"
 cp "$src" "$t"
-printf 'X' | dd of="$t" bs=1 seek=30 conv=notrunc status=none
+flip_bit "$t" 30
 bad "a changed byte in the wrapped key" "the storage key does not open this file"
 head -c $((56 + 2 * rec)) "$src" >"$t"
 bad "a file cut at a segment boundary" "segment 1: the file was cut short"
@@ -95,7 +95,7 @@ check "a 31-byte key: decrypt exits 4, the key must be exactly 32 bytes" eval 'c
 
 # verify sees the same tampering in the store itself, and changes nothing.
 cp "$src" "$work/keep"
-printf '\x01' | dd of="$src" bs=1 seek=$((56 + 3 * rec + 7)) conv=notrunc status=none
+flip_bit "$src" $((56 + 3 * rec + 7))
 head -c $((56 + rec)) "$work/keep" >"$srv/files/$id/f$seg"
 before=$(snapshot "$srv")
 ctl -s "$srv" -k "$key" verify

@@ -5,6 +5,7 @@
 # exchanges work; raw mode drives the trivial server of make bench, which
 # stores what it is sent. No timing is checked.
 . "${top_srcdir:-.}/tests/lib.sh"
+need_socket_activate
 
 EFBENCH=$top_builddir/efbench
 SINK=$top_builddir/src/bench-sink
@@ -28,7 +29,7 @@ stored_files() {
 
 start_server "$WORK/state"
 
-bench "$WORK/a" -u 20 -j 4
+bench "$WORK/a" -c 1100 -u 20 -j 4
 check "1100: 20 upload sessions, 4 at a time, no error" eval '[ $status -eq 0 ] && errors_are "$WORK/a" 0'
 check "and 20 files are stored" [ "$(stored_files)" -eq 20 ]
 check "the report has the rate, MB/s and latencies" \
@@ -41,6 +42,7 @@ check "each stored with its plaintext size" \
 
 bench "$WORK/c" -K -s 100000 -u 6 -j 2 -k cksum
 check "one connection per worker: no error" eval '[ $status -eq 0 ] && errors_are "$WORK/c" 0'
+check "without --code-set, efbench speaks efclient's default set, 1025" grep -q "^mode: .*code set 1025," "$WORK/c"
 
 bench "$WORK/d" -m keys -u 10 -j 2
 check "10 key exchanges, no error" eval '[ $status -eq 0 ] && errors_are "$WORK/d" 0 && grep -q "^key exchanges/s:" "$WORK/d"'
@@ -59,6 +61,8 @@ stop_server
 
 "$EFBENCH" -u 1 "127.0.0.1:$PORT" >/dev/null 2>"$WORK/g.err"
 check "no server listening: exit 69 before anything is timed" [ $? -eq 69 ]
+check "and the message names the address and what to look at" \
+	grep -qF "efbench: setting up client 0 with 127.0.0.1:$PORT: connect: Connection refused (is the server running and listening there?)" "$WORK/g.err"
 "$EFBENCH" -j 0 "127.0.0.1:$PORT" >/dev/null 2>&1
 check "a concurrency of 0: usage error 64" [ $? -eq 64 ]
 
@@ -72,9 +76,9 @@ for i in $(seq 1 100); do
 	grep -q "^Listening on" "$WORK/sink.log" && break
 	sleep 0.05
 done
-bench "$WORK/h" -m raw -s 65536 -u 5 -j 2
+bench "$WORK/h" -c 1100 -m raw -s 65536 -u 5 -j 2
 check "raw mode against the trivial server: no error" eval '[ $status -eq 0 ] && errors_are "$WORK/h" 0'
-check "which stored each upload's payload (65536 bytes padded, and 275 bytes of fixed fields)" \
+check "which stored each upload's payload (65536 bytes padded, and the 275 bytes of the 1100 set's fixed fields)" \
 	[ "$(find "$WORK/sink" -type f -size 65827c | wc -l)" -eq 5 ]
 
 done_testing

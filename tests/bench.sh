@@ -90,12 +90,13 @@ launch trivial "$SINK"
 launch copy "$SINK" --store "$WORK/sink"
 launch copywb "$RSS" "$WORK/rss-copy.log" "$SINK" --store "$WORK/sink" --writeback
 
-# run OUT NAME [EFBENCH OPTION]...: efbench against launcher NAME; its report in OUT. Failed operations are
-# counted in the results; an efbench that could not run at all stops the benchmark.
+# run OUT NAME [EFBENCH OPTION]...: efbench against launcher NAME, in the 1100 code set the
+# published figures are for; its report in OUT. Failed operations are counted in the results; an
+# efbench that could not run at all stops the benchmark.
 run() {
 	local out=$1 name=$2 status
 	shift 2
-	"$EFBENCH" "$@" "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"
+	"$EFBENCH" -c 1100 "$@" "127.0.0.1:${PORT[$name]}" >"$out" 2>"$out.err"
 	status=$?
 	if [ "$status" -eq 1 ]; then
 		echo "efbench $* against $name: $(field "$out" errors) operations failed" >>"$WORK/errors"

@@ -32,7 +32,10 @@ for algo in cksum crc32 crc32-ciphertext; do
 	run_client "$work/r" -s "127.0.0.1:$port" -n "wrong-$algo" -d "$me" -k "$other" "$work/a.bin"
 	check "$algo server, $other client: checksum failure, exit 2" exit_is 2
 	check "$algo server, $other client: the file is given up and not kept" \
-		eval 'says "$work/r" "checksum mismatch after 3 resends: a.bin" && test ! -e "$srv/files/$(client_id "$me")/a.bin"'
+		eval 'says "$work/r" "a.bin: checksum mismatch after 3 resends, given up" && test ! -e "$srv/files/$(client_id "$me")/a.bin"'
+	check "$algo server, $other client: the message points at --checksum" \
+		says "$work/r" "the server's checksum is not $other: see --checksum"
+	check "$algo server, $other client: no line on stdout for a file given up" test ! -s "$work/r.out"
 	stop_server
 done
 
@@ -45,8 +48,8 @@ for mode in "" --connection-per-request; do
 		mkdir "$me"
 		run_client "$work/r" -v -s "127.0.0.1:$port" -n "user$n" -d "$me" -c "$set" $mode "$work/a.bin" "$work/b.bin"
 		check "fault 1, $set ${mode:-one connection}: one resend each, then success" \
-			eval 'exit_is 0 && says "$work/r" "a.bin: stored and verified after resending" &&
-				says "$work/r" "b.bin: stored and verified after resending"'
+			eval 'exit_is 0 && prints "$work/r" "a.bin: stored on 127.0.0.1:$port for user$n, 293.0 KiB, checksum confirmed after 1 resend" &&
+				prints "$work/r" "b.bin: stored on 127.0.0.1:$port for user$n, 64.0 KiB, checksum confirmed after 1 resend"'
 		check "fault 1, $set ${mode:-one connection}: exactly one mismatch per file" \
 			test "$(grep -c 'checksum mismatch on upload 1 ' "$work/r.err")" -eq 2 -a \
 			"$(grep -c 'checksum mismatch on upload 2 ' "$work/r.err")" -eq 0
@@ -66,8 +69,8 @@ for mode in "" --connection-per-request; do
 		run_client "$work/r" -v -s "127.0.0.1:$port" -n "user$n" -d "$me" -c "$set" $mode "$work/a.bin" "$work/b.bin"
 		check "fault 4, $set ${mode:-one connection}: four mismatches give up, exit 2" exit_is 2
 		check "fault 4, $set ${mode:-one connection}: one line per file given up" \
-			eval 'says "$work/r" "efclient: checksum mismatch after 3 resends: a.bin" &&
-				says "$work/r" "efclient: checksum mismatch after 3 resends: b.bin"'
+			eval 'says "$work/r" "efclient: a.bin: checksum mismatch after 3 resends, given up" &&
+				says "$work/r" "efclient: b.bin: checksum mismatch after 3 resends, given up"'
 		check "fault 4, $set ${mode:-one connection}: four uploads of each, no more" \
 			test "$(grep -c 'checksum mismatch on upload [1-4] ' "$work/r.err")" -eq 8 -a \
 			"$(grep -c 'checksum mismatch on upload 5 ' "$work/r.err")" -eq 0
@@ -87,6 +90,6 @@ me=$work/fault4-none
 mkdir "$me"
 run_client "$work/r" -s "127.0.0.1:$port" -n noretries -d "$me" --retries 0 "$work/b.bin"
 check "--retries 0: the first mismatch gives up" \
-	eval 'exit_is 2 && says "$work/r" "checksum mismatch after 0 resends: b.bin"'
+	eval 'exit_is 2 && says "$work/r" "b.bin: checksum mismatch after 0 resends, given up"'
 
 done_testing

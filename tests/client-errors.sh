@@ -52,8 +52,8 @@ peer_start "$work/sleep.log" sleep 60 || exit 1
 mkdir "$work/sub2"
 run_client "$work/r" -s "127.0.0.1:$port" -n hana -d "$work/sub2" -c 1100 --timeout 1 "$work/small.txt"
 check "a server that does not answer within --timeout is a network error, exit 69" exit_is 69
-check "naming the request and the limit" \
-	says "$work/r" "efclient: connection to server 127.0.0.1:$port lost during register (1100): no answer within 1 s"
+check "naming the request and the limit, and asking whether it is efsession that listens" \
+	says "$work/r" "efclient: no answer from server 127.0.0.1:$port to register (1100) within 1 s: is efsession, and not another program, listening on that port?"
 check "no identity is written after a failed registration" test ! -e "$work/sub2/me.info"
 
 done_testing

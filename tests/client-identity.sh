@@ -96,7 +96,13 @@ printf '127.0.0.1:%s\r\nbob\r\nodd.bin\r\n%s\r\n' "$port" "$td/hello.txt" >"$td/
 status=$?
 check "transfer.info alone says where, who and what" exit_is 0
 check "both of its files are stored" stored "$srv" "$td" "$td/odd.bin" "$td/hello.txt"
-check "nothing is printed when stderr is no terminal and -v is not given" test ! -s "$work/r.err"
+check "nothing is printed on stderr when it is no terminal and -v is not given" test ! -s "$work/r.err"
+check "stdout has one line per file stored" eval '[ "$(wc -l <"$work/r.out")" -eq 2 ] &&
+	prints "$work/r" "odd.bin: stored on 127.0.0.1:$port for bob, 1024.0 KiB, checksum confirmed" &&
+	prints "$work/r" "hello.txt: stored on 127.0.0.1:$port for bob, 6 bytes, checksum confirmed"'
+(cd "$work" && "$EFCLIENT" -q -d "$td" >"$work/r.out" 2>"$work/r.err")
+status=$?
+check "with -q, nothing at all is printed" eval 'exit_is 0 && test ! -s "$work/r.out" -a ! -s "$work/r.err"'
 
 # A me.info line that is wrong is named, and nothing is sent.
 printf 'bob\nnot-an-id\nAAAA\n' >"$td/me.info"
@@ -122,15 +128,19 @@ run_client "$work/r" -s "127.0.0.1:$port" -n carol -d "$td" "$work/hello.txt" "$
 check "two files with one base name are refused" eval 'exit_is 64 && says "$work/r" "would both be stored as '"'"'hello.txt'"'"'"'
 run_client "$work/r" -s "127.0.0.1:$port" -n carol -d "$td" -c 1200 "$work/hello.txt"
 check "an unknown code set is a usage error" eval 'exit_is 64 && says "$work/r" "--code-set: '"'"'1200'"'"' is neither 1025 nor 1100"'
+run_client "$work/r" --no-such-option "$work/hello.txt"
+check "an unknown option is a usage error, named by the program, not the path it was run by" \
+	eval 'exit_is 64 && says "$work/r" "efclient: unrecognized option '"'"'--no-such-option'"'"'" && ! grep -q "/efclient" "$work/r.err"'
 run_client "$work/r" -d "$work/sub" "$work/hello.txt"
-check "without --server or transfer.info there is nowhere to go" \
-	eval 'exit_is 64 && says "$work/r" "$work/sub/transfer.info: No such file or directory"'
+check "without --server or transfer.info there is nowhere to go, and the message says what to give" \
+	eval 'exit_is 64 && says "$work/r" "no server given, and no $work/sub/transfer.info to read it from: run efclient --server HOST:PORT --name NAME FILE..."'
 
 # Nobody listens once the server is stopped.
 stop_server
 run_client "$work/r" -s "127.0.0.1:$port" -n dave -d "$work/sub" "$work/hello.txt"
 check "an unreachable server exits 69" exit_is 69
-check "and says which and why" says "$work/r" "efclient: server 127.0.0.1:$port unreachable: connection refused"
+check "and says which and why, and what to look at" \
+	says "$work/r" "efclient: server 127.0.0.1:$port unreachable: connection refused (is efsession listening on that port?)"
 check "no identity is written" test ! -e "$work/sub/me.info"
 
 "$EFCLIENT" --version >"$work/v.out" 2>&1

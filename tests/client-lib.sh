@@ -30,7 +30,7 @@ stop_peers() {
 setup() {
 	[ -x "$EFCLIENT" ] || skip_all "efclient is not built"
 	[ -x "$EFSESSION" ] || skip_all "efsession is not built"
-	[ -n "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate is not installed"
+	need_socket_activate
 	trap 'stop_peers; cleanup' EXIT
 	trap 'exit 1' INT TERM HUP
 }
@@ -106,6 +106,14 @@ run_client() {
 says() {
 	grep -qF -- "$2" "$1.err" || {
 		note "expected on stderr: $2"
+		return 1
+	}
+}
+
+# prints OUT LINE: efclient's stdout in OUT.out holds LINE, the whole line.
+prints() {
+	grep -qxF -- "$2" "$1.out" || {
+		note "expected on stdout: $2" "$(cat "$1.out")"
 		return 1
 	}
 }

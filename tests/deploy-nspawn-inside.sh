@@ -1,9 +1,12 @@
 #!/bin/bash
 # Run by tests/ci/nspawn.sh inside a booted Debian 12 container, with systemd
-# as PID 1, as the oneshot efserver-boot-test.service. It installs the staged
-# "make install" tree the way a package would, enables efserver.socket and
-# uploads over 127.0.0.1:1357. Results go to /efserver-results/tap as
-# unnumbered TAP lines ("ok - ...", "not ok - ...", "# ..."), then "done".
+# as PID 1, as the oneshot efserver-boot-test.service. It runs the commands of
+# README.md's "Deploying" section as written, as root in a copy of the
+# distribution's files: build, install, create the user and the state
+# directory, enable efserver.socket, then the upload and efctl command it
+# shows; then it looks closer and uploads more over 127.0.0.1:1357. Results
+# go to /efserver-results/tap as unnumbered TAP lines ("ok - ...",
+# "not ok - ...", "# ..."), then "done".
 set -u
 results=/efserver-results/tap
 state=/var/lib/efserver
@@ -23,11 +26,26 @@ finish() {
 	exit 0
 }
 
-# The package install: files in place, then what a package's scripts do.
-cp -a /efserver-test/stage/. / && systemctl daemon-reload
-check "make install's tree copied into the booted system" test -x /usr/sbin/efsession -a -x /usr/bin/efclient
-systemd-sysusers >/dev/null 2>&1
-systemd-tmpfiles --create efserver.conf >/dev/null 2>&1
+# README.md's commands, each line as written, stopping at the first that fails.
+src=/root/efserver
+cp -a /efserver-test/src "$src" && cd "$src" || finish
+if bash -e /efserver-test/deploy.sh >/root/deploy.log 2>&1; then
+	pass "README.md's deployment commands succeed as written: $(paste -sd ';' /efserver-test/deploy.sh)"
+else
+	fail "README.md's deployment commands succeed as written"
+	tail -30 /root/deploy.log | note
+fi
+check "make install put efsession and efctl in /usr/local/sbin, efclient in /usr/local/bin" \
+	test -x /usr/local/sbin/efsession -a -x /usr/local/sbin/efctl -a -x /usr/local/bin/efclient
+if bash -e /efserver-test/try.sh >/root/try.log 2>&1; then
+	pass "README.md's commands to see it work succeed as written: $(paste -sd ';' /efserver-test/try.sh)"
+else
+	fail "README.md's commands to see it work succeed as written"
+fi
+check "efclient confirmed README.md in one line" grep -qx "README.md: stored on 127.0.0.1:1357 for alice, .*, checksum confirmed" /root/try.log
+check "efctl files, with its default state directory, lists alice's README.md" grep -qE "^alice +README\.md " /root/try.log
+note </root/try.log
+cd / || finish
 uid=$(id -u efserver 2>/dev/null)
 check "systemd-sysusers created the system user efserver (uid ${uid:-none})" test -n "$uid" -a "${uid:-1000}" -lt 1000
 check "the service user has no login shell" test "$(getent passwd efserver | cut -d: -f7)" = /usr/sbin/nologin
@@ -97,20 +115,20 @@ upload() {
 		note <<<"$out"
 	fi
 }
-mkdir -p /root/alice /root/bob /root/files
+mkdir -p /root/dana /root/bob /root/files
 head -c 1 /dev/urandom >/root/files/one-byte
 head -c 4096 /dev/urandom >"/root/files/annual report.pdf"
 head -c $((1024 * 1024 + 7)) /dev/urandom >/root/files/odd.bin
 head -c $((3 * 1024 * 1024)) /dev/urandom >/root/files/big.tar
 files=(/root/files/one-byte "/root/files/annual report.pdf" /root/files/odd.bin /root/files/big.tar)
-upload "efclient (1025 set) registers alice and uploads ${#files[@]} files over 127.0.0.1:1357" \
-	--server 127.0.0.1:1357 --name alice --dir /root/alice "${files[@]}"
+upload "efclient (1025 set) registers dana and uploads ${#files[@]} files over 127.0.0.1:1357" \
+	--server 127.0.0.1:1357 --name dana --dir /root/dana "${files[@]}"
 upload "efclient (1100 set) registers bob and uploads ${#files[@]} files" \
 	--code-set 1100 --server 127.0.0.1:1357 --name bob --dir /root/bob "${files[@]}"
-upload "efclient reconnects as alice, one connection per request, and uploads again" \
-	--connection-per-request --server 127.0.0.1:1357 --dir /root/alice /root/files/odd.bin
+upload "efclient reconnects as dana, one connection per request, and uploads again" \
+	--connection-per-request --server 127.0.0.1:1357 --dir /root/dana /root/files/odd.bin
 
-for who in alice bob; do
+for who in dana bob; do
 	id=$(sed -n 2p /root/$who/me.info 2>/dev/null | tr 'A-F' 'a-f')
 	dir=$state/files/$id
 	same=0
@@ -155,11 +173,11 @@ check "no efserver unit failed (every efsession exited 0)" test -z "$failed"
 
 # The journal: efsession's own structured entries, nothing through stderr.
 journalctl --sync 2>/dev/null
-alice=$(sed -n 2p /root/alice/me.info | tr 'A-F' 'a-f')
+dana=$(sed -n 2p /root/dana/me.info | tr 'A-F' 'a-f')
 stored=$(journalctl -q --no-pager -o export SYSLOG_IDENTIFIER=efsession |
-	awk -v RS= '/(^|\n)MESSAGE=Stored annual report\.pdf for alice: 4\.0 KiB, checksum [0-9]+\.\n/')
-check "journalctl shows \"Stored annual report.pdf for alice: 4.0 KiB, checksum N.\"" test -n "$stored"
-for field in "PRIORITY=6" "PEER=127.0.0.1:" "CLIENT_ID=$alice" "CLIENT_NAME=alice" "REQUEST_CODE=1028" \
+	awk -v RS= '/(^|\n)MESSAGE=Stored annual report\.pdf for dana: 4\.0 KiB, checksum [0-9]+\.\n/')
+check "journalctl shows \"Stored annual report.pdf for dana: 4.0 KiB, checksum N.\"" test -n "$stored"
+for field in "PRIORITY=6" "PEER=127.0.0.1:" "CLIENT_ID=$dana" "CLIENT_NAME=dana" "REQUEST_CODE=1028" \
 	"FILE_NAME=annual report.pdf" "FILE_SIZE=4096" "CODE_FILE=src/session.c" "CODE_LINE=" \
 	"CODE_FUNC=handle_file" "_SYSTEMD_UNIT=efserver@" "_TRANSPORT=journal"; do
 	check "that entry carries $field" grep -q "^$field" <<<"$stored"

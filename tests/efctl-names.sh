@@ -6,9 +6,9 @@
 # JSON, and never one of their bytes raw; the database keeps them byte for byte.
 
 . "${top_srcdir:-.}/tests/efctl-lib.sh"
+need python3 python3
+need sqlite3 sqlite3
 setup
-command -v python3 >/dev/null || skip_all "python3 is needed to read the JSON (Debian package python3)"
-command -v sqlite3 >/dev/null || skip_all "sqlite3 is needed to read the database (Debian package sqlite3)"
 
 # U+009B (CSI, a terminal's ESC [), U+202E (RIGHT-TO-LEFT OVERRIDE), U+2066 (LEFT-TO-RIGHT ISOLATE), U+0085 (NEL).
 name=$'mallory\xc2\x9b31m\xe2\x80\xaegpj.exe'

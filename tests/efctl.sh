@@ -5,6 +5,9 @@
 # runs beside uploads without disturbing them.
 
 . "${top_srcdir:-.}/tests/efctl-lib.sh"
+# The JSON output is checked with python3, the database with sqlite3.
+need python3 python3
+need sqlite3 sqlite3
 setup
 
 srv=$work/state
@@ -52,7 +55,7 @@ check "show ID --json: valid JSON" eval 'ctl_is 0 && json_ok && out_has "\"aes_k
 ctl "${S[@]}" verify
 check "verify: a clean store checks out, exit 0" eval 'ctl_is 0 && out_has "5 files checked (0 encrypted at rest, 0 given up with no copy): 0 problems."'
 cp "$srv/files/$alice/r.bin" "$work/r.keep"
-printf 'X' | dd of="$srv/files/$alice/r.bin" bs=1 seek=1000 conv=notrunc status=none
+flip_bit "$srv/files/$alice/r.bin" 1000
 rm "$srv/files/$bob/h.txt"
 before=$(snapshot "$srv")
 ctl "${S[@]}" verify
@@ -77,7 +80,8 @@ check "a missing argument: exit 2" eval 'ctl_is 2 && err_has "wrong number of ar
 ctl "${S[@]}" verify --checksum md5
 check "an unknown checksum: exit 2" ctl_is 2
 ctl -s "$work/nowhere" clients
-check "a missing state directory: exit 4" eval 'ctl_is 4 && err_has "nowhere"'
+check "a missing state directory: exit 4, and the message says how to name another" \
+	eval 'ctl_is 4 && err_has "cannot use the state directory $work/nowhere: No such file or directory (give efsession'"'"'s with --state-dir DIR)"'
 mkdir "$work/blank"
 ctl -s "$work/blank" files
 check "a state directory without a database: exit 4, nothing created" eval 'ctl_is 4 && err_has "no efserver database" && [ -z "$(ls "$work/blank")" ]'

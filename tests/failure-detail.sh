@@ -7,7 +7,7 @@
 # too new for this efsession is proved by tests/replay/state-newer-schema.replay.)
 . "${top_srcdir:-.}/tests/lib.sh"
 
-command -v strace >/dev/null || skip_all "strace is needed to inject the I/O errors (Debian package strace)"
+need strace strace
 [ -x "$REPLAY" ] || skip_all "tests/replay-run is not built"
 efs=$(cd "$(dirname "$EFSESSION")" && pwd)/efsession
 # Injection needs ptrace; a container may forbid it.

@@ -9,7 +9,8 @@
 
 INETD=$(command -v inetd || echo /usr/sbin/inetd)
 SYSLOGD=$top_builddir/tests/deploy-syslogd
-[ -x "$INETD" ] || skip_all "inetd is not installed (Debian: openbsd-inetd)"
+[ -x "$INETD" ] || skip_all "inetd is not installed (Debian package openbsd-inetd)"
+need pgrep procps
 [ "$(id -u)" -eq 0 ] || skip_all "a private /dev/log needs root (unshare -m)"
 unshare -m true 2>/dev/null || skip_all "unshare -m is not permitted here"
 

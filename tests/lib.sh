@@ -43,11 +43,39 @@ skip() {
 	echo "ok $tap_n - $1 # SKIP $2"
 }
 
+# skip_all REASON: the whole test is skipped. Only before the first check:
+# a test that has counted checks cannot be skipped any more, and says so.
 skip_all() {
+	if [ "$tap_n" -gt 0 ]; then
+		echo "Bail out! $* (after $tap_n checks: this test must check what it needs before its first check)"
+		exit 1
+	fi
 	echo "1..0 # SKIP $*"
 	trap - EXIT
 	rm -rf "$WORK"
 	exit 0
+}
+
+# need PROGRAM PACKAGE: skip the whole test unless PROGRAM is installed. Call
+# it at the top of a test, before any check, for every optional tool it uses.
+need() {
+	command -v "$1" >/dev/null 2>&1 || skip_all "$1 is not installed (Debian package $2)"
+}
+
+# need_socket_activate: what start_server needs.
+need_socket_activate() {
+	[ -n "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate is not installed (Debian package systemd)"
+}
+
+# flip_bit FILE OFFSET: invert the lowest bit of the byte at OFFSET, so that
+# it changes whatever it was (writing a fixed byte leaves it as it was once
+# in 256 random files).
+flip_bit() {
+	local b
+	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	[ -n "$b" ] || return 1
+	# shellcheck disable=SC2059
+	printf "\\$(printf %03o $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
 
 diag() {
@@ -67,7 +95,7 @@ start_server() {
 	local state=$1 try style=--inetd
 	shift
 	[ "${SERVER_FD3:-0}" = 1 ] && style=
-	[ -n "$SOCKET_ACTIVATE" ] || skip_all "systemd-socket-activate is not installed"
+	need_socket_activate
 	mkdir -p "$state"
 	SERVER_LOG=$WORK/server.log
 	for try in 1 2 3 4 5 6 7 8 9 10; do
@@ -101,7 +129,7 @@ stop_server() {
 wait_sessions() {
 	local i
 	for i in $(seq 1 200); do
-		pgrep -P "$SERVER_PID" >/dev/null 2>&1 || return 0
+		[ -z "$(cat /proc/"$SERVER_PID"/task/*/children 2>/dev/null)" ] && return 0
 		sleep 0.05
 	done
 	return 1

@@ -8,6 +8,7 @@
 AESKEY=$top_builddir/tests/deploy-aeskey
 [ -x "$EFCLIENT" ] || skip_all "efclient is not built"
 [ -x "$AESKEY" ] || skip_all "tests/deploy-aeskey is not built"
+need_socket_activate
 
 state=$WORK/state
 clientlog=$WORK/client.log

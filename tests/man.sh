@@ -4,7 +4,7 @@
 . "${top_srcdir:-.}/tests/lib.sh"
 
 [ -n "${MANDOC:-}" ] || MANDOC=$(command -v mandoc || true)
-[ -n "$MANDOC" ] || skip_all "mandoc is not installed"
+[ -n "$MANDOC" ] || skip_all "mandoc is not installed (Debian package mandoc)"
 for page in "$top_srcdir"/man/*.[1-8]; do
 	out=$("$MANDOC" -Tlint -W warning "$page" 2>&1)
 	check "$(basename "$page") is clean under mandoc -Tlint" [ -z "$out" ]

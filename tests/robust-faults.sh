@@ -8,6 +8,7 @@
 # idle timeout. tests/drive-robust.c does the talking.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "$top_srcdir/tests/robust-lib.sh"
+need_socket_activate
 
 EFS=$(cd "$top_builddir" && pwd)/efsession
 SEED=${ROBUST_SEED:-$RANDOM}

@@ -4,6 +4,8 @@
 # (their total resident memory is reported); the launcher serves afterwards.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "$top_srcdir/tests/robust-lib.sh"
+need_socket_activate
+need pgrep procps
 
 N=${ROBUST_IDLE_CONNECTIONS:-500}
 TIMEOUT=3

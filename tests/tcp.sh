@@ -6,6 +6,7 @@
 # passed as fd 3 (sd_listen_fds); quiet connections are closed at the idle
 # timeout, except in debug mode.
 . "${top_srcdir:-.}/tests/lib.sh"
+need_socket_activate
 
 state=$WORK/state
 

@@ -4,6 +4,8 @@
  * whole and in random pieces, the table and PCLMUL versions agree everywhere,
  * and the algorithm names parse both ways. EF_TEST_SEED replays a run.
  */
+#include "config.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef HAVE_ZLIB
 #include <zlib.h>
 
 #include "cksum.h"
@@ -563,3 +566,10 @@ int main(void)
 	free(zeros);
 	return tap_done();
 }
+#else
+int main(void)
+{
+	printf("1..0 # SKIP zlib, the crc32 reference, is not installed (Debian package zlib1g-dev)\n");
+	return 0;
+}
+#endif

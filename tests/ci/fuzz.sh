@@ -5,6 +5,11 @@
 # fails the suite. Each TAP line states the executions reached.
 . "$(dirname "$0")/../robust-lib.sh"
 
+command -v clang >/dev/null || ci_skip_all "clang is not installed (Debian packages clang and libclang-rt-14-dev)"
+printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n);\nint LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n ? 0 : 0; }\n' |
+	clang -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null ||
+	ci_skip_all "clang cannot link libFuzzer harnesses (Debian package libclang-rt-14-dev)"
+
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 WORK=$(mktemp -d /tmp/effuzz.XXXXXX)
 # The session harness writes a state directory per input: on tmpfs, fsync costs nothing.

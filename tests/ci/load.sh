@@ -9,6 +9,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 export top_srcdir=$top top_builddir=$top
 . "$top/tests/lib.sh"
 . "$top/tests/robust-lib.sh"
+need_socket_activate
 
 CLIENTS=${LOAD_CLIENTS:-64}
 UPLOADS=${LOAD_UPLOADS:-20}

@@ -1,8 +1,10 @@
 #!/bin/bash
 # efserver under a real systemd: a debootstrapped Debian 12 (cached between
-# runs) booted with systemd-nspawn, systemd as PID 1, the project built from
-# its distribution files and installed into it as a package would be.
-# tests/deploy-nspawn-inside.sh runs in there as a oneshot unit: units
+# runs) booted with systemd-nspawn, systemd as PID 1, where the commands of
+# README.md's "Deploying" section run exactly as written, from the
+# distribution's files: build, make install, sysusers, tmpfiles, enable, then
+# the upload and the efctl command it shows. tests/deploy-nspawn-inside.sh
+# runs in there as a oneshot unit: the README's commands succeed, units
 # verified, the socket enabled, uploads by efclient stored byte for byte,
 # the sandbox in force on a live session, structured journal entries, and
 # the exposure of efserver@.service by systemd-analyze security, which must
@@ -16,13 +18,14 @@ top_builddir=$root
 MAX_EXPOSURE=1.0
 CACHE=${EFSERVER_NSPAWN_CACHE:-/var/cache/efserver-nspawn}
 # What the tree holds besides minbase: systemd as init, D-Bus for systemctl,
-# man-db so that verify finds the manual pages, and efserver's libraries.
-INCLUDE=systemd,systemd-sysv,dbus,man-db,libgcrypt20,libsqlite3-0,libsystemd0
+# man-db so that verify finds the manual pages, and what README.md's
+# "Building by hand" says building needs.
+INCLUDE=systemd,systemd-sysv,dbus,man-db,gcc,libc6-dev,make,autoconf,automake,pkgconf,libgcrypt20-dev,libsqlite3-dev,libsystemd-dev
 TREE=$CACHE/bookworm-$(echo "$INCLUDE" | md5sum | cut -c1-8)
 
 [ "$(id -u)" -eq 0 ] || skip_all "systemd-nspawn needs root"
-command -v systemd-nspawn >/dev/null || skip_all "systemd-nspawn is not installed (Debian: systemd-container)"
-command -v debootstrap >/dev/null || skip_all "debootstrap is not installed"
+need systemd-nspawn systemd-container
+need debootstrap debootstrap
 # The booted system's private network needs CAP_NET_ADMIN to bring its loopback up;
 # a container that lacks it (nspawn inside nspawn) cannot give it one.
 capeff=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
@@ -57,17 +60,29 @@ if ! probe=$(SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 timeout 120 systemd-nspawn -q --
 fi
 pass "Debian 12 tree $built"
 
-# Built as a distribution would: from the files "make dist" ships,
-# configured for /usr, installed into a staging directory.
+# readme_block N: the Nth code block of README.md's "Deploying" section, unindented.
+readme_block() {
+	awk -v want="$1" '
+		/^## / { in_section = ($0 == "## Deploying"); next }
+		!in_section || /^$/ { next }
+		/^    / { if (!in_block) { in_block = 1; n++ }; if (n == want) print substr($0, 5); next }
+		{ in_block = 0 }' "$root/README.md"
+}
+
+# The distribution's files, as a release tarball holds them, and the
+# README's commands: the deployment, then what it shows to see it work.
 mkdir -p "$WORK/in" "$WORK/results"
-if make -s -C "$root" distdir distdir="$WORK/src" >"$WORK/build.log" 2>&1 &&
-	(cd "$WORK/src" && ./configure -q --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
-		--with-systemdsystemunitdir=/usr/lib/systemd/system \
-		--with-sysusersdir=/usr/lib/sysusers.d --with-tmpfilesdir=/usr/lib/tmpfiles.d &&
-		make -s -j"$(nproc)" && make -s install DESTDIR="$WORK/in/stage") >>"$WORK/build.log" 2>&1; then
-	pass "built from the distribution files, installed with make install DESTDIR="
+readme_block 1 >"$WORK/in/deploy.sh"
+readme_block 2 >"$WORK/in/try.sh"
+check "README.md's Deploying section: the deployment ends by enabling the socket, then an upload and efctl" \
+	eval 'grep -qx "systemctl enable --now efserver.socket" "$WORK/in/deploy.sh" &&
+		grep -q "^efclient " "$WORK/in/try.sh" && grep -q "^efctl " "$WORK/in/try.sh"'
+sed 's/^/# deploy: /' "$WORK/in/deploy.sh"
+sed 's/^/# try: /' "$WORK/in/try.sh"
+if make -s -C "$root" distdir distdir="$WORK/in/src" >"$WORK/build.log" 2>&1; then
+	pass "the distribution's files, from make distdir"
 else
-	fail "built from the distribution files, installed with make install DESTDIR="
+	fail "the distribution's files, from make distdir"
 	tail -30 "$WORK/build.log" | diag
 	done_testing
 	exit 1
@@ -83,12 +98,12 @@ FailureAction=poweroff
 [Service]
 Type=oneshot
 ExecStart=/bin/bash /efserver-test/run.sh
-TimeoutStartSec=600
+TimeoutStartSec=900
 EOF
 
 # --private-network: the container's 127.0.0.1:1357 is its own, whatever
 # the host listens on.
-SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 timeout -k 10 900 systemd-nspawn -q -D "$TREE" \
+SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 timeout -k 10 1200 systemd-nspawn -q -D "$TREE" \
 	--register=no --keep-unit --volatile=overlay --system-call-filter=bpf --private-network \
 	--bind-ro="$WORK/in:/efserver-test" --bind="$WORK/results:/efserver-results" \
 	--bind-ro="$WORK/in/efserver-boot-test.service:/etc/systemd/system/efserver-boot-test.service" \

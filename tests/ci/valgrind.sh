@@ -10,7 +10,8 @@ export top_srcdir=$top top_builddir=$top
 . "$top/tests/lib.sh"
 . "$top/tests/robust-lib.sh"
 
-command -v valgrind >/dev/null || skip_all "valgrind is not installed"
+need valgrind valgrind
+need_socket_activate
 make -s -C "$top" efsession efclient tests/replay-run >"$WORK/build.log" 2>&1 || {
 	diag "$WORK/build.log"
 	echo "Bail out! cannot build efsession, efclient and tests/replay-run"
