@@ -19,10 +19,12 @@ SERVE_PACKAGES=(gcc libc6-dev make autoconf automake pkgconf
 # What the tests add: zlib as a crc32 reference, mandoc for the manual
 # pages, pgrep, a real inetd, the sqlite3 and python3 the efctl tests look
 # with, and the tests/ci suites' valgrind, clang with libFuzzer, and
-# debootstrap and systemd-nspawn for a booted Debian 12, and strace, which
-# injects disk faults.
+# debootstrap and systemd-nspawn for a booted Debian 12, strace, which
+# injects disk faults, and for the tests of several hosts a PostgreSQL 15
+# server, haproxy as their balancer and ip for their network namespaces.
 CHECK_PACKAGES=(zlib1g-dev mandoc procps openbsd-inetd sqlite3 python3
-	valgrind clang libclang-rt-14-dev debootstrap systemd-container strace)
+	valgrind clang libclang-rt-14-dev debootstrap systemd-container strace
+	postgresql haproxy iproute2)
 
 say() {
 	echo "setup: $*" >&2
