@@ -68,14 +68,7 @@ check "a concurrency of 0: usage error 64" [ $? -eq 64 ]
 
 # The trivial server of make bench, under the same launcher, storing what it is sent.
 mkdir "$WORK/sink"
-PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept --inetd "$(cd "$(dirname "$SINK")" && pwd)/bench-sink" \
-	--store "$WORK/sink" 2>"$WORK/sink.log" &
-SERVER_PID=$!
-for i in $(seq 1 100); do
-	grep -q "^Listening on" "$WORK/sink.log" && break
-	sleep 0.05
-done
+start_launcher "$(cd "$(dirname "$SINK")" && pwd)/bench-sink" --store "$WORK/sink"
 bench "$WORK/h" -c 1100 -m raw -s 65536 -u 5 -j 2
 check "raw mode against the trivial server: no error" eval '[ $status -eq 0 ] && errors_are "$WORK/h" 0'
 check "which stored each upload's payload (65536 bytes padded, and the 275 bytes of the 1100 set's fixed fields)" \

@@ -92,18 +92,24 @@ done_testing() {
 # The connection is on stdin/stdout (inetd style), or with SERVER_FD3=1 passed
 # as fd 3 with LISTEN_FDS=1, as systemd does without StandardInput=socket.
 start_server() {
-	local state=$1 try style=--inetd
+	local state=$1
 	shift
+	mkdir -p "$state"
+	start_launcher "$(cd "$(dirname "$EFSESSION")" && pwd)/efsession" --state-dir "$state" --log-target stderr "$@"
+}
+
+# start_launcher PROGRAM [ARGS...]: PROGRAM (an absolute path) per connection
+# under systemd-socket-activate on 127.0.0.1:$PORT, its stderr and the
+# launcher's in $SERVER_LOG, as start_server. Retries on another port if taken.
+start_launcher() {
+	local try style=--inetd
 	[ "${SERVER_FD3:-0}" = 1 ] && style=
 	need_socket_activate
-	mkdir -p "$state"
 	SERVER_LOG=$WORK/server.log
 	for try in 1 2 3 4 5 6 7 8 9 10; do
 		PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
 		: >"$SERVER_LOG"
-		"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept $style \
-			"$(cd "$(dirname "$EFSESSION")" && pwd)/efsession" --state-dir "$state" --log-target stderr "$@" \
-			2>>"$SERVER_LOG" &
+		"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept $style "$@" 2>>"$SERVER_LOG" &
 		SERVER_PID=$!
 		while kill -0 "$SERVER_PID" 2>/dev/null && ! grep -q "^Listening on" "$SERVER_LOG"; do
 			sleep 0.05
