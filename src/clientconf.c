@@ -491,7 +491,7 @@ int clientconf_read_identity(const char *dir, struct clientconf_identity *out, s
 	memcpy(id_text, l.s, l.len);
 	id_text[l.len] = '\0';
 	if (wire_id_from_hex(id_text, me.id) < 0) {
-		set_error(err, "%s:2: client id is not 32 hex digits (dashes allowed between bytes)", path);
+		set_error(err, "%s:2: client id is not 32 hex digits, plain or in the 8-4-4-4-12 form", path);
 		goto out;
 	}
 	if (next_line(&text, &pos, &l))

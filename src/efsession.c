@@ -56,6 +56,9 @@ static void usage(FILE *to)
 	            "                             key), and no idle timeout\n"
 	            "      --fault-checksum N     report a wrong checksum for the first N uploads of\n"
 	            "                             each file, to exercise clients' resend paths\n"
+	            "      --registration MODE    open (default): anyone may register; closed: register\n"
+	            "                             requests are refused, clients are added with\n"
+	            "                             efctl add-client\n"
 	            "      --encrypt-at-rest      store files encrypted under the storage key\n"
 	            "      --storage-key-file FILE  the storage key, 32 raw bytes (default: the\n"
 	            "                             " SEAL_CREDENTIAL " credential of systemd)\n"
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
 	    {"fault-checksum", required_argument, NULL, 'F'},
 	    {"encrypt-at-rest", no_argument, NULL, 'E'},
 	    {"storage-key-file", required_argument, NULL, 'K'},
+	    {"registration", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0, 0, 0, 0},
@@ -199,6 +203,13 @@ int main(int argc, char **argv)
 			break;
 		case 'K':
 			key_file = optarg;
+			break;
+		case 'R':
+			if (strcmp(optarg, "open") != 0 && strcmp(optarg, "closed") != 0) {
+				fprintf(stderr, "efsession: --registration is open or closed, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			cfg.registration_closed = optarg[0] == 'c';
 			break;
 		case 'h':
 			usage(stdout);

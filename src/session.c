@@ -244,12 +244,24 @@ static enum outcome handle_register(struct session *s, const struct wire_request
 {
 	char name[NAME], e1[NAME_ESC_MAX];
 	struct wire_request_body b;
+	enum wire_name_error ne;
 	uint8_t id[ID];
 	enum outcome o;
+	size_t len;
 	int r;
 
-	if ((o = take_client_name(s, rq, &b, name)) != OUT_CONTINUE)
+	if ((o = take_body(s, rq, &b)) != OUT_CONTINUE)
 		return o;
+	/* A malformed name is a format error; a valid one shaped like an id, a refusal (efserver-protocol(7), Names). */
+	ne = wire_check_new_client_name(b.name, &len);
+	if (ne != WIRE_NAME_OK && ne != WIRE_NAME_LIKE_ID)
+		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
+	memcpy(name, b.name, len);
+	name[len] = '\0';
+	if (s->cfg->registration_closed)
+		return refuse(s, rq->refusal, NULL, "registration is closed (clients are added with efctl add-client)");
+	if (ne == WIRE_NAME_LIKE_ID)
+		return refuse(s, rq->refusal, NULL, "the name '%s' is shaped like a client id", esc(name, e1));
 	crypto_new_client_id(id);
 	r = store_register_client(s->st, id, name);
 	if (r == -EEXIST)
