@@ -274,10 +274,15 @@ static enum outcome handle_register(struct session *s, const struct wire_request
 	return answer(s, rq->success, &(struct wire_response_body){.id = id});
 }
 
-/* A fresh AES key into aes, and RSA-OAEP-encrypted for key into enc (efserver-protocol(7), "Cryptography"). */
+/*
+ * A fresh AES key into aes, and RSA-OAEP-encrypted for key into enc
+ * (efserver-protocol(7), "Cryptography"): the RSA work of a request, done
+ * only for a client whose id and name checked out.
+ */
 static int new_aes_key(struct session *s, const struct der_rsa_key *key, uint8_t aes[CRYPTO_AES_MAX_KEY],
                        uint8_t enc[WIRE_ENCRYPTED_KEY_MAX], size_t *enc_len)
 {
+	log_debug("Encrypting a fresh AES key with a %u-bit RSA key.", key->bits);
 	crypto_random(aes, s->cfg->aes_key_len);
 	return crypto_oaep_encrypt(key, aes, s->cfg->aes_key_len, enc, WIRE_ENCRYPTED_KEY_MAX, enc_len);
 }
@@ -301,12 +306,17 @@ static enum outcome handle_public_key(struct session *s, const struct wire_reque
 	spki_len = der_write_rsa_spki(key.n, key.n_len, key.e, key.e_len, spki, sizeof(spki));
 	if (spki_len < 0)
 		return server_error(s, (int)spki_len, "Could not encode the public key of '%s'", esc(name, e1));
-	if ((r = new_aes_key(s, &key, aes, enc, &enc_len)) < 0) {
+	/* A lookup first: an unknown id, a wrong name or another key costs no RSA work. */
+	r = store_check_keys(s->st, s->hdr.client_id, name, spki, (size_t)spki_len);
+	if (r == 0) {
+		if ((r = new_aes_key(s, &key, aes, enc, &enc_len)) < 0) {
+			crypto_wipe(aes, sizeof(aes));
+			return server_error(s, r, "Could not encrypt an AES key for '%s'", esc(name, e1));
+		}
+		/* The transaction checks id, name and pinned key again: another connection may have acted meanwhile. */
+		r = store_set_keys(s->st, s->hdr.client_id, name, spki, (size_t)spki_len, aes, s->cfg->aes_key_len);
 		crypto_wipe(aes, sizeof(aes));
-		return server_error(s, r, "Could not encrypt an AES key for '%s'", esc(name, e1));
 	}
-	r = store_set_keys(s->st, s->hdr.client_id, name, spki, (size_t)spki_len, aes, s->cfg->aes_key_len);
-	crypto_wipe(aes, sizeof(aes));
 	if (r == -ENOENT)
 		return refuse(s, rq->refusal, NULL, "client %s is not registered under the name '%s'", s->id_hex,
 		              esc(name, e1));

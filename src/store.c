@@ -833,7 +833,7 @@ int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	return tx_commit(st);
 }
 
-/* Within a transaction: may this id, under this name, get a key with this SPKI? 0, -ENOENT or -EPERM. */
+/* May this id, under this name, get a key with this SPKI? 0, -ENOENT or -EPERM; in a transaction or not. */
 static int keys_allowed(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
                         size_t spki_len)
 {
@@ -847,7 +847,7 @@ static int keys_allowed(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
 		return r;
 	if (bind_id(s, 1, id) != SQLITE_OK)
 		return bind_failed(st, s);
-	rc = sqlite3_step(s);
+	rc = step_read(s);
 	if (rc == SQLITE_DONE) {
 		r = -ENOENT;
 	} else if (rc != SQLITE_ROW) {
@@ -867,6 +867,15 @@ static int keys_allowed(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
 	}
 	stmt_done(s);
 	return r;
+}
+
+int store_check_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                     size_t spki_len)
+{
+	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE) || !spki || spki_len == 0 || spki_len > DER_RSA_SPKI_MAX)
+		return -EINVAL;
+	failure_clear();
+	return keys_allowed(st, id, name, spki, spki_len);
 }
 
 int store_set_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,

@@ -73,6 +73,14 @@ int store_find_client_by_name(struct store *st, const char *name, struct store_c
 int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE]);
 
 /*
+ * 1026/1101, before any RSA work (efserver-protocol(7), Cryptography): a
+ * read of what store_set_keys decides, with the same answers. Its answer
+ * may be stale by the time the keys are set; store_set_keys checks again.
+ */
+int store_check_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                     size_t spki_len);
+
+/*
  * 1026/1101, in one transaction: the id must be registered under name
  * (-ENOENT otherwise); the first public key is kept, a different one is
  * refused with -EPERM; then store the new AES key and update last seen.

@@ -413,6 +413,30 @@ static void parse_bytes_line(const char *p, struct segs *ss, bool expect)
 			emit(ss, keys.pkcs1, keys.pkcs1_len, false);
 		} else if (strcmp(word, "other-spki") == 0) {
 			emit(ss, keys.other_spki, keys.other_spki_len, false);
+		} else if (strncmp(word, "made-spki:", 10) == 0) {
+			uint8_t mod[DER_RSA_MAX_BITS / 8 + 1], e[16];
+			char ehex[40] = "", form[8] = "odd";
+			unsigned bits = 0, top;
+			size_t n_len, e_len;
+			struct prng pr;
+			long w;
+			if (sscanf(word + 10, "%u:%39[0-9a-f]:%7s", &bits, ehex, form) < 2 || bits < 8 ||
+			    bits > 8 * sizeof(mod) || strlen(ehex) % 2 || strlen(ehex) / 2 > sizeof(e))
+				die("bad made-spki '%s'", word);
+			/* Any number of that size, top bit set: a key in form only, which no test ever encrypts with. */
+			n_len = (bits + 7) / 8;
+			top = (bits - 1) % 8;
+			pr.x = bits;
+			prng_fill(&pr, mod, n_len);
+			mod[0] = (uint8_t)((mod[0] & ((1u << top) - 1)) | 1u << top);
+			mod[n_len - 1] = strcmp(form, "even") == 0 ? (uint8_t)(mod[n_len - 1] & 0xfe)
+			                                           : (uint8_t)(mod[n_len - 1] | 1);
+			for (e_len = 0; e_len < strlen(ehex) / 2; e_len++)
+				e[e_len] = (uint8_t)(hex_value(ehex[2 * e_len]) << 4 | hex_value(ehex[2 * e_len + 1]));
+			w = der_write_rsa_spki(mod, n_len, e, e_len, buf, sizeof(buf));
+			if (w < 0)
+				die("cannot encode '%s'", word);
+			emit(ss, buf, (size_t)w, false);
 		} else if (strncmp(word, "content:", 8) == 0) {
 			unsigned long long size;
 			unsigned seed;
