@@ -441,6 +441,38 @@ static enum outcome receive_content(struct session *s, struct crypto_cbc *cbc, s
 	return OUT_CONTINUE;
 }
 
+/*
+ * A padding that does not check out (efserver-protocol(7), Cryptography):
+ * nothing is kept, the AES key the content was decrypted with is destroyed
+ * if it is still the client's, and the connection is closed, so that a
+ * captured ciphertext gets at most one answer per key.
+ */
+static enum outcome refuse_bad_padding(struct session *s, const struct wire_request_spec *rq,
+                                       const struct store_client *c, const char *name)
+{
+	char e1[NAME_ESC_MAX], e2[NAME_ESC_MAX];
+	bool dropped = false;
+	int r;
+
+	r = store_drop_aes_key(s->st, c->id, c->aes_key, c->aes_key_len, &dropped);
+	if (r < 0)
+		return server_error(s, r, "Could not destroy the AES key of '%s' after a bad padding",
+		                    esc(c->name, e1));
+	s->touched = true;
+	if (dropped)
+		log_warning("Refused file '%s': its padding does not check out (wrong key or corrupt content); nothing "
+		            "was kept and the AES key of '%s' was destroyed, a new one comes with 1026/1101 (its "
+		            "registered public key) or 1027; answering %u and closing the connection.",
+		            esc(name, e1), esc(c->name, e2), rq->refusal);
+	else
+		log_warning("Refused file '%s': its padding does not check out (wrong key or corrupt content); nothing "
+		            "was kept, and the AES key it was decrypted with is no longer the one of '%s', which "
+		            "stays; answering %u and closing the connection.",
+		            esc(name, e1), esc(c->name, e2), rq->refusal);
+	(void)respond(s, rq->refusal, NULL);
+	return OUT_CLOSE;
+}
+
 static enum outcome handle_file(struct session *s, const struct wire_request_spec *rq)
 {
 	const uint32_t content = s->frame.content;
@@ -485,18 +517,20 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	}
 	log_context_client(c.id, c.name);
 	if (c.aes_key_len == 0) {
-		log_warning("Refused file '%s': no AES key was ever sent to '%s'; closing without reading the content.",
+		log_warning("Refused file '%s': '%s' has no AES key (none issued yet, or destroyed after a bad "
+		            "padding); closing without reading the content.",
 		            esc(name, e1), esc(c.name, e2));
 		(void)respond(s, rq->refusal, NULL);
 		return OUT_CLOSE;
 	}
-	r = crypto_cbc_new(&cbc, c.aes_key, c.aes_key_len, false);
-	crypto_wipe(c.aes_key, sizeof(c.aes_key));
-	if (r < 0)
-		return server_error(s, r, "Could not set up AES for '%s'", esc(c.name, e1));
+	/* The key stays in c until the end: a bad padding destroys it only if it is still the client's. */
+	if ((r = crypto_cbc_new(&cbc, c.aes_key, c.aes_key_len, false)) < 0) {
+		o = server_error(s, r, "Could not set up AES for '%s'", esc(c.name, e1));
+		goto out;
+	}
 	if ((r = cksum_init(&ck, s->cfg->checksum)) < 0) {
-		crypto_cbc_free(cbc);
-		return server_error(s, r, "Could not set up the checksum");
+		o = server_error(s, r, "Could not set up the checksum");
+		goto out;
 	}
 	if ((r = vault_create(s->v, s->hdr.client_id, &pub.file)) < 0) {
 		o = server_error(s, r, "Could not create a file for '%s' in the state directory", esc(name, e1));
@@ -509,9 +543,7 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 		goto out;
 	}
 	if (bad_padding) {
-		o = refuse(s, rq->refusal, NULL,
-		           "the padding of '%s' does not check out (wrong key or corrupt content); nothing was kept",
-		           esc(name, e1));
+		o = refuse_bad_padding(s, rq, &c, name);
 		goto out;
 	}
 	sum = cksum_final(&ck);
@@ -543,6 +575,7 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	received.checksum = reported;
 	o = answer(s, rq->success, &received);
 out:
+	crypto_wipe(c.aes_key, sizeof(c.aes_key));
 	vault_discard(pub.file);
 	cksum_free(&ck);
 	crypto_cbc_free(cbc);

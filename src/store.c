@@ -100,6 +100,7 @@ enum stmt_id {
 	ST_CLIENT_KEYS,
 	ST_CLIENT_SET_KEYS,
 	ST_CLIENT_SET_AES,
+	ST_CLIENT_DROP_AES,
 	ST_FILE_GET,
 	ST_FILE_UPSERT,
 	ST_FILE_ATTEMPTS,
@@ -126,6 +127,8 @@ static const char *const stmt_sql[ST_COUNT] = {
         "UPDATE clients SET public_key = coalesce(public_key, ?2), aes_key = ?3, last_seen = " SQL_NOW " WHERE id = ?1",
     [ST_CLIENT_SET_AES] =
         "UPDATE clients SET aes_key = ?2, last_seen = " SQL_NOW " WHERE id = ?1 AND public_key IS NOT NULL",
+    /* Only the key the failed upload was decrypted with: one issued meanwhile is not the attacker's oracle. */
+    [ST_CLIENT_DROP_AES] = "UPDATE clients SET aes_key = NULL WHERE id = ?1 AND aes_key = ?2",
     [ST_FILE_GET] = "SELECT " FILE_COLUMNS " FROM files WHERE client_id = ?1 AND path_name = ?2",
     /* Every column of the assignments reads the old row, so the CASE sees the previous file name. */
     [ST_FILE_UPSERT] = "INSERT INTO files (" FILE_COLUMNS ") VALUES (?1, ?2, ?3, 0, 0, ?4, ?5, 1, " SQL_NOW ")\n"
@@ -940,6 +943,40 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 		goto rollback;
 	}
 	return tx_commit(st);
+
+rollback:
+	tx_rollback(st);
+	return r;
+}
+
+int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len,
+                       bool *dropped)
+{
+	sqlite3_stmt *s = NULL;
+	int changes, r;
+
+	if (!st || !id || !aes || aes_len == 0 || aes_len > STORE_AES_MAX || !dropped)
+		return -EINVAL;
+	failure_clear();
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	r = stmt_get(st, ST_CLIENT_DROP_AES, &s);
+	if (r < 0)
+		goto rollback;
+	if (bind_id(s, 1, id) != SQLITE_OK || sqlite3_bind_blob(s, 2, aes, (int)aes_len, SQLITE_STATIC) != SQLITE_OK) {
+		r = bind_failed(st, s);
+		goto rollback;
+	}
+	if ((r = stmt_exec(st, s)) < 0)
+		goto rollback;
+	changes = sqlite3_changes(st->db);
+	if ((r = touch(st, id)) < 0)
+		goto rollback;
+	if ((r = tx_commit(st)) < 0)
+		return r;
+	*dropped = changes > 0;
+	return 0;
 
 rollback:
 	tx_rollback(st);

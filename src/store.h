@@ -91,6 +91,14 @@ int store_set_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char 
 /* 1027: replace the AES key of a known id (-ENOENT otherwise), update last seen. */
 int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len);
 
+/*
+ * A bad padding (efserver-protocol(7), Cryptography), in one transaction:
+ * the client's AES key destroyed if it is still aes, the key the upload was
+ * decrypted with (*dropped says whether it was), and last seen updated.
+ */
+int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len,
+                       bool *dropped);
+
 /* The row of that client and path: 0, or -ENOENT. */
 int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, struct store_file *out);
 

@@ -280,6 +280,7 @@ static void test_keys(const char *dir, struct store *st)
 	uint8_t alice[WIRE_ID_SIZE], bob[WIRE_ID_SIZE], other[WIRE_ID_SIZE];
 	uint8_t key1[294], key2[294], aes1[32], aes2[32], aes3[32];
 	struct store_client c;
+	bool dropped = true;
 	sqlite3 *db;
 
 	make_id(alice, 1, 1);
@@ -331,6 +332,33 @@ static void test_keys(const char *dir, struct store *st)
 	is_int(store_get_client(st, alice, &c), 0, "get alice after set_aes_key");
 	ok(c.aes_key_len == sizeof(aes3) && memcmp(c.aes_key, aes3, sizeof(aes3)) == 0, "the new AES key is stored");
 	ok(strcmp(c.last_seen, OLD_TIME) != 0, "set_aes_key updated last seen");
+
+	/* The look-up before any RSA work answers as set_keys would, and writes nothing. */
+	raw_exec(db, "UPDATE clients SET last_seen = '" OLD_TIME "'");
+	is_int(store_check_keys(st, other, "alice", key1, sizeof(key1)), -ENOENT, "check_keys: an unknown id");
+	is_int(store_check_keys(st, alice, "bob", key1, sizeof(key1)), -ENOENT, "check_keys: another client's name");
+	is_int(store_check_keys(st, alice, "alice", key2, sizeof(key2)), -EPERM, "check_keys: a different key");
+	is_int(store_check_keys(st, alice, "alice", key1, sizeof(key1)), 0, "check_keys: the pinned key");
+	is_int(store_check_keys(st, bob, "bob", key2, sizeof(key2)), 0, "check_keys: any key for a client with none");
+	is_int(raw_int(db, "SELECT count(*) FROM clients WHERE last_seen = '" OLD_TIME "'"), 2,
+	       "check_keys changed nothing, not even last seen");
+
+	/* A bad padding destroys the key the upload used, and only that one. */
+	is_int(store_drop_aes_key(st, alice, aes2, sizeof(aes2), &dropped), 0, "drop_aes_key with an older key");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after it");
+	ok(!dropped && c.aes_key_len == sizeof(aes3) && memcmp(c.aes_key, aes3, sizeof(aes3)) == 0,
+	   "a key issued since the upload began is left alone");
+	ok(strcmp(c.last_seen, OLD_TIME) != 0, "and last seen is updated all the same");
+	is_int(store_drop_aes_key(st, alice, aes3, 16, &dropped), 0, "drop_aes_key with a key's first half");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after it");
+	ok(!dropped && c.aes_key_len == sizeof(aes3), "a key must match whole to be dropped");
+	is_int(store_drop_aes_key(st, alice, aes3, sizeof(aes3), &dropped), 0, "drop_aes_key with the current key");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after it");
+	ok(dropped && c.aes_key_len == 0 && c.public_key_len == sizeof(key1),
+	   "the key is destroyed, the public key stays");
+	is_int(store_drop_aes_key(st, other, aes3, sizeof(aes3), &dropped), 0, "drop_aes_key of an unknown id");
+	ok(!dropped, "destroys nothing");
+	is_int(store_set_aes_key(st, alice, aes1, sizeof(aes1)), 0, "a fresh key after the destruction");
 	sqlite3_close(db);
 	explicit_bzero(&c, sizeof(c));
 }
