@@ -109,7 +109,7 @@ printf 'bob\nnot-an-id\nAAAA\n' >"$td/me.info"
 run_client "$work/r" -d "$td"
 check "a malformed me.info exits 64" exit_is 64
 check "naming the file, the line and the fault" \
-	says "$work/r" "$td/me.info:2: client id is not 32 hex digits (dashes allowed between bytes)"
+	says "$work/r" "$td/me.info:2: client id is not 32 hex digits, plain or in the 8-4-4-4-12 form"
 rm -f "$td/me.info"
 sed -i 's/^bob/bo\x01b/' "$td/transfer.info"
 run_client "$work/r" -d "$td"
