@@ -376,19 +376,60 @@ static enum outcome handle_reconnect(struct session *s, const struct wire_reques
 	              &(struct wire_response_body){.id = s->hdr.client_id, .key = enc, .key_len = enc_len});
 }
 
-struct publication {
-	struct vault_file *file;
+_Static_assert(VAULT_TOKEN_SIZE == STORE_TOKEN_SIZE, "a kept-aside copy's token fits its column");
+
+/*
+ * One client's file, as the store's transactions reach it on disk
+ * (store.h's struct store_disk): the file received (uploads) and its base
+ * name, and what was done, to undo it if the transaction fails to commit.
+ */
+struct on_disk {
+	struct vault *v;
+	const uint8_t *id;
 	const char *base;
-	bool published;
+	struct vault_file *file;
+	bool published, aside;
 };
 
-static int publish(void *ctx)
+static int disk_pending_exists(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token)
 {
-	struct publication *p = ctx;
-	int r = vault_publish(p->file, p->base);
+	struct on_disk *d = ctx;
 
-	p->published = r == 0 || p->published;
+	return vault_pending_exists(d->v, id, token);
+}
+
+static int disk_place(void *ctx, bool aside, const char *token)
+{
+	struct on_disk *d = ctx;
+	int r = aside ? vault_publish_aside(d->file, d->id, token) : vault_publish(d->file, d->id, d->base);
+
+	d->published = r == 0 || d->published;
+	d->aside = aside;
 	return r;
+}
+
+static int disk_promote(void *ctx, const char *token)
+{
+	struct on_disk *d = ctx;
+
+	return vault_promote(d->v, d->id, token, d->base);
+}
+
+static int disk_remove(void *ctx)
+{
+	struct on_disk *d = ctx;
+
+	return vault_remove(d->v, d->id, d->base);
+}
+
+/* A kept-aside copy no row names any more (the store said so): removed now, or else by efctl gc. */
+static void drop_pending(struct session *s, const char *token)
+{
+	int r;
+
+	if (token[0] && (r = vault_remove_pending(s->v, s->hdr.client_id, token)) < 0)
+		log_warning("Could not remove the kept-aside copy %s of client %s: %s; efctl gc removes it.", token,
+		            s->id_hex, strerror(-r));
 }
 
 /*
@@ -480,14 +521,16 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	uint8_t field[NAME];
 	struct wire_request_body b;
 	struct wire_response_body received = {.id = s->hdr.client_id, .content_size = content, .name = field};
-	struct publication pub = {0};
+	struct on_disk pub = {.v = s->v, .id = s->hdr.client_id, .base = base};
+	struct store_disk disk = {.ctx = &pub, .pending_exists = disk_pending_exists, .place = disk_place};
+	struct store_recorded rec;
+	char token[VAULT_TOKEN_SIZE];
 	struct crypto_cbc *cbc = NULL;
 	struct cksum_state ck = {0};
 	struct store_client c;
 	struct store_file f = {0};
 	uint64_t plain_size;
 	uint32_t sum, reported;
-	long long attempts;
 	bool bad_padding;
 	enum outcome o;
 	int r;
@@ -532,7 +575,7 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 		o = server_error(s, r, "Could not set up the checksum");
 		goto out;
 	}
-	if ((r = vault_create(s->v, s->hdr.client_id, &pub.file)) < 0) {
+	if ((r = vault_create(s->v, &pub.file)) < 0) {
 		o = server_error(s, r, "Could not create a file for '%s' in the state directory", esc(name, e1));
 		goto out;
 	}
@@ -557,20 +600,30 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	snprintf(f.file_name, sizeof(f.file_name), "%s", name);
 	f.size = plain_size;
 	f.checksum = sum;
-	pub.base = base;
-	r = store_record_file(s->st, &f, publish, &pub, &attempts);
+	/* Used only if the store keeps the file aside: a token names exactly one content. */
+	vault_new_token(token);
+	r = store_record_file(s->st, &f, token, &disk, &rec);
 	if (r < 0) {
-		if (pub.published)
+		if (pub.published && pub.aside)
+			(void)vault_remove_pending(s->v, s->hdr.client_id, token);
+		else if (pub.published)
 			(void)vault_remove(s->v, s->hdr.client_id, base);
 		o = server_error(s, r, "Could not store '%s'", esc(name, e1));
 		goto out;
 	}
 	s->touched = true;
-	reported = (uint64_t)attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
+	drop_pending(s, rec.dropped);
+	reported = (uint64_t)rec.attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
 	log_context_file(name, (long long)plain_size);
-	log_info("Stored %s for %s: %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
-	         opts_human_size(plain_size, hs, sizeof(hs)), sum,
-	         reported != sum ? " (reporting a wrong one on purpose)" : "");
+	if (rec.aside)
+		log_info("Kept %s for %s aside: %s, checksum %u%s; its verified copy stays under the name until the "
+		         "client confirms this one.",
+		         esc(name, e1), esc(c.name, e2), opts_human_size(plain_size, hs, sizeof(hs)), sum,
+		         reported != sum ? " (reporting a wrong one on purpose)" : "");
+	else
+		log_info("Stored %s for %s: %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
+		         opts_human_size(plain_size, hs, sizeof(hs)), sum,
+		         reported != sum ? " (reporting a wrong one on purpose)" : "");
 
 	received.checksum = reported;
 	o = answer(s, rq->success, &received);
@@ -582,26 +635,24 @@ out:
 	return o;
 }
 
-struct removal {
-	struct vault *v;
-	const uint8_t *id;
-	const char *base;
-};
-
-static int remove_copy(void *ctx)
-{
-	struct removal *rm = ctx;
-
-	return vault_remove(rm->v, rm->id, rm->base);
-}
-
 /* 1029-1031 and 1104-1106 (efserver-protocol(7), "Uploads, resends and giving up"). */
 static enum outcome handle_crc(struct session *s, const struct wire_request_spec *rq)
 {
+	static const struct {
+		enum store_verdict verdict;
+		const char *verb;
+	} verdicts[WIRE_KINDS] = {
+	    [WIRE_KIND_CRC_OK] = {STORE_CONFIRM, "confirmed"},
+	    [WIRE_KIND_CRC_RETRY] = {STORE_RESEND, "will resend"},
+	    [WIRE_KIND_CRC_ABORT] = {STORE_GIVE_UP, "gave up on"},
+	};
 	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX];
-	struct removal rm = {s->v, s->hdr.client_id, base};
+	struct on_disk d = {.v = s->v, .id = s->hdr.client_id, .base = base};
+	struct store_disk disk = {
+	    .ctx = &d, .pending_exists = disk_pending_exists, .promote = disk_promote, .remove = disk_remove};
+	const char *verb = verdicts[rq->kind].verb;
 	struct wire_request_body b;
-	const char *verb;
+	struct store_settled done;
 	enum outcome o;
 	int r;
 
@@ -610,31 +661,38 @@ static enum outcome handle_crc(struct session *s, const struct wire_request_spec
 	if ((o = take_file_name(s, rq, b.name, name, base, path)) != OUT_CONTINUE)
 		return o;
 
-	switch (rq->kind) {
-	case WIRE_KIND_CRC_OK:
-		verb = "confirmed";
-		r = store_mark_verified(s->st, s->hdr.client_id, path, name);
-		break;
-	case WIRE_KIND_CRC_RETRY:
-		verb = "will resend";
-		r = store_check_file(s->st, s->hdr.client_id, path, name);
-		break;
-	case WIRE_KIND_CRC_ABORT:
-	default:
-		verb = "gave up on";
-		r = store_give_up(s->st, s->hdr.client_id, path, name, remove_copy, &rm);
-		break;
-	}
+	r = store_settle_file(s->st, verdicts[rq->kind].verdict, s->hdr.client_id, path, name, &disk, &done);
 	if (r == -ENOENT)
 		return refuse(s, rq->refusal, NULL, "client %s has no file '%s' to confirm", s->id_hex, esc(name, e1));
 	if (r < 0)
 		return server_error(s, r, "Could not record that client %s %s '%s'", s->id_hex, verb, esc(name, e1));
 	s->touched = true;
-	if (rq->kind == WIRE_KIND_CRC_ABORT)
-		log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.", s->id_hex,
-		            esc(name, e1));
-	else
-		log_info("Client %s %s '%s'.", s->id_hex, verb, esc(name, e1));
+	if (done.rolled_forward)
+		log_notice("The interrupted confirmation of '%s' of client %s was completed: its copy kept aside had "
+		           "been put in place.",
+		           esc(name, e1), s->id_hex);
+	switch (done.outcome) {
+	case STORE_SETTLED_DONE:
+		if (rq->kind == WIRE_KIND_CRC_ABORT)
+			log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.",
+			            s->id_hex, esc(name, e1));
+		else
+			log_info("Client %s %s '%s'.", s->id_hex, verb, esc(name, e1));
+		break;
+	case STORE_SETTLED_REPLACED:
+		log_info("Client %s confirmed '%s': the copy kept aside replaced the verified one.", s->id_hex,
+		         esc(name, e1));
+		break;
+	case STORE_SETTLED_DISCARDED:
+		drop_pending(s, done.dropped);
+		log_notice("Client %s %s '%s': the copy kept aside was dropped, the verified copy stays.", s->id_hex,
+		           verb, esc(name, e1));
+		break;
+	case STORE_SETTLED_NOTHING:
+		log_notice("Client %s %s '%s', which is verified with nothing kept aside: nothing changed.", s->id_hex,
+		           verb, esc(name, e1));
+		break;
+	}
 	if (rq->flags & WIRE_SILENT)
 		return OUT_CONTINUE;
 	return answer(s, rq->success,

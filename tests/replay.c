@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -835,7 +836,7 @@ static char *snapshot(void)
 		char line[1024];
 		snprintf(
 		    cmd, sizeof(cmd),
-		    "cd '%s' 2>/dev/null && find files tmp -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do "
+		    "cd '%s' 2>/dev/null && find files tmp pending -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do "
 		    "printf '%%s ' \"$f\"; cksum < \"$f\"; done",
 		    R.state);
 		p = popen(cmd, "r");
@@ -934,18 +935,42 @@ static void expand_ids(const char *in, char *out, size_t cap)
 	out[o] = '\0';
 }
 
-/* file PATH content:SIZE:SEED | file PATH absent */
+/*
+ * file PATH content:SIZE:SEED | file PATH absent. A PATH with a wildcard
+ * (a kept-aside copy's token is random) must match exactly one file, or
+ * none for absent.
+ */
 static void check_file(const char *args, int line)
 {
 	char path[LINE_MAX_LEN], full[LINE_MAX_LEN + 600], spec[128];
 	unsigned long long size;
 	unsigned seed;
 	struct stat sb;
+	glob_t g;
 
 	if (sscanf(args, "%4095s %127s", path, spec) != 2)
 		die("file PATH content:SIZE:SEED|absent");
 	snprintf(full, sizeof(full), "%s/%s", R.state, path);
-	if (strcmp(spec, "absent") == 0) {
+	if (strpbrk(path, "*?[")) {
+		int r = glob(full, GLOB_NOSORT, NULL, &g);
+
+		if (strcmp(spec, "absent") == 0) {
+			if (!ok(r == GLOB_NOMATCH, "%s:%d: no file %s", R.file, line, path))
+				printf("#   %zu match\n", r == 0 ? g.gl_pathc : 0);
+			if (r == 0)
+				globfree(&g);
+			return;
+		}
+		if (r != 0 || g.gl_pathc != 1) {
+			ok(0, "%s:%d: exactly one file %s", R.file, line, path);
+			printf("#   %zu match\n", r == 0 ? g.gl_pathc : 0);
+			if (r == 0)
+				globfree(&g);
+			return;
+		}
+		snprintf(full, sizeof(full), "%s", g.gl_pathv[0]);
+		globfree(&g);
+	} else if (strcmp(spec, "absent") == 0) {
 		ok(lstat(full, &sb) < 0 && errno == ENOENT, "%s:%d: no file %s", R.file, line, path);
 		return;
 	}

@@ -170,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    lseek(F.in, 0, SEEK_SET) < 0)
 		fatal("memfd");
 	restore_fixture();
-	if (vault_open(F.state, &v) < 0 || store_open(F.state, 0, &st) < 0)
+	if (vault_open(F.state, &v) < 0 || store_open(F.state, 0, NULL, NULL, &st) < 0)
 		fatal("cannot open the state directory");
 	(void)session_run(&cfg, st, v, F.in, F.out);
 	store_close(st);
