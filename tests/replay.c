@@ -834,11 +834,11 @@ static char *snapshot(void)
 		char cmd[800];
 		FILE *p;
 		char line[1024];
-		snprintf(
-		    cmd, sizeof(cmd),
-		    "cd '%s' 2>/dev/null && find files tmp pending -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do "
-		    "printf '%%s ' \"$f\"; cksum < \"$f\"; done",
-		    R.state);
+		snprintf(cmd, sizeof(cmd),
+		         "cd '%s' 2>/dev/null && find files tmp pending -type f 2>/dev/null | LC_ALL=C sort | while "
+		         "read -r f; do "
+		         "printf '%%s ' \"$f\"; cksum < \"$f\"; done",
+		         R.state);
 		p = popen(cmd, "r");
 		while (p && fgets(line, sizeof(line), p))
 			fputs(line, m);
@@ -1105,6 +1105,53 @@ static void prepare_state(const char *sql)
 	sqlite3_close(db);
 }
 
+/*
+ * "prepare-file PATH absent|empty|content:SIZE:SEED": before the first run,
+ * remove a file of the state directory, or make it empty or hold that
+ * plaintext (its directory made if needed), as a crash, a mistake or an
+ * older program would have left it.
+ */
+static void prepare_file(const char *args)
+{
+	char path[LINE_MAX_LEN], full[LINE_MAX_LEN + 600], spec[128], *slash;
+	unsigned long long size;
+	unsigned seed;
+	uint8_t buf[4096];
+	struct prng p;
+	int fd;
+
+	if (sscanf(args, "%4095s %127s", path, spec) != 2)
+		die("prepare-file PATH absent|empty|content:SIZE:SEED");
+	snprintf(full, sizeof(full), "%s/%s", R.state, path);
+	if (strcmp(spec, "absent") == 0) {
+		if (unlink(full) < 0 && errno != ENOENT)
+			die("cannot remove %s: %s", path, strerror(errno));
+		return;
+	}
+	for (slash = strchr(full + strlen(R.state) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdir(full, 0700) < 0 && errno != EEXIST)
+			die("cannot make %s: %s", full, strerror(errno));
+		*slash = '/';
+	}
+	if ((fd = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		die("cannot write %s: %s", path, strerror(errno));
+	if (strcmp(spec, "empty") != 0) {
+		if (sscanf(spec, "content:%llu:%u", &size, &seed) != 2)
+			die("bad prepare-file spec '%s'", spec);
+		p.x = seed ? seed : 1;
+		while (size > 0) {
+			size_t n = size < sizeof(buf) ? (size_t)size : sizeof(buf);
+
+			prng_fill(&p, buf, n);
+			if (write(fd, buf, n) != (ssize_t)n)
+				die("cannot write %s: %s", path, strerror(errno));
+			size -= n;
+		}
+	}
+	close(fd);
+}
+
 /* The offset just past the tag and length of the DER element at pos. */
 static size_t der_skip_header(const uint8_t *d, size_t pos)
 {
@@ -1251,6 +1298,15 @@ int main(int argc, char **argv)
 				seeded = true;
 			}
 			prepare_state(trim(l + 8));
+		} else if (strncmp(l, "prepare-file ", 13) == 0) {
+			if (R.run_no > 0)
+				die("prepare-file must come before the first run");
+			if (!seeded) {
+				seed_state("fixture");
+				seeded = true;
+			}
+			expand_ids(trim(l + 13), exp, sizeof(exp));
+			prepare_file(exp);
 		} else if (strncmp(l, "run", 3) == 0 && (l[3] == '\0' || l[3] == ' ')) {
 			if (!seeded) {
 				seed_state("fixture");
