@@ -51,7 +51,7 @@ for set in 1025 1100; do
 	mkdir "$other"
 	run_client "$work/r" -s "127.0.0.1:$port" -n "alice$set" -d "$other" -c "$set" "$work/hello.txt"
 	check "$set: a name already taken exits 1" exit_is 1
-	check "$set: and says so" says "$work/r" "efclient: name 'alice$set' already registered"
+	check "$set: and says so" says "$work/r" "efclient: server 127.0.0.1:$port refused to register 'alice$set' (2101): the name is taken"
 	check "$set: and writes no identity" test ! -e "$other/me.info" -a ! -e "$other/priv.key"
 done
 
