@@ -777,14 +777,30 @@ static int file_from_row(sqlite3_stmt *s, void *out)
 	return 0;
 }
 
-/* The row of a client's file that the SELECT s (?1 the id, ?2 the path) finds: 0 or -ENOENT. */
-static int file_fetch(struct store *st, sqlite3_stmt *s, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
-                      struct store_file *out)
+/* A statement about one client, ready to run: ?1 bound to its id and ?2, when text is given, to text. */
+static int stmt_for(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *text,
+                    sqlite3_stmt **out)
 {
-	struct store_file f;
+	sqlite3_stmt *s = NULL;
+	int r;
 
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK)
+	if ((r = stmt_get(st, which, &s)) < 0)
+		return r;
+	if (bind_id(s, 1, id) != SQLITE_OK || (text && bind_str(s, 2, text) != SQLITE_OK))
 		return bind_failed(st, s);
+	*out = s;
+	return 0;
+}
+
+/* The row of a client's file: 0 or -ENOENT. */
+static int file_fetch(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, struct store_file *out)
+{
+	sqlite3_stmt *s = NULL;
+	struct store_file f;
+	int r;
+
+	if ((r = stmt_for(st, ST_FILE_GET, id, path_name, &s)) < 0)
+		return r;
 	return fetch_one(st, s, file_from_row, &f, out, sizeof(f));
 }
 
@@ -904,11 +920,8 @@ static int touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	sqlite3_stmt *s = NULL;
 	int r;
 
-	r = stmt_get(st, ST_CLIENT_TOUCH, &s);
-	if (r < 0)
+	if ((r = stmt_for(st, ST_CLIENT_TOUCH, id, NULL, &s)) < 0)
 		return r;
-	if (bind_id(s, 1, id) != SQLITE_OK)
-		return bind_failed(st, s);
 	return stmt_exec(st, s);
 }
 
@@ -1010,10 +1023,26 @@ rollback:
 	return r;
 }
 
-int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len)
+/* Within a transaction: a statement on a client's AES key, ?1 the id and ?2 a key; *changes, the rows it changed. */
+static int aes_key_exec(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes,
+                        size_t aes_len, int *changes)
 {
 	sqlite3_stmt *s = NULL;
 	int r;
+
+	r = stmt_get(st, which, &s);
+	if (r < 0)
+		return r;
+	if (bind_id(s, 1, id) != SQLITE_OK || sqlite3_bind_blob(s, 2, aes, (int)aes_len, SQLITE_STATIC) != SQLITE_OK)
+		return bind_failed(st, s);
+	if ((r = stmt_exec(st, s)) == 0)
+		*changes = sqlite3_changes(st->db);
+	return r;
+}
+
+int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len)
+{
+	int changes = 0, r;
 
 	if (!st || !id || !aes || aes_len == 0 || aes_len > STORE_AES_MAX)
 		return -EINVAL;
@@ -1021,33 +1050,21 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	r = stmt_get(st, ST_CLIENT_SET_AES, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || sqlite3_bind_blob(s, 2, aes, (int)aes_len, SQLITE_STATIC) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
-	r = stmt_exec(st, s);
-	if (r < 0)
-		goto rollback;
+	r = aes_key_exec(st, ST_CLIENT_SET_AES, id, aes, aes_len, &changes);
 	/* 1027 needs a stored public key to encrypt the new AES key with (efserver-protocol(7), Responses). */
-	if (sqlite3_changes(st->db) == 0) {
+	if (r == 0 && changes == 0)
 		r = -ENOENT;
-		goto rollback;
+	if (r < 0) {
+		tx_rollback(st);
+		return r;
 	}
 	return tx_commit(st);
-
-rollback:
-	tx_rollback(st);
-	return r;
 }
 
 int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len,
                        bool *dropped)
 {
-	sqlite3_stmt *s = NULL;
-	int changes, r;
+	int changes = 0, r;
 
 	if (!st || !id || !aes || aes_len == 0 || aes_len > STORE_AES_MAX || !dropped)
 		return -EINVAL;
@@ -1055,40 +1072,22 @@ int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const u
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	r = stmt_get(st, ST_CLIENT_DROP_AES, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || sqlite3_bind_blob(s, 2, aes, (int)aes_len, SQLITE_STATIC) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
+	if ((r = aes_key_exec(st, ST_CLIENT_DROP_AES, id, aes, aes_len, &changes)) < 0 || (r = touch(st, id)) < 0) {
+		tx_rollback(st);
+		return r;
 	}
-	if ((r = stmt_exec(st, s)) < 0)
-		goto rollback;
-	changes = sqlite3_changes(st->db);
-	if ((r = touch(st, id)) < 0)
-		goto rollback;
 	if ((r = tx_commit(st)) < 0)
 		return r;
 	*dropped = changes > 0;
 	return 0;
-
-rollback:
-	tx_rollback(st);
-	return r;
 }
 
 int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, struct store_file *out)
 {
-	sqlite3_stmt *s = NULL;
-	int r;
-
 	if (!st || !id || !out || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
 	failure_clear();
-	r = stmt_get(st, ST_FILE_GET, &s);
-	if (r < 0)
-		return r;
-	return file_fetch(st, s, id, path_name, out);
+	return file_fetch(st, id, path_name, out);
 }
 
 /* Within a transaction: the attempts count of a row just written. */
@@ -1097,11 +1096,8 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
 	sqlite3_stmt *s = NULL;
 	int rc, r;
 
-	r = stmt_get(st, ST_FILE_ATTEMPTS, &s);
-	if (r < 0)
+	if ((r = stmt_for(st, ST_FILE_ATTEMPTS, id, path_name, &s)) < 0)
 		return r;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK)
-		return bind_failed(st, s);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*out = sqlite3_column_int64(s, 0);
@@ -1132,11 +1128,9 @@ static int file_stmt(struct store *st, enum stmt_id which, const uint8_t id[WIRE
 	sqlite3_stmt *s = NULL;
 	int r;
 
-	r = stmt_get(st, which, &s);
-	if (r < 0)
+	if ((r = stmt_for(st, which, id, path_name, &s)) < 0)
 		return r;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK ||
-	    (text && bind_str(s, 3, text) != SQLITE_OK))
+	if (text && bind_str(s, 3, text) != SQLITE_OK)
 		return bind_failed(st, s);
 	r = stmt_exec(st, s);
 	if (r == 0 && sqlite3_changes(st->db) == 0)
@@ -1155,14 +1149,10 @@ static int file_stmt(struct store *st, enum stmt_id which, const uint8_t id[WIRE
 static int file_current(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
                         const struct store_disk *disk, struct store_file *row, bool *rolled)
 {
-	sqlite3_stmt *s = NULL;
 	int r;
 
 	*rolled = false;
-	r = stmt_get(st, ST_FILE_GET, &s);
-	if (r < 0)
-		return r;
-	if ((r = file_fetch(st, s, id, path_name, row)) < 0 || !row->pending)
+	if ((r = file_fetch(st, id, path_name, row)) < 0 || !row->pending)
 		return r;
 	if (!disk || !disk->pending_exists)
 		return -EINVAL;
@@ -1353,23 +1343,14 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	r = stmt_get(st, ST_CLIENT_DELETE, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
-	r = stmt_exec(st, s);
-	if (r == 0 && sqlite3_changes(st->db) == 0)
+	if ((r = stmt_for(st, ST_CLIENT_DELETE, id, NULL, &s)) == 0 && (r = stmt_exec(st, s)) == 0 &&
+	    sqlite3_changes(st->db) == 0)
 		r = -ENOENT;
-	if (r < 0)
-		goto rollback;
+	if (r < 0) {
+		tx_rollback(st);
+		return r;
+	}
 	return tx_commit(st);
-
-rollback:
-	tx_rollback(st);
-	return r;
 }
 
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
@@ -1399,11 +1380,8 @@ static int pending_referenced(struct store *st, const uint8_t id[WIRE_ID_SIZE], 
 	sqlite3_stmt *s = NULL;
 	int rc, r;
 
-	r = stmt_get(st, ST_FILE_PENDING_REF, &s);
-	if (r < 0)
+	if ((r = stmt_for(st, ST_FILE_PENDING_REF, id, token, &s)) < 0)
 		return r;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, token) != SQLITE_OK)
-		return bind_failed(st, s);
 	rc = step_read(s);
 	r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(st, rc);
 	stmt_done(s);

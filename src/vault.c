@@ -129,24 +129,25 @@ void vault_close(struct vault *v)
 	free(v);
 }
 
-int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out, size_t out_size)
+/* "top/<hex>/name" relative to the state directory. */
+static int client_path(const char *top, const uint8_t id[WIRE_ID_SIZE], const char *name, char *out, size_t out_size)
 {
 	char hex[WIRE_ID_HEX_SIZE];
 	int n;
 
 	wire_id_to_hex(id, hex);
-	n = snprintf(out, out_size, VAULT_FILES_DIR "/%s/%s", hex, base);
+	n = snprintf(out, out_size, "%s/%s/%s", top, hex, name);
 	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
+}
+
+int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out, size_t out_size)
+{
+	return client_path(VAULT_FILES_DIR, id, base, out, out_size);
 }
 
 int vault_pending_path(const uint8_t id[WIRE_ID_SIZE], const char *token, char *out, size_t out_size)
 {
-	char hex[WIRE_ID_HEX_SIZE];
-	int n;
-
-	wire_id_to_hex(id, hex);
-	n = snprintf(out, out_size, VAULT_PENDING_DIR "/%s/%s", hex, token);
-	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
+	return client_path(VAULT_PENDING_DIR, id, token, out, out_size);
 }
 
 /* A base name is one path component that is not "." or ".." (efserver-protocol(7), Names). */
