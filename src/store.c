@@ -417,18 +417,15 @@ static int schema_unknown(sqlite3_int64 v)
 }
 
 /*
- * Create or migrate the schema. Whoever finds it old takes the write lock
- * and looks again, since another process may have migrated it meanwhile.
+ * Create or migrate the schema, found at version v. Whoever finds it old
+ * takes the write lock and looks again, since another process may have
+ * migrated it meanwhile.
  */
-static int schema_upgrade(struct store *st)
+static int schema_upgrade(struct store *st, sqlite3_int64 v)
 {
 	char sql[64];
-	sqlite3_int64 v = 0;
 	int rc, r;
 
-	r = pragma(st, "PRAGMA user_version", &v, NULL, 0);
-	if (r < 0)
-		return r;
 	if (v == STORE_SCHEMA_VERSION)
 		return 0;
 	if (v < 0 || v > STORE_SCHEMA_VERSION)
@@ -601,16 +598,14 @@ int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_c
 		if (r < 0)
 			goto out;
 	}
-	/* A file we did not just create, without a schema: asked before anything is written to it. */
-	if (may_create && !asked) {
-		if ((r = pragma(st, "PRAGMA user_version", &v, NULL, 0)) < 0)
-			goto out;
-		if (v == 0 && (r = may_create(ctx)) < 0) {
-			r = failure_note(r, "%s",
-			                 stat(path, &sb) == 0 && sb.st_size == 0 ? STORE_DB_NAME " is empty (0 bytes)"
-			                                                         : STORE_DB_NAME " has no schema");
-			goto out;
-		}
+	/* The schema's version, read before anything is written: a file we did not create without one is asked about. */
+	if ((r = pragma(st, "PRAGMA user_version", &v, NULL, 0)) < 0)
+		goto out;
+	if (v == 0 && may_create && !asked && (r = may_create(ctx)) < 0) {
+		r = failure_note(r, "%s",
+		                 stat(path, &sb) == 0 && sb.st_size == 0 ? STORE_DB_NAME " is empty (0 bytes)"
+		                                                         : STORE_DB_NAME " has no schema");
+		goto out;
 	}
 	r = journal_wal(st);
 	if (r < 0)
@@ -626,7 +621,7 @@ int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_c
 	r = pragma(st, "PRAGMA foreign_keys = ON", NULL, NULL, 0);
 	if (r < 0)
 		goto out;
-	r = schema_upgrade(st);
+	r = schema_upgrade(st, v);
 	if (r < 0)
 		goto out;
 	*out = st;

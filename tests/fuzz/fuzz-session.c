@@ -67,7 +67,8 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 /* Empty the state directory, keeping the directory itself. */
 static void clear_state(void)
 {
-	static const char *const names[] = {"files", "tmp", STORE_DB_NAME, STORE_DB_NAME "-wal", STORE_DB_NAME "-shm"};
+	static const char *const names[] = {
+	    "files", "tmp", "pending", STORE_DB_NAME, STORE_DB_NAME "-wal", STORE_DB_NAME "-shm"};
 	char path[400];
 	size_t i;
 
