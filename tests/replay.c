@@ -830,15 +830,16 @@ static char *snapshot(void)
 	sqlite3_close(db);
 	fflush(m);
 	{
-		/* Files: name, size and a hash of the content. */
+		/* Files: name, size and a hash of the content; client directories, which a failed upload must not leave. */
 		char cmd[800];
 		FILE *p;
 		char line[1024];
-		snprintf(cmd, sizeof(cmd),
-		         "cd '%s' 2>/dev/null && find files tmp pending -type f 2>/dev/null | LC_ALL=C sort | while "
-		         "read -r f; do "
-		         "printf '%%s ' \"$f\"; cksum < \"$f\"; done",
-		         R.state);
+		snprintf(
+		    cmd, sizeof(cmd),
+		    "cd '%s' 2>/dev/null && { find files tmp pending -type f; find files pending -mindepth 1 -type d "
+		    "-printf '%%p/\\n'; } 2>/dev/null | LC_ALL=C sort | while read -r f; do "
+		    "if [ -d \"$f\" ]; then echo \"$f\"; else printf '%%s ' \"$f\"; cksum < \"$f\"; fi; done",
+		    R.state);
 		p = popen(cmd, "r");
 		while (p && fgets(line, sizeof(line), p))
 			fputs(line, m);
