@@ -863,7 +863,7 @@ static int ctl_pending_exists(void *ctx, const uint8_t id[WIRE_ID_SIZE], const c
 	return vault_pending_exists(c->v, id, token);
 }
 
-#define INTERRUPTED "a confirmation a crash interrupted: its copy kept aside is in place, the database says so now"
+#define INTERRUPTED "a confirmation a crash interrupted: its copy kept aside is under the name, the row not yet updated"
 
 /* With --force, a row store_repair_files completed. */
 static int gc_repaired(const struct store_file *f, void *ctx)

@@ -604,14 +604,20 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	vault_new_token(token);
 	r = store_record_file(s->st, &f, token, &disk, &rec);
 	if (r < 0) {
+		/* Undone, with the client's directory if this publication made it: a failed upload leaves nothing. */
 		if (pub.published && pub.aside)
 			(void)vault_remove_pending(s->v, s->hdr.client_id, token);
 		else if (pub.published)
 			(void)vault_remove(s->v, s->hdr.client_id, base);
+		if (pub.published)
+			(void)vault_remove_dir(s->v, pub.aside ? VAULT_PENDING : VAULT_FILES, s->hdr.client_id, false);
 		o = server_error(s, r, "Could not store '%s'", esc(name, e1));
 		goto out;
 	}
 	s->touched = true;
+	if (rec.rolled_forward)
+		log_notice("The interrupted confirmation of '%s' of client %s was completed before this upload.",
+		           esc(name, e1), s->id_hex);
 	drop_pending(s, rec.dropped);
 	reported = (uint64_t)rec.attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
 	log_context_file(name, (long long)plain_size);

@@ -1252,6 +1252,7 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 	out->attempts = n;
 	out->aside = aside;
 	memcpy(out->dropped, dropped, sizeof(out->dropped));
+	out->rolled_forward = rolled;
 	return 0;
 
 rollback:

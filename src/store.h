@@ -156,6 +156,7 @@ struct store_recorded {
 	long long attempts;             /* uploads of that file name so far, this one included */
 	bool aside;                     /* kept aside: the verified copy stays under the name */
 	char dropped[STORE_TOKEN_SIZE]; /* the kept-aside copy this one replaced, or "": remove it now */
+	bool rolled_forward;            /* an interrupted confirmation was completed first */
 };
 
 /*

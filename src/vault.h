@@ -92,10 +92,10 @@ int vault_promote(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *t
 int vault_remove_pending(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *token);
 
 /*
- * For efctl. Remove a client's directory in an area, with everything in it
- * when content is set; without, a directory that is not empty (a file was
- * published into it meanwhile) is left: -ENOTEMPTY. A missing one is not
- * an error.
+ * Remove a client's directory in an area, with everything in it when
+ * content is set (efctl); without, a directory that is not empty (a file
+ * was published into it meanwhile) is left: -ENOTEMPTY. A missing one is
+ * not an error.
  */
 int vault_remove_dir(struct vault *v, enum vault_area area, const uint8_t id[WIRE_ID_SIZE], bool content);
 

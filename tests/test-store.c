@@ -595,7 +595,8 @@ static void test_kept_aside(struct store *st)
 	make_id(alice, 1, 1);
 	make_file(&f, alice, name, path, 5000, 50);
 	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a new upload of a verified file is recorded");
-	ok(rec.aside && rec.dropped[0] == '\0' && rec.attempts == 2, "kept aside, dropping nothing, attempt 2");
+	ok(rec.aside && !rec.rolled_forward && rec.dropped[0] == '\0' && rec.attempts == 2,
+	   "kept aside, dropping nothing, attempt 2");
 	ok(d.place_calls == 1 && d.aside && strcmp(d.token, TOKEN_A) == 0,
 	   "place was asked to keep it aside as its token");
 	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
@@ -653,7 +654,8 @@ static void test_kept_aside(struct store *st)
 	d.gone = true;
 	make_file(&f, alice, name, path, 9500, 95);
 	is_int(record(st, &f, TOKEN_C, &d, &rec), 0, "the next upload meets the first gone");
-	ok(rec.aside && rec.dropped[0] == '\0', "rolled forward first, then kept aside with nothing to drop");
+	ok(rec.rolled_forward && rec.aside && rec.dropped[0] == '\0',
+	   "rolled forward first, then kept aside with nothing to drop");
 	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
 	ok(g.verified && g.size == 9000 && strcmp(g.pending_name, TOKEN_C) == 0 && g.pending_size == 9500,
 	   "the row describes the rolled-forward copy and the new one kept aside");
