@@ -491,7 +491,7 @@ int clientconf_read_identity(const char *dir, struct clientconf_identity *out, s
 	memcpy(id_text, l.s, l.len);
 	id_text[l.len] = '\0';
 	if (wire_id_from_hex(id_text, me.id) < 0) {
-		set_error(err, "%s:2: client id is not 32 hex digits (dashes allowed between bytes)", path);
+		set_error(err, "%s:2: client id is not 32 hex digits, plain or in the 8-4-4-4-12 form", path);
 		goto out;
 	}
 	if (next_line(&text, &pos, &l))
@@ -511,8 +511,13 @@ out:
 	return r;
 }
 
-/* Replace DIR/name with data: a 0600 temporary file, flushed, renamed over it, and the directory flushed. */
-static int write_atomic(const char *dir, const char *name, const char *data, size_t len)
+/*
+ * Replace DIR/name with data: a 0600 temporary file, flushed, renamed over
+ * it, and the directory flushed. With exclusive, an existing DIR/name is
+ * never replaced: the temporary file is linked to the name (-EEXIST if it
+ * is taken), then unlinked.
+ */
+static int write_atomic(const char *dir, const char *name, const char *data, size_t len, bool exclusive)
 {
 	char *tmp = NULL, *path = NULL;
 	int fd = -1, dfd, r = 0;
@@ -539,10 +544,12 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
 		goto fail;
 	}
 	fd = -1;
-	if (rename(tmp, path) < 0) {
+	if (exclusive ? link(tmp, path) < 0 : rename(tmp, path) < 0) {
 		r = -errno;
 		goto fail;
 	}
+	if (exclusive)
+		(void)unlink(tmp);
 	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 		(void)fsync(dfd);
 		close(dfd);
@@ -559,10 +566,10 @@ out:
 	return r;
 }
 
-int clientconf_write_identity(const char *dir, const char *name, const uint8_t id[WIRE_ID_SIZE],
-                              const struct keyfile_rsa *key, struct clientconf_error *err)
+static int write_identity(const char *dir, const char *name, const uint8_t id[WIRE_ID_SIZE],
+                          const struct keyfile_rsa *key, bool exclusive, struct clientconf_error *err)
 {
-	char hex[WIRE_ID_HEX_SIZE], *b64 = NULL, *me = NULL;
+	char hex[WIRE_ID_HEX_SIZE], *b64 = NULL, *me = NULL, *priv;
 	size_t b64_len = 0, name_len = strlen(name), me_size = 0;
 	const char *failed = CLIENTCONF_PRIVKEY;
 	int r;
@@ -574,7 +581,7 @@ int clientconf_write_identity(const char *dir, const char *name, const uint8_t i
 	wire_id_to_hex(id, hex);
 	/* The key line without its NUL, then "\n"; me.info adds the name and the id. */
 	b64[b64_len] = '\n';
-	if ((r = write_atomic(dir, CLIENTCONF_PRIVKEY, b64, b64_len + 1)) < 0)
+	if ((r = write_atomic(dir, CLIENTCONF_PRIVKEY, b64, b64_len + 1, exclusive)) < 0)
 		goto out;
 	failed = CLIENTCONF_ME;
 	me_size = name_len + 1 + WIRE_ID_HEX_SIZE + b64_len + 1;
@@ -587,11 +594,28 @@ int clientconf_write_identity(const char *dir, const char *name, const uint8_t i
 	memcpy(me + name_len + 1, hex, WIRE_ID_HEX_SIZE - 1);
 	me[name_len + WIRE_ID_HEX_SIZE] = '\n';
 	memcpy(me + name_len + 1 + WIRE_ID_HEX_SIZE, b64, b64_len + 1);
-	r = write_atomic(dir, CLIENTCONF_ME, me, me_size);
+	r = write_atomic(dir, CLIENTCONF_ME, me, me_size, exclusive);
+	/* A new identity is whole or absent: the key file written for it goes if me.info could not be. */
+	if (r < 0 && exclusive && (priv = join_path(dir, CLIENTCONF_PRIVKEY))) {
+		(void)unlink(priv);
+		free(priv);
+	}
 out:
 	if (r < 0)
 		set_error(err, "cannot write %s/%s: %s", dir, failed, strerror(-r));
 	keyfile_secret_free(me, me_size);
 	keyfile_secret_free(b64, b64_len + 1);
 	return r;
+}
+
+int clientconf_write_identity(const char *dir, const char *name, const uint8_t id[WIRE_ID_SIZE],
+                              const struct keyfile_rsa *key, struct clientconf_error *err)
+{
+	return write_identity(dir, name, id, key, false, err);
+}
+
+int clientconf_create_identity(const char *dir, const char *name, const uint8_t id[WIRE_ID_SIZE],
+                               const struct keyfile_rsa *key, struct clientconf_error *err)
+{
+	return write_identity(dir, name, id, key, true, err);
 }

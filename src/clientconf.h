@@ -63,5 +63,11 @@ void clientconf_identity_free(struct clientconf_identity *me);
 /* Write DIR/priv.key and DIR/me.info, each atomically and with mode 0600. */
 int clientconf_write_identity(const char *dir, const char *name, const uint8_t id[WIRE_ID_SIZE],
                               const struct keyfile_rsa *key, struct clientconf_error *err);
+/*
+ * The same for a new identity, which replaces nothing: -EEXIST when either
+ * file exists, and on any failure neither file is left.
+ */
+int clientconf_create_identity(const char *dir, const char *name, const uint8_t id[WIRE_ID_SIZE],
+                               const struct keyfile_rsa *key, struct clientconf_error *err);
 
 #endif

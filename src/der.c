@@ -178,6 +178,27 @@ static int der_less(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_l
 	return memcmp(a, b, a_len) < 0;
 }
 
+enum der_error der_check_rsa_numbers(const uint8_t *n, size_t n_len, const uint8_t *e, size_t e_len, unsigned *bits)
+{
+	unsigned n_bits;
+
+	if (n_len > DER_RSA_MAX_BITS / 8)
+		return DER_MODULUS_SIZE;
+	n_bits = der_bit_length(n, n_len);
+	if (n_bits < DER_RSA_MIN_BITS || n_bits > DER_RSA_MAX_BITS)
+		return DER_MODULUS_SIZE;
+	/* An even modulus has the factor 2: no RSA key, whatever it claims. */
+	if (!(n[n_len - 1] & 1))
+		return DER_EVEN_MODULUS;
+	/* Odd, 3 <= e < 2^64, and an exponent not below n is no RSA key. */
+	if (e_len == 0 || e_len > DER_RSA_EXPONENT_MAX_BYTES || !(e[e_len - 1] & 1) || (e_len == 1 && e[0] < 3) ||
+	    !der_less(e, e_len, n, n_len))
+		return DER_BAD_EXPONENT;
+	if (bits)
+		*bits = n_bits;
+	return DER_OK;
+}
+
 enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rsa_key *key)
 {
 	struct der_cursor c = der_input(buf, len), peek = c, first;
@@ -201,18 +222,9 @@ enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rs
 	for (i = 0; i < c.left; i++)
 		if (c.p[i] != 0)
 			return DER_TRAILING;
-
-	if (k.n_len > DER_RSA_MAX_BITS / 8)
-		return DER_MODULUS_SIZE;
-	k.bits = der_bit_length(k.n, k.n_len);
-	if (k.bits < DER_RSA_MIN_BITS || k.bits > DER_RSA_MAX_BITS)
-		return DER_MODULUS_SIZE;
-
-	/* efserver-protocol(7), Requests: odd exponent, at least 3; and an exponent not below n is no RSA key. */
-	if (k.e_len == 0 || !(k.e[k.e_len - 1] & 1) || (k.e_len == 1 && k.e[0] < 3) ||
-	    !der_less(k.e, k.e_len, k.n, k.n_len))
-		return DER_BAD_EXPONENT;
-
+	r = der_check_rsa_numbers(k.n, k.n_len, k.e, k.e_len, &k.bits);
+	if (r != DER_OK)
+		return r;
 	*key = k;
 	return DER_OK;
 }
@@ -233,7 +245,9 @@ const char *der_error_str(enum der_error e)
 	case DER_MODULUS_SIZE:
 		return "modulus size outside 1024 to 4096 bits";
 	case DER_BAD_EXPONENT:
-		return "exponent even, below 3 or not below the modulus";
+		return "exponent even, below 3, not below 2^64 or not below the modulus";
+	case DER_EVEN_MODULUS:
+		return "modulus even";
 	}
 	return "unknown error";
 }

@@ -13,7 +13,9 @@
 
 #define DER_RSA_MIN_BITS 1024
 #define DER_RSA_MAX_BITS 4096
-/* A 4096-bit key with a 4096-bit exponent stays under this. */
+/* The public exponent is below 2^64 (efserver-protocol(7), Cryptography). */
+#define DER_RSA_EXPONENT_MAX_BYTES 8
+/* The room kept for a canonical SPKI: a 4096-bit key takes at most 556 bytes of it. */
 #define DER_RSA_SPKI_MAX 1100
 
 /* Why a key was refused. */
@@ -24,7 +26,8 @@ enum der_error {
 	DER_WRONG_OID,    /* an algorithm other than rsaEncryption */
 	DER_TRAILING,     /* bytes after the key that are not all zero */
 	DER_MODULUS_SIZE, /* modulus outside 1024..4096 bits */
-	DER_BAD_EXPONENT, /* exponent even or below 3 (or not smaller than the modulus) */
+	DER_BAD_EXPONENT, /* exponent even, below 3, not below 2^64 or not below the modulus */
+	DER_EVEN_MODULUS, /* modulus even */
 };
 
 struct der_rsa_key {
@@ -92,6 +95,14 @@ uint8_t *der_put_header(uint8_t *p, uint8_t tag, size_t len);
  * on success.
  */
 enum der_error der_read_rsa_public(const uint8_t *buf, size_t len, struct der_rsa_key *key);
+/*
+ * The rules for an RSA public key's numbers (efserver-protocol(7),
+ * Cryptography), for keys read here and keys read from a private key alike:
+ * an odd modulus of 1024..4096 bits, an odd exponent with 3 <= e < 2^64 and
+ * e < n. n and e are big-endian without leading zero bytes; *bits (if not
+ * NULL) receives the modulus size on success.
+ */
+enum der_error der_check_rsa_numbers(const uint8_t *n, size_t n_len, const uint8_t *e, size_t e_len, unsigned *bits);
 const char *der_error_str(enum der_error e);
 
 /*

@@ -263,7 +263,10 @@ static int report(const struct client_error *e, const struct run *run, const cha
 		return EXIT_NETWORK;
 	case CLIENT_FAIL_REFUSED:
 		if (e->response == RESP_REGISTER_REFUSED)
-			say("name '%s' already registered", name);
+			say("server %s refused to register '%s' (2101): the name is taken or not allowed, or "
+			    "registration is closed there (its operator then hands out identities made with efctl "
+			    "add-client)",
+			    server, name);
 		else if (e->response == RESP_RECONNECT_REFUSED)
 			say("server %s refused to reconnect '%s' (2106): it does not know this name and id", server,
 			    name);

@@ -1,7 +1,8 @@
 /*
  * efctl: the administrator's tool over efsession's state directory. It
  * reads the database as one more WAL reader, so it runs beside live
- * sessions; only remove-client and gc --force write, in short transactions.
+ * sessions; only add-client, remove-client and gc --force write, in short
+ * transactions.
  */
 #include "config.h"
 
@@ -20,10 +21,12 @@
 #include <gcrypt.h>
 
 #include "cksum.h"
+#include "clientconf.h"
 #include "crypto.h"
 #include "der.h"
 #include "failure.h"
 #include "io.h"
+#include "keyfile.h"
 #include "log.h"
 #include "opts.h"
 #include "seal.h"
@@ -38,7 +41,8 @@
  */
 enum {
 	EXIT_OK = 0,
-	EXIT_PROBLEMS = 1, /* verify found problems; decrypt met a file that does not authenticate */
+	EXIT_PROBLEMS =
+	    1, /* verify found problems; decrypt met a file that does not authenticate; add-client refused */
 	EXIT_USAGE = 2,
 	EXIT_NOT_FOUND = 3,
 	EXIT_SYSTEM = 4, /* state directory, database, storage key or output unusable */
@@ -49,53 +53,80 @@ enum {
 #define ESC_SIZE   LOG_ESCAPE_SIZE(WIRE_NAME_SIZE)
 #define HEX_SHA256 (2 * 32 + 1)
 
-enum command { CMD_CLIENTS, CMD_FILES, CMD_SHOW, CMD_VERIFY, CMD_REMOVE, CMD_GC, CMD_DECRYPT, CMD_NONE };
+enum command { CMD_CLIENTS, CMD_FILES, CMD_SHOW, CMD_VERIFY, CMD_ADD, CMD_REMOVE, CMD_GC, CMD_DECRYPT, CMD_NONE };
 
 /* Which options each command takes. */
-enum { OPT_JSON = 1, OPT_CLIENT = 2, OPT_FORCE = 4, OPT_CHECKSUM = 8, OPT_OUTPUT = 16 };
+enum {
+	OPT_JSON = 1,
+	OPT_CLIENT = 2, /* --client NAME|ID */
+	OPT_FORCE = 4,
+	OPT_CHECKSUM = 8,
+	OPT_OUTPUT = 16,
+	OPT_SELECT = 32, /* --id ID or --name NAME: the client named one way only */
+	OPT_OUT = 64,
+	OPT_RSA_BITS = 128,
+};
 
 static const struct command_spec {
 	const char *name;
 	unsigned options;
-	int args; /* operands after the command */
+	int args;            /* operands after the command */
+	bool client_operand; /* the operand is NAME|ID, which --id or --name may replace */
 	const char *synopsis;
 	const char *help;
 } commands[] = {
-    [CMD_CLIENTS] = {"clients", OPT_JSON, 0, "clients [--json]",
+    [CMD_CLIENTS] = {"clients", OPT_JSON, 0, false, "clients [--json]",
                      "List the clients: name, id, last seen and number of files."},
-    [CMD_FILES] = {"files", OPT_JSON | OPT_CLIENT, 0, "files [--client NAME|ID] [--json]",
+    [CMD_FILES] = {"files", OPT_JSON | OPT_CLIENT | OPT_SELECT, 0, false,
+                   "files [--client NAME|ID | --id ID | --name NAME] [--json]",
                    "List the files recorded (of one client with --client): size, checksum,\n"
-                   "whether the client confirmed it, when it was received."},
-    [CMD_SHOW] = {"show", OPT_JSON, 1, "show NAME|ID [--json]",
+                   "whether the client confirmed it, when it was received, and the copy kept\n"
+                   "aside until the client confirms it replaces a verified one."},
+    [CMD_SHOW] = {"show", OPT_JSON | OPT_SELECT, 1, true, "show NAME|ID | --id ID | --name NAME [--json]",
                   "Show one client: its id, last seen, public key fingerprint, whether it has\n"
                   "an AES key (never the key), and its files."},
-    [CMD_VERIFY] = {"verify", OPT_CLIENT | OPT_CHECKSUM, 0, "verify [--client NAME|ID] [--checksum ALGO]",
-                    "Recompute every stored file's size and checksum, decrypting files stored\n"
-                    "encrypted at rest, and report each file that is missing or differs from\n"
-                    "the database. ALGO is efsession's --checksum (default cksum)."},
-    [CMD_REMOVE] = {"remove-client", 0, 1, "remove-client NAME|ID",
-                    "Remove a client: its database rows first, then its files and directory.\n"
-                    "If interrupted, the client is gone and what is left of its directory is\n"
+    [CMD_VERIFY] = {"verify", OPT_CLIENT | OPT_SELECT | OPT_CHECKSUM, 0, false,
+                    "verify [--client NAME|ID | --id ID | --name NAME] [--checksum ALGO]",
+                    "Recompute every stored file's size and checksum, and every kept-aside\n"
+                    "copy's, decrypting files stored encrypted at rest, and report each file\n"
+                    "that is missing or differs from the database. ALGO is efsession's\n"
+                    "--checksum (default cksum)."},
+    [CMD_ADD] = {"add-client", OPT_OUT | OPT_RSA_BITS, 1, false, "add-client NAME --out DIR [--rsa-bits N]",
+                 "Create a client: a fresh id and RSA key pair (1024 bits unless --rsa-bits\n"
+                 "says, exponent 17), the public key stored and pinned, and its identity\n"
+                 "files DIR/me.info and DIR/priv.key (mode 0600; DIR made 0700 if missing)\n"
+                 "to hand to the client, whose efclient --dir DIR then needs no registration."},
+    [CMD_REMOVE] = {"remove-client", OPT_SELECT, 1, true, "remove-client NAME|ID | --id ID | --name NAME",
+                    "Remove a client: its database rows first, then its files and directories.\n"
+                    "If interrupted, the client is gone and what is left of its directories is\n"
                     "found by gc, or removed by running remove-client ID again."},
-    [CMD_GC] = {"gc", OPT_FORCE, 0, "gc [--force]",
+    [CMD_GC] = {"gc", OPT_FORCE, 0, false, "gc [--force]",
                 "List (remove, with --force) what killed sessions and interrupted removals\n"
-                "leave: temporary files of sessions no longer running, rows of stored files\n"
-                "whose file is gone, directories of removed clients, empty client directories."},
-    [CMD_DECRYPT] = {"decrypt", OPT_OUTPUT, 1, "decrypt FILE [-o OUT]",
+                "leave: temporary files of sessions no longer running, confirmations a crash\n"
+                "interrupted (completed), rows of stored files whose file is gone, kept-aside\n"
+                "copies no row names, directories of removed clients, empty client directories."},
+    [CMD_DECRYPT] = {"decrypt", OPT_OUTPUT, 1, false, "decrypt FILE [-o OUT]",
                      "Write the original bytes of a file stored encrypted at rest to OUT (replaced\n"
                      "only once every segment has authenticated), or to standard output."},
 };
 
+/* How a client was named: by id or name (the operand, --client), or explicitly. */
+enum select_by { BY_EITHER, BY_ID, BY_NAME };
+
 struct ctl {
 	char *state_dir;
 	const char *key_file;
-	const char *client;
+	const char *client; /* the client named, if any */
+	enum select_by by;
 	const char *output;
+	const char *out_dir;
+	unsigned rsa_bits;
 	bool json;
 	bool force;
 	enum cksum_algo checksum;
 	int state_fd;
 	struct store *st;
+	struct vault *v;
 	struct seal_key *key;
 	uint8_t *buf;
 	/* The last client whose name was looked up for a file row. */
@@ -120,14 +151,20 @@ static void usage(FILE *to)
 	            "                              (default: the " SEAL_CREDENTIAL " credential)\n"
 	            "  -j, --json                  JSON instead of a table\n"
 	            "  -c, --client NAME|ID        only that client's files\n"
+	            "  -i, --id ID                 the client with that id (32 hex digits, plain or\n"
+	            "                              8-4-4-4-12), never one of that name\n"
+	            "  -n, --name NAME             the client of that name, never one with that id\n"
 	            "  -C, --checksum ALGO         cksum (default), crc32 or crc32-ciphertext\n"
 	            "  -f, --force                 gc: remove, not only list\n"
 	            "  -o, --output FILE           decrypt: write to FILE\n"
+	            "      --out DIR               add-client: write the identity files into DIR\n"
+	            "      --rsa-bits N            add-client: the RSA key size, 1024 (default) to 4096\n"
 	            "  -h, --help                  show this help (or a command's) and exit\n"
 	            "  -V, --version               show the version and exit\n"
 	            "\n"
-	            "Exit status: 0 ok, 1 verify found problems or a file did not authenticate,\n"
-	            "2 usage error, 3 no such client or file, 4 system error. See efctl(8).\n");
+	            "Exit status: 0 ok, 1 verify found problems, a file did not authenticate or\n"
+	            "add-client was refused, 2 usage error, 3 no such client or file, 4 system\n"
+	            "error. See efctl(8).\n");
 }
 
 static void command_usage(FILE *to, enum command cmd)
@@ -187,12 +224,35 @@ static const char *esc(const char *s, char *out)
 	return log_escape(s, strlen(s), out, ESC_SIZE);
 }
 
+/* store_open's may_create: never a new database beside client directories (efsession(8), FILES). */
+static int may_create_store(void *ctx)
+{
+	struct ctl *c = ctx;
+
+	return c->v ? vault_refuse_new_store(c->v) : 0;
+}
+
+/*
+ * The database, read-only or to be written; to be written, with the state
+ * directory's files (c->v) open first when there are any.
+ */
 static int open_store(struct ctl *c, bool writable)
 {
-	int r = writable ? store_open(c->state_dir, 0, &c->st) : store_open_readonly(c->state_dir, 0, &c->st);
+	int r = 0;
 
+	if (writable && (r = vault_open_existing(c->state_dir, &c->v)) < 0 && r != -ENOENT) {
+		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c->state_dir, strerror(-r));
+		return r;
+	}
+	r = writable ? store_open(c->state_dir, 0, may_create_store, c, &c->st)
+	             : store_open_readonly(c->state_dir, 0, &c->st);
 	if (r == -ENOENT)
 		fprintf(stderr, "efctl: no efserver database in %s (has efsession run there?)\n", c->state_dir);
+	else if (r == -EEXIST)
+		fprintf(stderr,
+		        "efctl: not creating a database in %s: %s, but " VAULT_FILES_DIR "/ holds client directories; "
+		        "restore " STORE_DB_NAME " from a backup, or move " VAULT_FILES_DIR "/ aside\n",
+		        c->state_dir, failure_str(r));
 	else if (r < 0)
 		fprintf(stderr, "efctl: cannot open the database in %s: %s\n", c->state_dir, failure_str(r));
 	return r;
@@ -212,28 +272,61 @@ static int need_key(struct ctl *c)
 	return r;
 }
 
-/* A client by id (32 hex digits, dashes allowed), else by name. */
-static int find_client(struct ctl *c, const char *arg, struct store_client *out, bool quiet)
+/*
+ * The client c->client names: by id (32 hex digits, plain or 8-4-4-4-12) or
+ * by name, or only one way with --id or --name. A string that is one
+ * client's id and another's name is refused, naming both (efserver-protocol(7),
+ * Names): a name shaped like an id can only come from before that rule.
+ */
+static int find_client(struct ctl *c, struct store_client *out, bool quiet)
 {
+	struct store_client by_id, by_name;
+	const char *arg = c->client;
+	char e1[ESC_SIZE], e2[ESC_SIZE], hex[WIRE_ID_HEX_SIZE];
 	uint8_t id[WIRE_ID_SIZE];
-	int r = -ENOENT;
+	bool is_id = c->by != BY_NAME && wire_id_from_hex(arg, id) == 0;
+	int ri = -ENOENT, rn = -ENOENT, r;
 
-	if (wire_id_from_hex(arg, id) == 0)
-		r = store_get_client(c->st, id, out);
-	if (r == -ENOENT && *arg && strlen(arg) < WIRE_NAME_SIZE)
-		r = store_find_client_by_name(c->st, arg, out);
-	if (r == 0)
+	if (c->by == BY_ID && !is_id) {
+		fprintf(stderr, "efctl: --id wants 32 hex digits, plain or 8-4-4-4-12, not '%s'\n", esc(arg, e1));
+		return -EINVAL;
+	}
+	if (is_id)
+		ri = store_get_client(c->st, id, &by_id);
+	if (ri == -ENOENT && c->by != BY_ID && *arg && strlen(arg) < WIRE_NAME_SIZE)
+		rn = store_find_client_by_name(c->st, arg, &by_name);
+	else if (ri == 0 && c->by == BY_EITHER && strlen(arg) < WIRE_NAME_SIZE)
+		rn = store_find_client_by_name(c->st, arg, &by_name);
+	r = ri < 0 && ri != -ENOENT ? ri : rn < 0 && rn != -ENOENT ? rn : 0;
+	if (r == 0 && ri == 0 && rn == 0 && memcmp(by_id.id, by_name.id, WIRE_ID_SIZE) != 0) {
+		wire_id_to_hex(by_name.id, hex);
+		fprintf(stderr,
+		        "efctl: '%s' is the id of client '%s' and the name of client %s; say which with --id or "
+		        "--name\n",
+		        esc(arg, e1), esc(by_id.name, e2), hex);
+		r = -ENOTUNIQ;
+	} else if (r == 0 && ri != 0 && rn != 0) {
+		r = -ENOENT;
+		if (!quiet)
+			fprintf(stderr, "efctl: no client %s '%s'\n",
+			        c->by == BY_ID     ? "with the id"
+			        : c->by == BY_NAME ? "named"
+			                           : "named or with the id",
+			        esc(arg, e1));
+	} else if (r < 0) {
+		fprintf(stderr, "efctl: cannot look up '%s': %s\n", esc(arg, e1), failure_str(r));
+	} else {
+		*out = ri == 0 ? by_id : by_name;
 		crypto_wipe(out->aes_key, sizeof(out->aes_key));
-	else if (r == -ENOENT && !quiet)
-		fprintf(stderr, "efctl: no client named or with the id '%s'\n", arg);
-	else if (r != -ENOENT)
-		fprintf(stderr, "efctl: cannot look up '%s': %s\n", arg, failure_str(r));
+	}
+	crypto_wipe(&by_id, sizeof(by_id));
+	crypto_wipe(&by_name, sizeof(by_name));
 	return r;
 }
 
 static int exit_for(int r)
 {
-	return r == -ENOENT ? EXIT_NOT_FOUND : EXIT_SYSTEM;
+	return r == -ENOENT ? EXIT_NOT_FOUND : r == -EINVAL || r == -ENOTUNIQ ? EXIT_USAGE : EXIT_SYSTEM;
 }
 
 /* The name of a file row's client, cached across the rows of one client. */
@@ -293,7 +386,7 @@ static const char *file_state(const struct store_file *f)
 
 static void file_json(struct ctl *c, const struct store_file *f, const char *indent)
 {
-	char hex[WIRE_ID_HEX_SIZE];
+	char hex[WIRE_ID_HEX_SIZE], path[STORE_PATH_MAX];
 
 	wire_id_to_hex(f->client_id, hex);
 	printf("%s{\"client_id\": \"%s\", \"client\": ", indent, hex);
@@ -303,10 +396,18 @@ static void file_json(struct ctl *c, const struct store_file *f, const char *ind
 	fputs(", \"path\": ", stdout);
 	json_str(f->path_name);
 	printf(", \"size\": %llu, \"checksum\": %u, \"verified\": %s, \"status\": \"%s\", \"attempts\": %lld, "
-	       "\"received\": \"%s\"}",
+	       "\"received\": \"%s\", \"kept_aside\": ",
 	       (unsigned long long)f->size, f->checksum, f->verified ? "true" : "false",
 	       f->status == STORE_FILE_FAILED ? "given up" : "stored", f->attempts, f->received);
+	if (f->pending && vault_pending_path(f->client_id, f->pending_name, path, sizeof(path)) == 0)
+		printf("{\"path\": \"%s\", \"size\": %llu, \"checksum\": %u, \"received\": \"%s\"}}", path,
+		       (unsigned long long)f->pending_size, f->pending_checksum, f->pending_received);
+	else
+		fputs("null}", stdout);
 }
+
+/* A kept-aside copy's line under its file's: what replaces the verified copy once the client confirms it. */
+#define KEPT_ASIDE_CELL "  kept aside"
 
 static int file_row(const struct store_file *f, void *ctx)
 {
@@ -317,6 +418,8 @@ static int file_row(const struct store_file *f, void *ctx)
 	if (t->measure) {
 		if (width(e1) > t->w_file)
 			t->w_file = width(e1);
+		if (f->pending && width(KEPT_ASIDE_CELL) > t->w_file)
+			t->w_file = width(KEPT_ASIDE_CELL);
 		if (t->with_client && width(esc(client_name(t->c, f->client_id), e2)) > t->w_name)
 			t->w_name = width(e2);
 		return 0;
@@ -330,6 +433,13 @@ static int file_row(const struct store_file *f, void *ctx)
 		cell(e1, t->w_file + 2);
 		printf("%10s  %10u  %-8s  %s\n", opts_human_size(f->size, hs, sizeof(hs)), f->checksum, file_state(f),
 		       f->received);
+		if (f->pending) {
+			if (t->with_client)
+				cell("", t->w_name + 2);
+			cell(KEPT_ASIDE_CELL, t->w_file + 2);
+			printf("%10s  %10u  %-8s  %s\n", opts_human_size(f->pending_size, hs, sizeof(hs)),
+			       f->pending_checksum, "pending", f->pending_received);
+		}
 	}
 	t->rows++;
 	return 0;
@@ -370,7 +480,7 @@ static int open_selection(struct ctl *c, struct store_client *cl)
 
 	if (open_store(c, false) < 0)
 		return EXIT_SYSTEM;
-	if (c->client && (r = find_client(c, c->client, cl, false)) < 0)
+	if (c->client && (r = find_client(c, cl, false)) < 0)
 		return exit_for(r);
 	return EXIT_OK;
 }
@@ -408,7 +518,7 @@ static int show_file_json(const struct store_file *f, void *ctx)
 	return 0;
 }
 
-static int cmd_show(struct ctl *c, const char *who)
+static int cmd_show(struct ctl *c)
 {
 	struct store_client cl;
 	struct der_rsa_key k;
@@ -420,7 +530,7 @@ static int cmd_show(struct ctl *c, const char *who)
 
 	if ((r = open_store(c, false)) < 0)
 		return EXIT_SYSTEM;
-	if ((r = find_client(c, who, &cl, false)) < 0)
+	if ((r = find_client(c, &cl, false)) < 0)
 		return exit_for(r);
 	wire_id_to_hex(cl.id, hex);
 	if (cl.public_key_len > 0) {
@@ -475,19 +585,19 @@ static bool path_ok(const struct store_file *f)
 
 struct verify {
 	struct ctl *c;
-	long long checked, sealed, problems, given_up;
+	long long checked, sealed, problems, given_up, aside;
 	int error; /* a failure of ours, not of a file: stop */
 };
 
-static void problem(struct verify *v, const struct store_file *f, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void problem(struct verify *v, const struct store_file *f, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void problem(struct verify *v, const struct store_file *f, const char *fmt, ...)
+static void problem(struct verify *v, const struct store_file *f, const char *path, const char *fmt, ...)
 {
 	char e[ESC_SIZE], e2[ESC_SIZE];
 	va_list ap;
 
-	printf("%s (%s): ", esc(f->path_name, e), esc(client_name(v->c, f->client_id), e2));
+	printf("%s (%s): ", log_escape(path, strlen(path), e, sizeof(e)), esc(client_name(v->c, f->client_id), e2));
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -523,9 +633,9 @@ static int measure(struct verify *v, int fd, bool sealed, struct cksum_state *ck
 	return r;
 }
 
-static int verify_file(const struct store_file *f, void *ctx)
+/* One copy on disk (path, relative to the state directory) against the size and checksum recorded for it. */
+static int check_copy(struct verify *v, const struct store_file *f, const char *path, uint64_t size, uint32_t checksum)
 {
-	struct verify *v = ctx;
 	struct cksum_state ck = {0};
 	struct stat sb;
 	uint64_t bytes, segment = 0;
@@ -533,18 +643,9 @@ static int verify_file(const struct store_file *f, void *ctx)
 	bool sealed;
 	int fd, r;
 
-	if (f->status == STORE_FILE_FAILED) {
-		v->given_up++;
-		return 0;
-	}
-	v->checked++;
-	if (!path_ok(f)) {
-		problem(v, f, "the database gives a path efsession does not write");
-		return 0;
-	}
-	fd = openat(v->c->state_fd, f->path_name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	fd = openat(v->c->state_fd, path, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		problem(v, f, "%s",
+		problem(v, f, path, "%s",
 		        fd < 0 && errno == ENOENT ? "missing"
 		        : fd < 0                  ? strerror(errno)
 		                                  : "not a regular file");
@@ -553,10 +654,10 @@ static int verify_file(const struct store_file *f, void *ctx)
 		return 0;
 	}
 	/* The two sizes never coincide, so a plaintext that happens to look sealed is read as what it is. */
-	sealed = (uint64_t)sb.st_size != f->size;
-	if (sealed && (uint64_t)sb.st_size != seal_sealed_size(f->size)) {
-		problem(v, f, "%lld bytes on disk, neither the %llu recorded nor their size encrypted at rest",
-		        (long long)sb.st_size, (unsigned long long)f->size);
+	sealed = (uint64_t)sb.st_size != size;
+	if (sealed && (uint64_t)sb.st_size != seal_sealed_size(size)) {
+		problem(v, f, path, "%lld bytes on disk, neither the %llu recorded nor their size encrypted at rest",
+		        (long long)sb.st_size, (unsigned long long)size);
 		close(fd);
 		return 0;
 	}
@@ -576,14 +677,56 @@ static int verify_file(const struct store_file *f, void *ctx)
 	cksum_free(&ck);
 	close(fd);
 	if (r == -EBADMSG || r == -ENODATA)
-		problem(v, f, "encrypted at rest, segment %llu: %s", (unsigned long long)segment, seal_strerror(r));
+		problem(v, f, path, "encrypted at rest, segment %llu: %s", (unsigned long long)segment,
+		        seal_strerror(r));
 	else if (r < 0)
-		problem(v, f, "%s", seal_strerror(r));
-	else if (bytes != f->size)
-		problem(v, f, "%llu bytes, %llu recorded", (unsigned long long)bytes, (unsigned long long)f->size);
-	else if (!cksum_over_ciphertext(v->c->checksum) && sum != f->checksum)
-		problem(v, f, "checksum %u, %u recorded", sum, f->checksum);
+		problem(v, f, path, "%s", seal_strerror(r));
+	else if (bytes != size)
+		problem(v, f, path, "%llu bytes, %llu recorded", (unsigned long long)bytes, (unsigned long long)size);
+	else if (!cksum_over_ciphertext(v->c->checksum) && sum != checksum)
+		problem(v, f, path, "checksum %u, %u recorded", sum, checksum);
 	return 0;
+}
+
+/*
+ * A stored file, and its kept-aside copy if it has one. A row naming a
+ * kept-aside copy that is gone had its confirmation's rename done and its
+ * commit lost: the file under the name is then the one kept aside.
+ */
+static int verify_file(const struct store_file *f, void *ctx)
+{
+	struct verify *v = ctx;
+	char pending[STORE_PATH_MAX];
+	uint64_t size = f->size;
+	uint32_t checksum = f->checksum;
+	int r;
+
+	if (f->status == STORE_FILE_FAILED) {
+		v->given_up++;
+		return 0;
+	}
+	v->checked++;
+	if (!path_ok(f)) {
+		problem(v, f, f->path_name, "the database gives a path efsession does not write");
+		return 0;
+	}
+	if (f->pending && (!vault_token_ok(f->pending_name) ||
+	                   vault_pending_path(f->client_id, f->pending_name, pending, sizeof(pending)) < 0)) {
+		problem(v, f, f->path_name, "the database names a kept-aside copy efsession does not write");
+		return 0;
+	}
+	if (f->pending && faccessat(v->c->state_fd, pending, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+		problem(v, f, f->path_name,
+		        "an interrupted confirmation: the copy kept aside was put in place, the database not yet "
+		        "updated; efctl gc --force completes it");
+		size = f->pending_size;
+		checksum = f->pending_checksum;
+	} else if (f->pending) {
+		v->aside++;
+		if ((r = check_copy(v, f, pending, f->pending_size, f->pending_checksum)) != 0)
+			return r;
+	}
+	return check_copy(v, f, f->path_name, size, checksum);
 }
 
 static int cmd_verify(struct ctl *c)
@@ -599,66 +742,86 @@ static int cmd_verify(struct ctl *c)
 		return EXIT_SYSTEM;
 	if (r < 0)
 		return read_failed(r);
-	printf("%lld file%s checked (%lld encrypted at rest, %lld given up with no copy): %lld problem%s.\n", v.checked,
-	       v.checked == 1 ? "" : "s", v.sealed, v.given_up, v.problems, v.problems == 1 ? "" : "s");
+	printf("%lld file%s checked (%lld encrypted at rest, %lld given up with no copy", v.checked,
+	       v.checked == 1 ? "" : "s", v.sealed, v.given_up);
+	if (v.aside)
+		printf(", %lld kept aside", v.aside);
+	printf("): %lld problem%s.\n", v.problems, v.problems == 1 ? "" : "s");
 	if (cksum_over_ciphertext(c->checksum))
 		printf("With crc32-ciphertext the checksum covers what the client sent, encrypted: only sizes and "
 		       "authentication were checked.\n");
 	return v.problems ? EXIT_PROBLEMS : EXIT_OK;
 }
 
-static int cmd_remove(struct ctl *c, const char *who)
+/* The state directory's files, opened once: c->v. */
+static int open_vault(struct ctl *c)
+{
+	int r;
+
+	if (c->v)
+		return 0;
+	if ((r = vault_open_existing(c->state_dir, &c->v)) < 0)
+		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c->state_dir, strerror(-r));
+	return r;
+}
+
+/* Remove both directories of a client, files/<hex> and pending/<hex>, with everything in them. */
+static int remove_client_dirs(struct ctl *c, const uint8_t id[WIRE_ID_SIZE])
+{
+	int r = vault_remove_dir(c->v, VAULT_FILES, id, true);
+
+	return r < 0 ? r : vault_remove_dir(c->v, VAULT_PENDING, id, true);
+}
+
+static int cmd_remove(struct ctl *c)
 {
 	struct store_client cl;
-	struct vault *v = NULL;
-	char hex[WIRE_ID_HEX_SIZE], e[ESC_SIZE];
+	char hex[WIRE_ID_HEX_SIZE], e[ESC_SIZE], path[sizeof(VAULT_PENDING_DIR) + WIRE_ID_HEX_SIZE + 1];
 	uint8_t id[WIRE_ID_SIZE];
 	int r;
 
-	if ((r = open_store(c, true)) < 0)
+	if (open_store(c, true) < 0 || open_vault(c) < 0)
 		return EXIT_SYSTEM;
-	if ((r = vault_open_existing(c->state_dir, &v)) < 0) {
-		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c->state_dir, strerror(-r));
-		return EXIT_SYSTEM;
-	}
-	r = find_client(c, who, &cl, true);
-	/* The rows go first: an id without rows may still have a directory an interrupted removal left. */
-	if (r == -ENOENT && wire_id_from_hex(who, id) == 0) {
+	r = find_client(c, &cl, true);
+	/* The rows go first: an id without rows may still have directories an interrupted removal left. */
+	if (r == -ENOENT && c->by != BY_NAME && wire_id_from_hex(c->client, id) == 0) {
 		wire_id_to_hex(id, hex);
 		snprintf(e, sizeof(e), VAULT_FILES_DIR "/%s", hex);
-		if (faccessat(c->state_fd, e, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-			if ((r = vault_remove_dir(v, id, true, false)) == 0)
+		snprintf(path, sizeof(path), VAULT_PENDING_DIR "/%s", hex);
+		if (faccessat(c->state_fd, e, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+		    faccessat(c->state_fd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+			if ((r = remove_client_dirs(c, id)) == 0)
 				printf("Removed what was left of client %s.\n", hex);
 			goto out;
 		}
 	}
 	if (r < 0) {
 		if (r == -ENOENT)
-			fprintf(stderr, "efctl: no client named or with the id '%s'\n", who);
-		vault_close(v);
+			fprintf(stderr, "efctl: no client %s '%s'\n",
+			        c->by == BY_ID     ? "with the id"
+			        : c->by == BY_NAME ? "named"
+			                           : "named or with the id",
+			        esc(c->client, e));
 		return exit_for(r);
 	}
 	wire_id_to_hex(cl.id, hex);
 	if ((r = store_remove_client(c->st, cl.id)) < 0) {
 		fprintf(stderr, "efctl: cannot remove %s from the database: %s\n", hex, failure_str(r));
-		vault_close(v);
 		return exit_for(r);
 	}
-	r = vault_remove_dir(v, cl.id, true, false);
+	r = remove_client_dirs(c, cl.id);
 	if (r == 0)
 		printf("Removed client %s (%s) and its %lld file%s.\n", esc(cl.name, e), hex, cl.file_count,
 		       cl.file_count == 1 ? "" : "s");
 out:
 	if (r < 0)
-		fprintf(stderr, "efctl: cannot remove the files of %s: %s (efctl gc finds what is left)\n", who,
-		        strerror(-r));
-	vault_close(v);
+		fprintf(stderr, "efctl: cannot remove the files of %s: %s (efctl gc finds what is left)\n",
+		        esc(c->client, e), strerror(-r));
 	return r == 0 ? EXIT_OK : EXIT_SYSTEM;
 }
 
 struct gc {
 	struct ctl *c;
-	struct vault *v;
 	long long found, busy;
 	/* Rows whose file is gone, collected first: the database is not written while it is being read. */
 	struct gc_row {
@@ -669,13 +832,18 @@ struct gc {
 	int error;
 };
 
-static void gc_say(struct gc *g, const char *what, const char *why)
+/* One thing found: done with --force ("removed"), else only said ("would remove"). */
+static void gc_report(struct gc *g, const char *done, const char *would, const char *what, const char *why)
 {
 	char e[ESC_SIZE];
 
-	printf("%s %s: %s\n", g->c->force ? "removed" : "would remove", log_escape(what, strlen(what), e, sizeof(e)),
-	       why);
+	printf("%s %s: %s\n", g->c->force ? done : would, log_escape(what, strlen(what), e, sizeof(e)), why);
 	g->found++;
+}
+
+static void gc_say(struct gc *g, const char *what, const char *why)
+{
+	gc_report(g, "removed", "would remove", what, why);
 }
 
 static int gc_leftover(const char *name, void *ctx)
@@ -684,6 +852,40 @@ static int gc_leftover(const char *name, void *ctx)
 
 	snprintf(path, sizeof(path), VAULT_TMP_DIR "/%s", name);
 	gc_say(ctx, path, "temporary file of a session that is no longer running");
+	return 0;
+}
+
+/* store_disk's question, for the store's transactions that efctl runs. */
+static int ctl_pending_exists(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	struct ctl *c = ctx;
+
+	return vault_pending_exists(c->v, id, token);
+}
+
+#define INTERRUPTED "a confirmation a crash interrupted: its copy kept aside is under the name, the row not yet updated"
+
+/* With --force, a row store_repair_files completed. */
+static int gc_repaired(const struct store_file *f, void *ctx)
+{
+	gc_report(ctx, "completed", "would complete", f->path_name, INTERRUPTED);
+	return 0;
+}
+
+/* Without --force, a row store_repair_files would complete. */
+static int gc_interrupted(const struct store_file *f, void *ctx)
+{
+	struct gc *g = ctx;
+	int r;
+
+	if (!f->pending)
+		return 0;
+	if ((r = vault_pending_exists(g->c->v, f->client_id, f->pending_name)) < 0) {
+		g->error = r;
+		return 1;
+	}
+	if (r == 0)
+		gc_repaired(f, g);
 	return 0;
 }
 
@@ -724,11 +926,46 @@ static int gone_check(void *ctx)
 	return fstatat(g->state_fd, g->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT ? 0 : -EEXIST;
 }
 
-static int gc_dir(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx)
+struct unnamed {
+	struct vault *v;
+	const uint8_t *id;
+	const char *token;
+};
+
+/* Inside the transaction that found no row naming it: the kept-aside copy goes. */
+static int unnamed_remove(void *ctx)
+{
+	struct unnamed *u = ctx;
+
+	return vault_remove_pending(u->v, u->id, u->token);
+}
+
+/* A kept-aside copy on disk: debris when no row names it (an upload replaced, dropped, or cut by a crash). */
+static int gc_pending(const uint8_t id[WIRE_ID_SIZE], const char *token, void *ctx)
 {
 	struct gc *g = ctx;
+	struct unnamed u = {g->c->v, id, token};
+	char path[STORE_PATH_MAX];
+	int r;
+
+	r = g->c->force ? store_forget_pending(g->c->st, id, token, unnamed_remove, &u)
+	                : store_pending_referenced(g->c->st, id, token);
+	if (r == -EBUSY || r == 1)
+		return 0;
+	if (r < 0) {
+		g->error = r;
+		return 1;
+	}
+	if (vault_pending_path(id, token, path, sizeof(path)) == 0)
+		gc_say(g, path, "copy kept aside that no database row names");
+	return 0;
+}
+
+static int gc_dir(struct gc *g, enum vault_area area, const uint8_t id[WIRE_ID_SIZE], bool empty)
+{
+	const char *top = area == VAULT_PENDING ? VAULT_PENDING_DIR : VAULT_FILES_DIR;
+	char path[sizeof(VAULT_PENDING_DIR) + sizeof(VAULT_FILES_DIR) + WIRE_ID_HEX_SIZE + 1];
 	struct store_client cl;
-	char path[sizeof(VAULT_FILES_DIR) + WIRE_ID_HEX_SIZE + 1];
 	bool orphan;
 	int r;
 
@@ -738,38 +975,57 @@ static int gc_dir(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx)
 		return 1;
 	}
 	crypto_wipe(cl.aes_key, sizeof(cl.aes_key));
-	orphan = r == -ENOENT;
+	/* Kept-aside copies go one by one (gc_pending), each checked against the database. */
+	orphan = r == -ENOENT && area == VAULT_FILES;
 	if (!orphan && !empty)
 		return 0;
-	memcpy(path, VAULT_FILES_DIR "/", sizeof(VAULT_FILES_DIR));
-	wire_id_to_hex(id, path + sizeof(VAULT_FILES_DIR));
-	if (g->c->force && (r = vault_remove_dir(g->v, id, orphan, true)) < 0) {
-		/* An upload has the directory open, or filled it meanwhile: it is in use, not debris. */
-		if (r == -EBUSY || r == -ENOTEMPTY) {
+	snprintf(path, sizeof(path), "%s/", top);
+	wire_id_to_hex(id, path + strlen(path));
+	/* Without the content, the kernel removes only an empty directory: never one filled meanwhile. */
+	if (g->c->force && (r = vault_remove_dir(g->c->v, area, id, orphan)) < 0) {
+		if (r == -ENOTEMPTY) {
 			g->busy++;
 			return 0;
 		}
 		g->error = r;
 		return 1;
 	}
-	gc_say(g, path, orphan ? "directory of a client no longer in the database" : "empty client directory");
+	gc_say(g, path,
+	       orphan                  ? "directory of a client no longer in the database"
+	       : area == VAULT_PENDING ? "empty directory of kept-aside copies"
+	                               : "empty client directory");
 	return 0;
+}
+
+static int gc_files_dir(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx)
+{
+	return gc_dir(ctx, VAULT_FILES, id, empty);
+}
+
+static int gc_pending_dir(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx)
+{
+	return gc_dir(ctx, VAULT_PENDING, id, empty);
 }
 
 static int cmd_gc(struct ctl *c)
 {
 	struct gc g = {.c = c};
+	struct store_disk disk = {.ctx = c, .pending_exists = ctl_pending_exists};
 	char e[ESC_SIZE];
 	int r;
 
-	if ((r = open_store(c, c->force)) < 0)
+	if (open_store(c, c->force) < 0 || open_vault(c) < 0)
 		return EXIT_SYSTEM;
-	if ((r = vault_open_existing(c->state_dir, &g.v)) < 0) {
-		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c->state_dir, strerror(-r));
-		return EXIT_SYSTEM;
-	}
-	if ((r = vault_each_leftover(g.v, c->force, gc_leftover, &g)) < 0)
+	if ((r = vault_each_leftover(c->v, c->force, gc_leftover, &g)) < 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_TMP_DIR ": %s\n", c->state_dir, strerror(-r));
+	/* Interrupted confirmations first: once completed, their rows describe the files under their names. */
+	if (r == 0) {
+		r = c->force ? store_repair_files(c->st, &disk, gc_repaired, &g)
+		             : store_each_file(c->st, NULL, gc_interrupted, &g);
+		if (r != 0)
+			fprintf(stderr, "efctl: cannot complete interrupted confirmations: %s\n",
+			        failure_str(g.error ? g.error : r));
+	}
 	if (r == 0 && (r = store_each_file(c->st, NULL, gc_row, &g)) != 0)
 		(void)read_failed(g.error ? g.error : r);
 	for (size_t i = 0; r == 0 && i < g.nrows; i++) {
@@ -787,15 +1043,20 @@ static int cmd_gc(struct ctl *c)
 		}
 		gc_say(&g, g.rows[i].path, "database row of a stored file that is gone");
 	}
-	if (r == 0 && (r = vault_each_client_dir(g.v, gc_dir, &g)) != 0)
+	if (r == 0 && (r = vault_each_pending(c->v, gc_pending, &g)) != 0)
+		fprintf(stderr, "efctl: cannot clean %s/" VAULT_PENDING_DIR ": %s\n", c->state_dir,
+		        failure_str(g.error ? g.error : r));
+	if (r == 0 && (r = vault_each_client_dir(c->v, VAULT_FILES, gc_files_dir, &g)) != 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_FILES_DIR ": %s\n", c->state_dir,
 		        failure_str(g.error ? g.error : r));
+	if (r == 0 && (r = vault_each_client_dir(c->v, VAULT_PENDING, gc_pending_dir, &g)) != 0)
+		fprintf(stderr, "efctl: cannot clean %s/" VAULT_PENDING_DIR ": %s\n", c->state_dir,
+		        failure_str(g.error ? g.error : r));
 	free(g.rows);
-	vault_close(g.v);
 	if (r != 0)
 		return EXIT_SYSTEM;
 	if (g.busy)
-		printf("%lld client director%s in use by uploads left alone.\n", g.busy, g.busy == 1 ? "y" : "ies");
+		printf("%lld client director%s filled meanwhile left alone.\n", g.busy, g.busy == 1 ? "y" : "ies");
 	if (g.found == 0)
 		printf("Nothing to clean.\n");
 	else if (!c->force)
@@ -897,6 +1158,94 @@ static int cmd_decrypt(struct ctl *c, const char *file)
 	return r < 0 || w < 0 ? EXIT_SYSTEM : EXIT_OK;
 }
 
+/*
+ * Provisioning (efserver-protocol(7), Limits and access): a client made
+ * here, with its key pair, for a server whose registration may be closed.
+ * The name passes the rule a register request does; the client and its
+ * pinned public key go in in one transaction; the identity files are
+ * written only if none are there, and if they cannot be, the client is
+ * removed again, so that nothing half-made remains.
+ */
+static int cmd_add(struct ctl *c, const char *name)
+{
+	static const char *const identity[] = {CLIENTCONF_ME, CLIENTCONF_PRIVKEY};
+	uint8_t field[WIRE_NAME_SIZE], id[WIRE_ID_SIZE], spki[DER_RSA_SPKI_MAX], raw[DER_RSA_SPKI_MAX];
+	struct keyfile_rsa *key = NULL;
+	struct clientconf_error err;
+	struct der_rsa_key pub;
+	char hex[WIRE_ID_HEX_SIZE], e[ESC_SIZE], *path;
+	enum wire_name_error ne = WIRE_NAME_OK;
+	bool made_dir = false;
+	size_t len, raw_len;
+	long spki_len = -EINVAL;
+	struct stat sb;
+	int r, status = EXIT_SYSTEM;
+
+	if (wire_put_name(field, name) < 0 || (ne = wire_check_new_client_name(field, &len)) != WIRE_NAME_OK) {
+		fprintf(stderr, "efctl: the client name '%s' is %s\n", esc(name, e),
+		        ne == WIRE_NAME_OK ? "longer than 254 bytes" : wire_name_error_str(ne));
+		return EXIT_USAGE;
+	}
+	if (mkdir(c->out_dir, 0700) == 0)
+		made_dir = true;
+	else if (errno != EEXIST || stat(c->out_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		fprintf(stderr, "efctl: cannot use %s for the identity files: %s\n", c->out_dir,
+		        strerror(errno == EEXIST ? ENOTDIR : errno));
+		return EXIT_SYSTEM;
+	}
+	/* The identity files hold a client's only copy of its private key: never replaced. */
+	for (size_t i = 0; i < sizeof(identity) / sizeof(identity[0]); i++) {
+		if (asprintf(&path, "%s/%s", c->out_dir, identity[i]) < 0)
+			return EXIT_SYSTEM;
+		r = lstat(path, &sb) == 0 || errno != ENOENT;
+		if (r)
+			fprintf(stderr, "efctl: %s is there already; not replacing an identity\n", path);
+		free(path);
+		if (r)
+			return EXIT_PROBLEMS;
+	}
+	if (open_store(c, true) < 0)
+		goto out;
+	if ((r = keyfile_generate(&key, c->rsa_bits)) < 0 ||
+	    (r = keyfile_public_spki(key, raw, sizeof(raw), &raw_len)) < 0) {
+		fprintf(stderr, "efctl: cannot make an RSA key: %s\n", strerror(-r));
+		goto out;
+	}
+	/* Pinned in the form efsession stores a key it receives, so that the client's own key matches it. */
+	if (der_read_rsa_public(raw, raw_len, &pub) == DER_OK)
+		spki_len = der_write_rsa_spki(pub.n, pub.n_len, pub.e, pub.e_len, spki, sizeof(spki));
+	if (spki_len < 0) {
+		fprintf(stderr, "efctl: cannot encode the public key\n");
+		goto out;
+	}
+	crypto_new_client_id(id);
+	wire_id_to_hex(id, hex);
+	if ((r = store_add_client(c->st, id, name, spki, (size_t)spki_len)) == -EEXIST) {
+		fprintf(stderr, "efctl: the name '%s' is taken\n", esc(name, e));
+		status = EXIT_PROBLEMS;
+		goto out;
+	} else if (r < 0) {
+		fprintf(stderr, "efctl: cannot add '%s' to the database: %s\n", esc(name, e), failure_str(r));
+		goto out;
+	}
+	if ((r = clientconf_create_identity(c->out_dir, name, id, key, &err)) < 0) {
+		fprintf(stderr, "efctl: %s\n", err.text);
+		if ((r = store_remove_client(c->st, id)) < 0)
+			fprintf(stderr, "efctl: and cannot remove client %s again: %s (efctl remove-client %s does)\n",
+			        hex, failure_str(r), hex);
+		goto out;
+	}
+	printf("Added client %s (%s) with a %u-bit RSA key; its identity is in %s/" CLIENTCONF_ME
+	       " and %s/" CLIENTCONF_PRIVKEY ".\n",
+	       esc(name, e), hex, keyfile_bits(key), c->out_dir, c->out_dir);
+	status = EXIT_OK;
+out:
+	keyfile_free(key);
+	if (status != EXIT_OK && made_dir)
+		(void)rmdir(c->out_dir);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -907,21 +1256,26 @@ int main(int argc, char **argv)
 	    {"checksum", required_argument, NULL, 'C'},
 	    {"force", no_argument, NULL, 'f'},
 	    {"output", required_argument, NULL, 'o'},
+	    {"id", required_argument, NULL, 'i'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"out", required_argument, NULL, 'O'},
+	    {"rsa-bits", required_argument, NULL, 'B'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0, 0, 0, 0},
 	};
-	struct ctl c = {.checksum = CKSUM_POSIX, .state_fd = -1};
+	struct ctl c = {.checksum = CKSUM_POSIX, .state_fd = -1, .rsa_bits = KEYFILE_RSA_BITS};
 	enum command cmd = CMD_NONE;
-	unsigned given = 0;
+	unsigned given = 0, selectors = 0;
+	uint64_t u;
 	const char *state_arg = NULL;
 	bool help = false;
 	static char program[] = "efctl";
-	int opt, r;
+	int opt, r, want;
 
 	/* getopt's messages name argv[0]: the program, not the path it was started by. */
 	argv[0] = program;
-	while ((opt = getopt_long(argc, argv, "s:k:jc:C:fo:hV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:k:jc:C:fo:i:n:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			state_arg = optarg;
@@ -934,8 +1288,25 @@ int main(int argc, char **argv)
 			given |= OPT_JSON;
 			break;
 		case 'c':
+		case 'i':
+		case 'n':
 			c.client = optarg;
-			given |= OPT_CLIENT;
+			c.by = opt == 'i' ? BY_ID : opt == 'n' ? BY_NAME : BY_EITHER;
+			given |= opt == 'c' ? OPT_CLIENT : OPT_SELECT;
+			selectors++;
+			break;
+		case 'O':
+			c.out_dir = optarg;
+			given |= OPT_OUT;
+			break;
+		case 'B':
+			if (opts_parse_u64(optarg, KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS, &u) < 0 || u % 8) {
+				fprintf(stderr, "efctl: --rsa-bits wants a multiple of 8 from %u to %u, not '%s'\n",
+				        KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS, optarg);
+				return EXIT_USAGE;
+			}
+			c.rsa_bits = (unsigned)u;
+			given |= OPT_RSA_BITS;
 			break;
 		case 'C':
 			if (cksum_algo_from_name(optarg, &c.checksum) < 0) {
@@ -984,12 +1355,21 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (argc - optind != commands[cmd].args || (given & ~commands[cmd].options)) {
+	/* A client named by --id or --name takes the place of a NAME|ID operand. */
+	want = commands[cmd].client_operand && (given & OPT_SELECT) ? 0 : commands[cmd].args;
+	if (argc - optind != want || (given & ~commands[cmd].options) || selectors > 1 ||
+	    (cmd == CMD_ADD && !c.out_dir)) {
 		fprintf(stderr, "efctl: %s\n",
-		        argc - optind != commands[cmd].args ? "wrong number of arguments"
-		                                            : "an option this command does not take");
+		        argc - optind != want            ? "wrong number of arguments"
+		        : selectors > 1                  ? "one client at most: NAME|ID, --client, --id or --name"
+		        : given & ~commands[cmd].options ? "an option this command does not take"
+		                                         : "add-client needs --out DIR");
 		command_usage(stderr, cmd);
 		return EXIT_USAGE;
+	}
+	if (commands[cmd].client_operand && want == 1) {
+		c.client = argv[optind];
+		c.by = BY_EITHER;
 	}
 
 	umask(077);
@@ -1026,13 +1406,16 @@ int main(int argc, char **argv)
 		r = cmd_list(&c, cmd);
 		break;
 	case CMD_SHOW:
-		r = cmd_show(&c, argv[optind]);
+		r = cmd_show(&c);
 		break;
 	case CMD_VERIFY:
 		r = cmd_verify(&c);
 		break;
+	case CMD_ADD:
+		r = cmd_add(&c, argv[optind]);
+		break;
 	case CMD_REMOVE:
-		r = cmd_remove(&c, argv[optind]);
+		r = cmd_remove(&c);
 		break;
 	case CMD_GC:
 		r = cmd_gc(&c);
@@ -1047,6 +1430,7 @@ int main(int argc, char **argv)
 	}
 out:
 	store_close(c.st);
+	vault_close(c.v);
 	seal_key_free(c.key);
 	if (c.state_fd >= 0)
 		close(c.state_fd);

@@ -56,6 +56,9 @@ static void usage(FILE *to)
 	            "                             key), and no idle timeout\n"
 	            "      --fault-checksum N     report a wrong checksum for the first N uploads of\n"
 	            "                             each file, to exercise clients' resend paths\n"
+	            "      --registration MODE    open (default): anyone may register; closed: register\n"
+	            "                             requests are refused, clients are added with\n"
+	            "                             efctl add-client\n"
 	            "      --encrypt-at-rest      store files encrypted under the storage key\n"
 	            "      --storage-key-file FILE  the storage key, 32 raw bytes (default: the\n"
 	            "                             " SEAL_CREDENTIAL " credential of systemd)\n"
@@ -102,6 +105,25 @@ static void describe_peer(int fd)
 	log_context_peer(peer);
 }
 
+/*
+ * The database is missing, empty or without a schema while files/ holds
+ * client directories (store_open returned vault_refuse_new_store's
+ * -EEXIST): creating one would silently forget every client and free their
+ * names. Said in one line; the caller exits without serving.
+ */
+static bool refused_new_store(const char *state_dir, struct vault *v, int r)
+{
+	long dirs = 0;
+
+	if (r != -EEXIST || vault_count_client_dirs(v, &dirs) < 0 || dirs == 0)
+		return false;
+	log_crit("Refusing to create a database in %s: %s, but %s/ holds %ld client director%s; restore %s from a "
+	         "backup, or move %s/ aside to start afresh.",
+	         state_dir, failure_str(r), VAULT_FILES_DIR, dirs, dirs == 1 ? "y" : "ies", STORE_DB_NAME,
+	         VAULT_FILES_DIR);
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -116,6 +138,7 @@ int main(int argc, char **argv)
 	    {"fault-checksum", required_argument, NULL, 'F'},
 	    {"encrypt-at-rest", no_argument, NULL, 'E'},
 	    {"storage-key-file", required_argument, NULL, 'K'},
+	    {"registration", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0, 0, 0, 0},
@@ -134,7 +157,7 @@ int main(int argc, char **argv)
 	int level = LOG_INFO, level_set = 0, opt, r, in = STDIN_FILENO, out = STDOUT_FILENO, n;
 	struct store *st = NULL;
 	struct vault *v = NULL;
-	enum session_end end;
+	enum session_end end = SESSION_SYSTEM_ERROR;
 	uint64_t u;
 
 	sanitise_fds();
@@ -200,6 +223,13 @@ int main(int argc, char **argv)
 		case 'K':
 			key_file = optarg;
 			break;
+		case 'R':
+			if (strcmp(optarg, "open") != 0 && strcmp(optarg, "closed") != 0) {
+				fprintf(stderr, "efsession: --registration is open or closed, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			cfg.registration_closed = optarg[0] == 'c';
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -253,7 +283,10 @@ int main(int argc, char **argv)
 		          seal_strerror(r));
 	else if ((r = vault_open(state_dir, &v)) < 0)
 		log_error("Cannot use the state directory %s: %s.", state_dir, strerror(-r));
-	else if ((r = store_open(state_dir, 0, &st)) < 0)
+	else if ((r = store_open(state_dir, 0, vault_refuse_new_store, v, &st)) < 0 &&
+	         refused_new_store(state_dir, v, r))
+		goto out;
+	else if (r < 0)
 		log_error("Cannot open the database in %s: %s.", state_dir, failure_str(r));
 
 	if (v)
@@ -262,7 +295,7 @@ int main(int argc, char **argv)
 	/* efsession(8), EXIT STATUS: a session that could not use its state failed, even if no request came. */
 	if (!st || !v)
 		end = SESSION_SYSTEM_ERROR;
-
+out:
 	store_close(st);
 	vault_close(v);
 	seal_key_free(key);

@@ -207,16 +207,20 @@ static int key_from_components(struct keyfile_rsa **out, gcry_mpi_t n, gcry_mpi_
 	enum { P1, Q1, G, PHI, LAMBDA, T, U, NTMP };
 	gcry_mpi_t t[NTMP] = {0}, lo = p, hi = q;
 	struct keyfile_rsa *k = NULL;
-	unsigned bits = gcry_mpi_get_nbits(n);
+	uint8_t nb[DER_RSA_MAX_BITS / 8], eb[DER_RSA_MAX_BITS / 8];
+	size_t n_len = 0, e_len = 0, i;
+	enum der_error de = DER_MODULUS_SIZE;
+	unsigned bits = 0;
 	int r = -EINVAL;
-	size_t i;
 
-	if (bits < KEYFILE_RSA_MIN_BITS || bits > KEYFILE_RSA_MAX_BITS) {
-		*why = "modulus size outside 1024..4096 bits";
-		return -EINVAL;
+	/* The public half obeys the rules every public key here does (der.h); too large to print is too large. */
+	if (gcry_mpi_print(GCRYMPI_FMT_USG, nb, sizeof(nb), &n_len, n) == 0) {
+		de = DER_BAD_EXPONENT;
+		if (gcry_mpi_print(GCRYMPI_FMT_USG, eb, sizeof(eb), &e_len, e) == 0)
+			de = der_check_rsa_numbers(nb, n_len, eb, e_len, &bits);
 	}
-	if (!gcry_mpi_test_bit(e, 0) || gcry_mpi_cmp_ui(e, 3) < 0 || gcry_mpi_cmp(e, n) >= 0) {
-		*why = "public exponent even, below 3 or not below the modulus";
+	if (de != DER_OK) {
+		*why = der_error_str(de);
 		return -EINVAL;
 	}
 	if (gcry_mpi_cmp(p, q) > 0) {

@@ -10,9 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "der.h"
+
 #define KEYFILE_RSA_BITS     1024 /* its SubjectPublicKeyInfo is the protocol's 160 bytes */
-#define KEYFILE_RSA_MIN_BITS 1024
-#define KEYFILE_RSA_MAX_BITS 4096
+#define KEYFILE_RSA_MIN_BITS DER_RSA_MIN_BITS
+#define KEYFILE_RSA_MAX_BITS DER_RSA_MAX_BITS
 #define KEYFILE_RSA_E        17
 /* A PKCS#8 RSA-4096 key is about 2.4 KB; the bound also fits libgcrypt's small secure memory. */
 #define KEYFILE_DER_MAX    4096

@@ -244,12 +244,24 @@ static enum outcome handle_register(struct session *s, const struct wire_request
 {
 	char name[NAME], e1[NAME_ESC_MAX];
 	struct wire_request_body b;
+	enum wire_name_error ne;
 	uint8_t id[ID];
 	enum outcome o;
+	size_t len;
 	int r;
 
-	if ((o = take_client_name(s, rq, &b, name)) != OUT_CONTINUE)
+	if ((o = take_body(s, rq, &b)) != OUT_CONTINUE)
 		return o;
+	/* A malformed name is a format error; a valid one shaped like an id, a refusal (efserver-protocol(7), Names). */
+	ne = wire_check_new_client_name(b.name, &len);
+	if (ne != WIRE_NAME_OK && ne != WIRE_NAME_LIKE_ID)
+		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
+	memcpy(name, b.name, len);
+	name[len] = '\0';
+	if (s->cfg->registration_closed)
+		return refuse(s, rq->refusal, NULL, "registration is closed (clients are added with efctl add-client)");
+	if (ne == WIRE_NAME_LIKE_ID)
+		return refuse(s, rq->refusal, NULL, "the name '%s' is shaped like a client id", esc(name, e1));
 	crypto_new_client_id(id);
 	r = store_register_client(s->st, id, name);
 	if (r == -EEXIST)
@@ -262,10 +274,15 @@ static enum outcome handle_register(struct session *s, const struct wire_request
 	return answer(s, rq->success, &(struct wire_response_body){.id = id});
 }
 
-/* A fresh AES key into aes, and RSA-OAEP-encrypted for key into enc (efserver-protocol(7), "Cryptography"). */
+/*
+ * A fresh AES key into aes, and RSA-OAEP-encrypted for key into enc
+ * (efserver-protocol(7), "Cryptography"): the RSA work of a request, done
+ * only for a client whose id and name checked out.
+ */
 static int new_aes_key(struct session *s, const struct der_rsa_key *key, uint8_t aes[CRYPTO_AES_MAX_KEY],
                        uint8_t enc[WIRE_ENCRYPTED_KEY_MAX], size_t *enc_len)
 {
+	log_debug("Encrypting a fresh AES key with a %u-bit RSA key.", key->bits);
 	crypto_random(aes, s->cfg->aes_key_len);
 	return crypto_oaep_encrypt(key, aes, s->cfg->aes_key_len, enc, WIRE_ENCRYPTED_KEY_MAX, enc_len);
 }
@@ -289,12 +306,17 @@ static enum outcome handle_public_key(struct session *s, const struct wire_reque
 	spki_len = der_write_rsa_spki(key.n, key.n_len, key.e, key.e_len, spki, sizeof(spki));
 	if (spki_len < 0)
 		return server_error(s, (int)spki_len, "Could not encode the public key of '%s'", esc(name, e1));
-	if ((r = new_aes_key(s, &key, aes, enc, &enc_len)) < 0) {
+	/* A lookup first: an unknown id, a wrong name or another key costs no RSA work. */
+	r = store_check_keys(s->st, s->hdr.client_id, name, spki, (size_t)spki_len);
+	if (r == 0) {
+		if ((r = new_aes_key(s, &key, aes, enc, &enc_len)) < 0) {
+			crypto_wipe(aes, sizeof(aes));
+			return server_error(s, r, "Could not encrypt an AES key for '%s'", esc(name, e1));
+		}
+		/* The transaction checks id, name and pinned key again: another connection may have acted meanwhile. */
+		r = store_set_keys(s->st, s->hdr.client_id, name, spki, (size_t)spki_len, aes, s->cfg->aes_key_len);
 		crypto_wipe(aes, sizeof(aes));
-		return server_error(s, r, "Could not encrypt an AES key for '%s'", esc(name, e1));
 	}
-	r = store_set_keys(s->st, s->hdr.client_id, name, spki, (size_t)spki_len, aes, s->cfg->aes_key_len);
-	crypto_wipe(aes, sizeof(aes));
 	if (r == -ENOENT)
 		return refuse(s, rq->refusal, NULL, "client %s is not registered under the name '%s'", s->id_hex,
 		              esc(name, e1));
@@ -354,19 +376,60 @@ static enum outcome handle_reconnect(struct session *s, const struct wire_reques
 	              &(struct wire_response_body){.id = s->hdr.client_id, .key = enc, .key_len = enc_len});
 }
 
-struct publication {
-	struct vault_file *file;
+_Static_assert(VAULT_TOKEN_SIZE == STORE_TOKEN_SIZE, "a kept-aside copy's token fits its column");
+
+/*
+ * One client's file, as the store's transactions reach it on disk
+ * (store.h's struct store_disk): the file received (uploads) and its base
+ * name, and what was done, to undo it if the transaction fails to commit.
+ */
+struct on_disk {
+	struct vault *v;
+	const uint8_t *id;
 	const char *base;
-	bool published;
+	struct vault_file *file;
+	bool published, aside;
 };
 
-static int publish(void *ctx)
+static int disk_pending_exists(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token)
 {
-	struct publication *p = ctx;
-	int r = vault_publish(p->file, p->base);
+	struct on_disk *d = ctx;
 
-	p->published = r == 0 || p->published;
+	return vault_pending_exists(d->v, id, token);
+}
+
+static int disk_place(void *ctx, bool aside, const char *token)
+{
+	struct on_disk *d = ctx;
+	int r = aside ? vault_publish_aside(d->file, d->id, token) : vault_publish(d->file, d->id, d->base);
+
+	d->published = r == 0 || d->published;
+	d->aside = aside;
 	return r;
+}
+
+static int disk_promote(void *ctx, const char *token)
+{
+	struct on_disk *d = ctx;
+
+	return vault_promote(d->v, d->id, token, d->base);
+}
+
+static int disk_remove(void *ctx)
+{
+	struct on_disk *d = ctx;
+
+	return vault_remove(d->v, d->id, d->base);
+}
+
+/* A kept-aside copy no row names any more (the store said so): removed now, or else by efctl gc. */
+static void drop_pending(struct session *s, const char *token)
+{
+	int r;
+
+	if (token[0] && (r = vault_remove_pending(s->v, s->hdr.client_id, token)) < 0)
+		log_warning("Could not remove the kept-aside copy %s of client %s: %s; efctl gc removes it.", token,
+		            s->id_hex, strerror(-r));
 }
 
 /*
@@ -419,6 +482,38 @@ static enum outcome receive_content(struct session *s, struct crypto_cbc *cbc, s
 	return OUT_CONTINUE;
 }
 
+/*
+ * A padding that does not check out (efserver-protocol(7), Cryptography):
+ * nothing is kept, the AES key the content was decrypted with is destroyed
+ * if it is still the client's, and the connection is closed, so that a
+ * captured ciphertext gets at most one answer per key.
+ */
+static enum outcome refuse_bad_padding(struct session *s, const struct wire_request_spec *rq,
+                                       const struct store_client *c, const char *name)
+{
+	char e1[NAME_ESC_MAX], e2[NAME_ESC_MAX];
+	bool dropped = false;
+	int r;
+
+	r = store_drop_aes_key(s->st, c->id, c->aes_key, c->aes_key_len, &dropped);
+	if (r < 0)
+		return server_error(s, r, "Could not destroy the AES key of '%s' after a bad padding",
+		                    esc(c->name, e1));
+	s->touched = true;
+	if (dropped)
+		log_warning("Refused file '%s': its padding does not check out (wrong key or corrupt content); nothing "
+		            "was kept and the AES key of '%s' was destroyed, a new one comes with 1026/1101 (its "
+		            "registered public key) or 1027; answering %u and closing the connection.",
+		            esc(name, e1), esc(c->name, e2), rq->refusal);
+	else
+		log_warning("Refused file '%s': its padding does not check out (wrong key or corrupt content); nothing "
+		            "was kept, and the AES key it was decrypted with is no longer the one of '%s', which "
+		            "stays; answering %u and closing the connection.",
+		            esc(name, e1), esc(c->name, e2), rq->refusal);
+	(void)respond(s, rq->refusal, NULL);
+	return OUT_CLOSE;
+}
+
 static enum outcome handle_file(struct session *s, const struct wire_request_spec *rq)
 {
 	const uint32_t content = s->frame.content;
@@ -426,14 +521,16 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	uint8_t field[NAME];
 	struct wire_request_body b;
 	struct wire_response_body received = {.id = s->hdr.client_id, .content_size = content, .name = field};
-	struct publication pub = {0};
+	struct on_disk pub = {.v = s->v, .id = s->hdr.client_id, .base = base};
+	struct store_disk disk = {.ctx = &pub, .pending_exists = disk_pending_exists, .place = disk_place};
+	struct store_recorded rec;
+	char token[VAULT_TOKEN_SIZE];
 	struct crypto_cbc *cbc = NULL;
 	struct cksum_state ck = {0};
 	struct store_client c;
 	struct store_file f = {0};
 	uint64_t plain_size;
 	uint32_t sum, reported;
-	long long attempts;
 	bool bad_padding;
 	enum outcome o;
 	int r;
@@ -463,20 +560,22 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	}
 	log_context_client(c.id, c.name);
 	if (c.aes_key_len == 0) {
-		log_warning("Refused file '%s': no AES key was ever sent to '%s'; closing without reading the content.",
+		log_warning("Refused file '%s': '%s' has no AES key (none issued yet, or destroyed after a bad "
+		            "padding); closing without reading the content.",
 		            esc(name, e1), esc(c.name, e2));
 		(void)respond(s, rq->refusal, NULL);
 		return OUT_CLOSE;
 	}
-	r = crypto_cbc_new(&cbc, c.aes_key, c.aes_key_len, false);
-	crypto_wipe(c.aes_key, sizeof(c.aes_key));
-	if (r < 0)
-		return server_error(s, r, "Could not set up AES for '%s'", esc(c.name, e1));
-	if ((r = cksum_init(&ck, s->cfg->checksum)) < 0) {
-		crypto_cbc_free(cbc);
-		return server_error(s, r, "Could not set up the checksum");
+	/* The key stays in c until the end: a bad padding destroys it only if it is still the client's. */
+	if ((r = crypto_cbc_new(&cbc, c.aes_key, c.aes_key_len, false)) < 0) {
+		o = server_error(s, r, "Could not set up AES for '%s'", esc(c.name, e1));
+		goto out;
 	}
-	if ((r = vault_create(s->v, s->hdr.client_id, &pub.file)) < 0) {
+	if ((r = cksum_init(&ck, s->cfg->checksum)) < 0) {
+		o = server_error(s, r, "Could not set up the checksum");
+		goto out;
+	}
+	if ((r = vault_create(s->v, &pub.file)) < 0) {
 		o = server_error(s, r, "Could not create a file for '%s' in the state directory", esc(name, e1));
 		goto out;
 	}
@@ -487,9 +586,7 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 		goto out;
 	}
 	if (bad_padding) {
-		o = refuse(s, rq->refusal, NULL,
-		           "the padding of '%s' does not check out (wrong key or corrupt content); nothing was kept",
-		           esc(name, e1));
+		o = refuse_bad_padding(s, rq, &c, name);
 		goto out;
 	}
 	sum = cksum_final(&ck);
@@ -503,50 +600,65 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	snprintf(f.file_name, sizeof(f.file_name), "%s", name);
 	f.size = plain_size;
 	f.checksum = sum;
-	pub.base = base;
-	r = store_record_file(s->st, &f, publish, &pub, &attempts);
+	/* Used only if the store keeps the file aside: a token names exactly one content. */
+	vault_new_token(token);
+	r = store_record_file(s->st, &f, token, &disk, &rec);
 	if (r < 0) {
-		if (pub.published)
+		/* Undone, with the client's directory if this publication made it: a failed upload leaves nothing. */
+		if (pub.published && pub.aside)
+			(void)vault_remove_pending(s->v, s->hdr.client_id, token);
+		else if (pub.published)
 			(void)vault_remove(s->v, s->hdr.client_id, base);
+		if (pub.published)
+			(void)vault_remove_dir(s->v, pub.aside ? VAULT_PENDING : VAULT_FILES, s->hdr.client_id, false);
 		o = server_error(s, r, "Could not store '%s'", esc(name, e1));
 		goto out;
 	}
 	s->touched = true;
-	reported = (uint64_t)attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
+	if (rec.rolled_forward)
+		log_notice("The interrupted confirmation of '%s' of client %s was completed before this upload.",
+		           esc(name, e1), s->id_hex);
+	drop_pending(s, rec.dropped);
+	reported = (uint64_t)rec.attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
 	log_context_file(name, (long long)plain_size);
-	log_info("Stored %s for %s: %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
-	         opts_human_size(plain_size, hs, sizeof(hs)), sum,
-	         reported != sum ? " (reporting a wrong one on purpose)" : "");
+	if (rec.aside)
+		log_info("Kept %s for %s aside: %s, checksum %u%s; its verified copy stays under the name until the "
+		         "client confirms this one.",
+		         esc(name, e1), esc(c.name, e2), opts_human_size(plain_size, hs, sizeof(hs)), sum,
+		         reported != sum ? " (reporting a wrong one on purpose)" : "");
+	else
+		log_info("Stored %s for %s: %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
+		         opts_human_size(plain_size, hs, sizeof(hs)), sum,
+		         reported != sum ? " (reporting a wrong one on purpose)" : "");
 
 	received.checksum = reported;
 	o = answer(s, rq->success, &received);
 out:
+	crypto_wipe(c.aes_key, sizeof(c.aes_key));
 	vault_discard(pub.file);
 	cksum_free(&ck);
 	crypto_cbc_free(cbc);
 	return o;
 }
 
-struct removal {
-	struct vault *v;
-	const uint8_t *id;
-	const char *base;
-};
-
-static int remove_copy(void *ctx)
-{
-	struct removal *rm = ctx;
-
-	return vault_remove(rm->v, rm->id, rm->base);
-}
-
 /* 1029-1031 and 1104-1106 (efserver-protocol(7), "Uploads, resends and giving up"). */
 static enum outcome handle_crc(struct session *s, const struct wire_request_spec *rq)
 {
+	static const struct {
+		enum store_verdict verdict;
+		const char *verb;
+	} verdicts[WIRE_KINDS] = {
+	    [WIRE_KIND_CRC_OK] = {STORE_CONFIRM, "confirmed"},
+	    [WIRE_KIND_CRC_RETRY] = {STORE_RESEND, "will resend"},
+	    [WIRE_KIND_CRC_ABORT] = {STORE_GIVE_UP, "gave up on"},
+	};
 	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX];
-	struct removal rm = {s->v, s->hdr.client_id, base};
+	struct on_disk d = {.v = s->v, .id = s->hdr.client_id, .base = base};
+	struct store_disk disk = {
+	    .ctx = &d, .pending_exists = disk_pending_exists, .promote = disk_promote, .remove = disk_remove};
+	const char *verb = verdicts[rq->kind].verb;
 	struct wire_request_body b;
-	const char *verb;
+	struct store_settled done;
 	enum outcome o;
 	int r;
 
@@ -555,31 +667,38 @@ static enum outcome handle_crc(struct session *s, const struct wire_request_spec
 	if ((o = take_file_name(s, rq, b.name, name, base, path)) != OUT_CONTINUE)
 		return o;
 
-	switch (rq->kind) {
-	case WIRE_KIND_CRC_OK:
-		verb = "confirmed";
-		r = store_mark_verified(s->st, s->hdr.client_id, path, name);
-		break;
-	case WIRE_KIND_CRC_RETRY:
-		verb = "will resend";
-		r = store_check_file(s->st, s->hdr.client_id, path, name);
-		break;
-	case WIRE_KIND_CRC_ABORT:
-	default:
-		verb = "gave up on";
-		r = store_give_up(s->st, s->hdr.client_id, path, name, remove_copy, &rm);
-		break;
-	}
+	r = store_settle_file(s->st, verdicts[rq->kind].verdict, s->hdr.client_id, path, name, &disk, &done);
 	if (r == -ENOENT)
 		return refuse(s, rq->refusal, NULL, "client %s has no file '%s' to confirm", s->id_hex, esc(name, e1));
 	if (r < 0)
 		return server_error(s, r, "Could not record that client %s %s '%s'", s->id_hex, verb, esc(name, e1));
 	s->touched = true;
-	if (rq->kind == WIRE_KIND_CRC_ABORT)
-		log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.", s->id_hex,
-		            esc(name, e1));
-	else
-		log_info("Client %s %s '%s'.", s->id_hex, verb, esc(name, e1));
+	if (done.rolled_forward)
+		log_notice("The interrupted confirmation of '%s' of client %s was completed: its copy kept aside had "
+		           "been put in place.",
+		           esc(name, e1), s->id_hex);
+	switch (done.outcome) {
+	case STORE_SETTLED_DONE:
+		if (rq->kind == WIRE_KIND_CRC_ABORT)
+			log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.",
+			            s->id_hex, esc(name, e1));
+		else
+			log_info("Client %s %s '%s'.", s->id_hex, verb, esc(name, e1));
+		break;
+	case STORE_SETTLED_REPLACED:
+		log_info("Client %s confirmed '%s': the copy kept aside replaced the verified one.", s->id_hex,
+		         esc(name, e1));
+		break;
+	case STORE_SETTLED_DISCARDED:
+		drop_pending(s, done.dropped);
+		log_notice("Client %s %s '%s': the copy kept aside was dropped, the verified copy stays.", s->id_hex,
+		           verb, esc(name, e1));
+		break;
+	case STORE_SETTLED_NOTHING:
+		log_notice("Client %s %s '%s', which is verified with nothing kept aside: nothing changed.", s->id_hex,
+		           verb, esc(name, e1));
+		break;
+	}
 	if (rq->flags & WIRE_SILENT)
 		return OUT_CONTINUE;
 	return answer(s, rq->success,

@@ -20,11 +20,12 @@ struct vault;
 
 struct session_config {
 	enum cksum_algo checksum;
-	unsigned idle_timeout;   /* seconds; 0: none */
-	uint64_t max_file_size;  /* largest content_size (encrypted) accepted; 0: what the protocol allows */
-	size_t aes_key_len;      /* 16 or 32 */
-	uint64_t fault_checksum; /* report a wrong checksum for the first N uploads of each file */
-	bool debug;              /* hex dumps of headers and payload starts */
+	unsigned idle_timeout;    /* seconds; 0: none */
+	uint64_t max_file_size;   /* largest content_size (encrypted) accepted; 0: what the protocol allows */
+	size_t aes_key_len;       /* 16 or 32 */
+	uint64_t fault_checksum;  /* report a wrong checksum for the first N uploads of each file */
+	bool debug;               /* hex dumps of headers and payload starts */
+	bool registration_closed; /* 1025/1100 refused: clients are provisioned with efctl add-client */
 };
 
 /* How a session ended; efsession's exit status. */

@@ -43,9 +43,11 @@ _Static_assert(WIRE_NAME_MAX == 254, "name and file_name CHECK");
 _Static_assert(STORE_PATH_MAX - 1 == 511, "path_name CHECK");
 _Static_assert(DER_RSA_SPKI_MAX == 1100, "public_key CHECK");
 _Static_assert(STORE_AES_MAX == 32, "aes_key CHECK");
+_Static_assert(STORE_TOKEN_SIZE - 1 == 32, "pending_name CHECK");
 _Static_assert(STORE_FILE_STORED == 0 && STORE_FILE_FAILED == 1, "files.status CHECK and statements");
 _Static_assert(sizeof(((struct store_client *)0)->last_seen) == STORE_TIME_SIZE, "time buffers");
 _Static_assert(sizeof(((struct store_file *)0)->received) == STORE_TIME_SIZE, "time buffers");
+_Static_assert(sizeof(((struct store_file *)0)->pending_received) == STORE_TIME_SIZE, "time buffers");
 
 static const char schema_v1[] =
     "CREATE TABLE clients (\n"
@@ -75,18 +77,41 @@ static const char schema_v1[] =
     "	CHECK (verified = 0 OR status = 0)\n"
     ") WITHOUT ROWID;\n";
 
+/*
+ * Kept-aside copies (efserver-protocol(7), Uploads, resends and giving up):
+ * a new upload of a verified file waits in pending/<client hex>/<token>
+ * until it is confirmed. The four columns are set together, and only on a
+ * verified row.
+ */
+static const char schema_v2[] =
+    "ALTER TABLE files ADD COLUMN pending_name TEXT CHECK (pending_name IS NULL OR\n"
+    "	(typeof(pending_name) = 'text' AND length(CAST(pending_name AS BLOB)) = 32));\n"
+    "ALTER TABLE files ADD COLUMN pending_size INTEGER CHECK (pending_size IS NULL OR\n"
+    "	(typeof(pending_size) = 'integer' AND pending_size >= 0));\n"
+    "ALTER TABLE files ADD COLUMN pending_checksum INTEGER CHECK (pending_checksum IS NULL OR\n"
+    "	(typeof(pending_checksum) = 'integer' AND pending_checksum BETWEEN 0 AND 4294967295));\n"
+    "ALTER TABLE files ADD COLUMN pending_received TEXT CHECK (\n"
+    "	(pending_received IS NULL) = (pending_name IS NULL) AND (pending_size IS NULL) = (pending_name IS NULL)\n"
+    "	AND (pending_checksum IS NULL) = (pending_name IS NULL)\n"
+    "	AND (pending_name IS NULL OR (verified = 1 AND status = 0)));\n";
+
 /* Step n takes the schema from version n-1 to version n. */
 static const struct migration {
 	int version;
 	const char *sql;
 } migrations[] = {
     {1, schema_v1},
+    {2, schema_v2},
 };
 _Static_assert(ARRAY_SIZE(migrations) == STORE_SCHEMA_VERSION, "one migration step per schema version");
 
 #define CLIENT_COLUMNS                                                                                                 \
 	"id, name, public_key, aes_key, last_seen, (SELECT count(*) FROM files WHERE files.client_id = clients.id)"
-#define FILE_COLUMNS "client_id, file_name, path_name, verified, status, size, checksum, attempts, received"
+/* Every column of a file row, in the order file_from_row reads them. */
+#define FILE_COLUMNS                                                                                                   \
+	"client_id, file_name, path_name, verified, status, size, checksum, attempts, received, pending_name, "        \
+	"pending_size, pending_checksum, pending_received"
+#define PENDING_CLEARED "pending_name = NULL, pending_size = NULL, pending_checksum = NULL, pending_received = NULL"
 
 /* The statements used per request, prepared on first use and kept until store_close. */
 enum stmt_id {
@@ -100,13 +125,16 @@ enum stmt_id {
 	ST_CLIENT_KEYS,
 	ST_CLIENT_SET_KEYS,
 	ST_CLIENT_SET_AES,
+	ST_CLIENT_DROP_AES,
 	ST_FILE_GET,
 	ST_FILE_UPSERT,
+	ST_FILE_ASIDE,
 	ST_FILE_ATTEMPTS,
 	ST_FILE_VERIFY,
-	ST_FILE_UNVERIFY,
-	ST_FILE_CHECK,
+	ST_FILE_PROMOTE,
+	ST_FILE_DISCARD,
 	ST_FILE_GIVE_UP,
+	ST_FILE_PENDING_REF,
 	ST_CLIENT_DELETE,
 	ST_FILE_DELETE,
 	ST_COUNT,
@@ -117,7 +145,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_CLIENT_INSERT] =
-        "INSERT INTO clients (id, name, registered, last_seen) VALUES (?1, ?2, " SQL_NOW ", " SQL_NOW ")",
+        "INSERT INTO clients (id, name, public_key, registered, last_seen) VALUES (?1, ?2, ?3, " SQL_NOW ", " SQL_NOW
+        ")",
     [ST_CLIENT_BY_ID] = "SELECT " CLIENT_COLUMNS " FROM clients WHERE id = ?1",
     [ST_CLIENT_BY_NAME] = "SELECT " CLIENT_COLUMNS " FROM clients WHERE name = ?1",
     [ST_CLIENT_TOUCH] = "UPDATE clients SET last_seen = " SQL_NOW " WHERE id = ?1",
@@ -126,22 +155,31 @@ static const char *const stmt_sql[ST_COUNT] = {
         "UPDATE clients SET public_key = coalesce(public_key, ?2), aes_key = ?3, last_seen = " SQL_NOW " WHERE id = ?1",
     [ST_CLIENT_SET_AES] =
         "UPDATE clients SET aes_key = ?2, last_seen = " SQL_NOW " WHERE id = ?1 AND public_key IS NOT NULL",
+    /* Only the key the failed upload was decrypted with: one issued meanwhile is not the attacker's oracle. */
+    [ST_CLIENT_DROP_AES] = "UPDATE clients SET aes_key = NULL WHERE id = ?1 AND aes_key = ?2",
     [ST_FILE_GET] = "SELECT " FILE_COLUMNS " FROM files WHERE client_id = ?1 AND path_name = ?2",
-    /* Every column of the assignments reads the old row, so the CASE sees the previous file name. */
-    [ST_FILE_UPSERT] = "INSERT INTO files (" FILE_COLUMNS ") VALUES (?1, ?2, ?3, 0, 0, ?4, ?5, 1, " SQL_NOW ")\n"
+    /* In place, over a row that is not verified. Every column of the assignments reads the old row, so the CASE
+       sees the previous file name. */
+    [ST_FILE_UPSERT] = "INSERT INTO files (client_id, file_name, path_name, verified, status, size, checksum, "
+                       "attempts, received) VALUES (?1, ?2, ?3, 0, 0, ?4, ?5, 1, " SQL_NOW ")\n"
                        "ON CONFLICT (client_id, path_name) DO UPDATE SET\n"
                        "	attempts = CASE WHEN file_name = excluded.file_name THEN attempts + 1 ELSE 1 END,\n"
                        "	file_name = excluded.file_name, verified = 0, status = 0, size = excluded.size,\n"
                        "	checksum = excluded.checksum, received = excluded.received",
+    /* Kept aside, beside a verified copy that the row goes on describing. */
+    [ST_FILE_ASIDE] = "UPDATE files SET attempts = CASE WHEN file_name = ?3 THEN attempts + 1 ELSE 1 END,\n"
+                      "	file_name = ?3, pending_name = ?4, pending_size = ?5, pending_checksum = ?6,\n"
+                      "	pending_received = " SQL_NOW " WHERE client_id = ?1 AND path_name = ?2",
     [ST_FILE_ATTEMPTS] = "SELECT attempts FROM files WHERE client_id = ?1 AND path_name = ?2",
-    [ST_FILE_UNVERIFY] = "UPDATE files SET verified = 0 WHERE client_id = ?1 AND path_name = ?2 AND verified = 1",
-    [ST_FILE_VERIFY] = "UPDATE files SET verified = 1 WHERE client_id = ?1 AND path_name = ?2 AND file_name = ?3 AND "
-                       "status = 0",
-    /* A check changes no file row: the client's last seen is the only write, and only if the file is there. */
-    [ST_FILE_CHECK] = "UPDATE clients SET last_seen = " SQL_NOW " WHERE id = ?1 AND EXISTS (SELECT 1 FROM files "
-                      "WHERE client_id = ?1 AND path_name = ?2 AND file_name = ?3)",
-    [ST_FILE_GIVE_UP] = "UPDATE files SET status = 1, verified = 0 WHERE client_id = ?1 AND path_name = ?2 AND "
-                        "file_name = ?3",
+    [ST_FILE_VERIFY] = "UPDATE files SET verified = 1 WHERE client_id = ?1 AND path_name = ?2",
+    /* The kept-aside copy becomes the verified one: a confirmation, or one whose commit a crash lost. */
+    [ST_FILE_PROMOTE] = "UPDATE files SET size = pending_size, checksum = pending_checksum,\n"
+                        "	received = pending_received, " PENDING_CLEARED "\n"
+                        "	WHERE client_id = ?1 AND path_name = ?2 AND pending_name = ?3",
+    [ST_FILE_DISCARD] =
+        "UPDATE files SET " PENDING_CLEARED " WHERE client_id = ?1 AND path_name = ?2 AND pending_name = ?3",
+    [ST_FILE_GIVE_UP] = "UPDATE files SET status = 1, verified = 0 WHERE client_id = ?1 AND path_name = ?2",
+    [ST_FILE_PENDING_REF] = "SELECT 1 FROM files WHERE client_id = ?1 AND pending_name = ?2",
     [ST_CLIENT_DELETE] = "DELETE FROM clients WHERE id = ?1",
     /* A given-up file has no copy by design: its row is history, not debris. */
     [ST_FILE_DELETE] = "DELETE FROM files WHERE client_id = ?1 AND path_name = ?2 AND status = 0",
@@ -152,6 +190,10 @@ struct store {
 	bool readonly;
 	sqlite3_stmt *stmt[ST_COUNT];
 };
+
+static int fetch_one(struct store *st, sqlite3_stmt *s, int (*from_row)(sqlite3_stmt *, void *), void *tmp, void *out,
+                     size_t size);
+static int iterate_prepare(struct store *st, const char *sql, sqlite3_stmt **out);
 
 /* Errors that mean another process holds a lock: worth another try. */
 static bool rc_is_busy(int rc)
@@ -375,18 +417,15 @@ static int schema_unknown(sqlite3_int64 v)
 }
 
 /*
- * Create or migrate the schema. Whoever finds it old takes the write lock
- * and looks again, since another process may have migrated it meanwhile.
+ * Create or migrate the schema, found at version v. Whoever finds it old
+ * takes the write lock and looks again, since another process may have
+ * migrated it meanwhile.
  */
-static int schema_upgrade(struct store *st)
+static int schema_upgrade(struct store *st, sqlite3_int64 v)
 {
 	char sql[64];
-	sqlite3_int64 v = 0;
 	int rc, r;
 
-	r = pragma(st, "PRAGMA user_version", &v, NULL, 0);
-	if (r < 0)
-		return r;
 	if (v == STORE_SCHEMA_VERSION)
 		return 0;
 	if (v < 0 || v > STORE_SCHEMA_VERSION)
@@ -461,15 +500,26 @@ static int db_path(const char *state_dir, char **out)
 /*
  * The database holds AES keys: create it 0600 whatever the umask. SQLite
  * gives the -wal, -shm and -journal files the mode of the database file.
+ * A missing file is created only if may_create allows it.
  */
-static int create_private(const char *path)
+static int create_private(const char *state_dir, const char *path, store_create_fn may_create, void *ctx, bool *asked)
 {
+	struct stat sb;
 	int fd, r = 0;
 
+	if (may_create && stat(path, &sb) < 0 && errno == ENOENT) {
+		if ((r = may_create(ctx)) < 0)
+			return failure_note(r, STORE_DB_NAME " is missing");
+		*asked = true;
+	}
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0)
 		return errno == EEXIST ? 0 : -errno;
 	if (fchmod(fd, 0600) < 0)
+		r = -errno;
+	/* Made by root (efctl): still the database of the user efsession runs as, who owns the state directory. */
+	if (r == 0 && geteuid() == 0 && stat(state_dir, &sb) == 0 && (sb.st_uid != 0 || sb.st_gid != 0) &&
+	    fchown(fd, sb.st_uid, sb.st_gid) < 0)
 		r = -errno;
 	(void)close(fd);
 	return r;
@@ -518,10 +568,13 @@ static int store_new(const char *path, int flags, int busy_timeout_ms, struct st
 	return 0;
 }
 
-int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
+int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_create, void *ctx, struct store **out)
 {
 	struct store *st = NULL;
+	sqlite3_int64 v = 0;
+	bool asked = false;
 	char *path = NULL;
+	struct stat sb;
 	int r;
 
 	failure_clear();
@@ -530,7 +583,7 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 	r = db_path(state_dir, &path);
 	if (r < 0)
 		return r;
-	r = create_private(path);
+	r = create_private(state_dir, path, may_create, ctx, &asked);
 	if (r < 0)
 		goto out;
 	/* No SQLITE_OPEN_CREATE: the file exists with mode 0600; if it vanished meanwhile, fail rather than recreate it. */
@@ -544,6 +597,15 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 		r = stmt_get(st, id, &s);
 		if (r < 0)
 			goto out;
+	}
+	/* The schema's version, read before anything is written: a file we did not create without one is asked about. */
+	if ((r = pragma(st, "PRAGMA user_version", &v, NULL, 0)) < 0)
+		goto out;
+	if (v == 0 && may_create && !asked && (r = may_create(ctx)) < 0) {
+		r = failure_note(r, "%s",
+		                 stat(path, &sb) == 0 && sb.st_size == 0 ? STORE_DB_NAME " is empty (0 bytes)"
+		                                                         : STORE_DB_NAME " has no schema");
+		goto out;
 	}
 	r = journal_wal(st);
 	if (r < 0)
@@ -559,7 +621,7 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 	r = pragma(st, "PRAGMA foreign_keys = ON", NULL, NULL, 0);
 	if (r < 0)
 		goto out;
-	r = schema_upgrade(st);
+	r = schema_upgrade(st, v);
 	if (r < 0)
 		goto out;
 	*out = st;
@@ -695,15 +757,60 @@ static int file_from_row(sqlite3_stmt *s, void *out)
 	f->size = (uint64_t)size;
 	f->checksum = (uint32_t)checksum;
 	f->attempts = sqlite3_column_int64(s, 7);
+	if (sqlite3_column_type(s, 9) == SQLITE_NULL)
+		return 0;
+	size = sqlite3_column_int64(s, 10);
+	checksum = sqlite3_column_int64(s, 11);
+	if (!column_str(s, 9, f->pending_name, sizeof(f->pending_name), false) ||
+	    strlen(f->pending_name) != STORE_TOKEN_SIZE - 1 ||
+	    !column_str(s, 12, f->pending_received, sizeof(f->pending_received), true) || size < 0 || checksum < 0 ||
+	    checksum > UINT32_MAX)
+		return corrupt("malformed kept-aside copy in table files");
+	f->pending = true;
+	f->pending_size = (uint64_t)size;
+	f->pending_checksum = (uint32_t)checksum;
 	return 0;
+}
+
+/* A statement about one client, ready to run: ?1 bound to its id and ?2, when text is given, to text. */
+static int stmt_for(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *text,
+                    sqlite3_stmt **out)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(st, which, &s)) < 0)
+		return r;
+	if (bind_id(s, 1, id) != SQLITE_OK || (text && bind_str(s, 2, text) != SQLITE_OK))
+		return bind_failed(st, s);
+	*out = s;
+	return 0;
+}
+
+/* The row of a client's file: 0 or -ENOENT. */
+static int file_fetch(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, struct store_file *out)
+{
+	sqlite3_stmt *s = NULL;
+	struct store_file f;
+	int r;
+
+	if ((r = stmt_for(st, ST_FILE_GET, id, path_name, &s)) < 0)
+		return r;
+	return fetch_one(st, s, file_from_row, &f, out, sizeof(f));
 }
 
 int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name)
 {
+	return store_add_client(st, id, name, NULL, 0);
+}
+
+int store_add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                     size_t spki_len)
+{
 	sqlite3_stmt *s = NULL;
 	int rc, r;
 
-	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE))
+	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE) || (spki && (spki_len == 0 || spki_len > DER_RSA_SPKI_MAX)))
 		return -EINVAL;
 	failure_clear();
 	r = tx_begin(st);
@@ -712,7 +819,8 @@ int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], cons
 	r = stmt_get(st, ST_CLIENT_INSERT, &s);
 	if (r < 0)
 		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, name) != SQLITE_OK) {
+	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, name) != SQLITE_OK ||
+	    (spki && sqlite3_bind_blob(s, 3, spki, (int)spki_len, SQLITE_STATIC) != SQLITE_OK)) {
 		r = bind_failed(st, s);
 		goto rollback;
 	}
@@ -807,11 +915,8 @@ static int touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	sqlite3_stmt *s = NULL;
 	int r;
 
-	r = stmt_get(st, ST_CLIENT_TOUCH, &s);
-	if (r < 0)
+	if ((r = stmt_for(st, ST_CLIENT_TOUCH, id, NULL, &s)) < 0)
 		return r;
-	if (bind_id(s, 1, id) != SQLITE_OK)
-		return bind_failed(st, s);
 	return stmt_exec(st, s);
 }
 
@@ -833,7 +938,7 @@ int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	return tx_commit(st);
 }
 
-/* Within a transaction: may this id, under this name, get a key with this SPKI? 0, -ENOENT or -EPERM. */
+/* May this id, under this name, get a key with this SPKI? 0, -ENOENT or -EPERM; in a transaction or not. */
 static int keys_allowed(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
                         size_t spki_len)
 {
@@ -847,7 +952,7 @@ static int keys_allowed(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
 		return r;
 	if (bind_id(s, 1, id) != SQLITE_OK)
 		return bind_failed(st, s);
-	rc = sqlite3_step(s);
+	rc = step_read(s);
 	if (rc == SQLITE_DONE) {
 		r = -ENOENT;
 	} else if (rc != SQLITE_ROW) {
@@ -867,6 +972,15 @@ static int keys_allowed(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
 	}
 	stmt_done(s);
 	return r;
+}
+
+int store_check_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                     size_t spki_len)
+{
+	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE) || !spki || spki_len == 0 || spki_len > DER_RSA_SPKI_MAX)
+		return -EINVAL;
+	failure_clear();
+	return keys_allowed(st, id, name, spki, spki_len);
 }
 
 int store_set_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
@@ -904,10 +1018,26 @@ rollback:
 	return r;
 }
 
-int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len)
+/* Within a transaction: a statement on a client's AES key, ?1 the id and ?2 a key; *changes, the rows it changed. */
+static int aes_key_exec(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes,
+                        size_t aes_len, int *changes)
 {
 	sqlite3_stmt *s = NULL;
 	int r;
+
+	r = stmt_get(st, which, &s);
+	if (r < 0)
+		return r;
+	if (bind_id(s, 1, id) != SQLITE_OK || sqlite3_bind_blob(s, 2, aes, (int)aes_len, SQLITE_STATIC) != SQLITE_OK)
+		return bind_failed(st, s);
+	if ((r = stmt_exec(st, s)) == 0)
+		*changes = sqlite3_changes(st->db);
+	return r;
+}
+
+int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len)
+{
+	int changes = 0, r;
 
 	if (!st || !id || !aes || aes_len == 0 || aes_len > STORE_AES_MAX)
 		return -EINVAL;
@@ -915,43 +1045,44 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	r = stmt_get(st, ST_CLIENT_SET_AES, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || sqlite3_bind_blob(s, 2, aes, (int)aes_len, SQLITE_STATIC) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
-	r = stmt_exec(st, s);
-	if (r < 0)
-		goto rollback;
+	r = aes_key_exec(st, ST_CLIENT_SET_AES, id, aes, aes_len, &changes);
 	/* 1027 needs a stored public key to encrypt the new AES key with (efserver-protocol(7), Responses). */
-	if (sqlite3_changes(st->db) == 0) {
+	if (r == 0 && changes == 0)
 		r = -ENOENT;
-		goto rollback;
+	if (r < 0) {
+		tx_rollback(st);
+		return r;
 	}
 	return tx_commit(st);
+}
 
-rollback:
-	tx_rollback(st);
-	return r;
+int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len,
+                       bool *dropped)
+{
+	int changes = 0, r;
+
+	if (!st || !id || !aes || aes_len == 0 || aes_len > STORE_AES_MAX || !dropped)
+		return -EINVAL;
+	failure_clear();
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	if ((r = aes_key_exec(st, ST_CLIENT_DROP_AES, id, aes, aes_len, &changes)) < 0 || (r = touch(st, id)) < 0) {
+		tx_rollback(st);
+		return r;
+	}
+	if ((r = tx_commit(st)) < 0)
+		return r;
+	*dropped = changes > 0;
+	return 0;
 }
 
 int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, struct store_file *out)
 {
-	struct store_file f;
-	sqlite3_stmt *s = NULL;
-	int r;
-
 	if (!st || !id || !out || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
 	failure_clear();
-	r = stmt_get(st, ST_FILE_GET, &s);
-	if (r < 0)
-		return r;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK)
-		return bind_failed(st, s);
-	return fetch_one(st, s, file_from_row, &f, out, sizeof(f));
+	return file_fetch(st, id, path_name, out);
 }
 
 /* Within a transaction: the attempts count of a row just written. */
@@ -960,11 +1091,8 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
 	sqlite3_stmt *s = NULL;
 	int rc, r;
 
-	r = stmt_get(st, ST_FILE_ATTEMPTS, &s);
-	if (r < 0)
+	if ((r = stmt_for(st, ST_FILE_ATTEMPTS, id, path_name, &s)) < 0)
 		return r;
-	if (bind_id(s, 1, id) != SQLITE_OK || bind_str(s, 2, path_name) != SQLITE_OK)
-		return bind_failed(st, s);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*out = sqlite3_column_int64(s, 0);
@@ -979,102 +1107,123 @@ static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const
 }
 
 /* A callback inside a transaction: a positive value must not read as success to a caller testing r < 0. */
-static int run_callback(store_publish_fn fn, void *ctx)
+static int run_callback(int r)
 {
-	int r = fn ? fn(ctx) : 0;
-
 	return r > 0 ? -ECANCELED : r;
 }
 
 /*
- * One statement on a client's row, or on the row of one of its files (path
- * and, when given, file name), in one transaction: -ENOENT, nothing
- * changed, when it changes no row; then last seen when touch is set, then
- * fn.
+ * Within a transaction: one statement on the row of a client's file, ?1 the
+ * id, ?2 the path and ?3, when text is given, a name or token; -ENOENT when
+ * it changes no row.
  */
-static int row_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
-                  const char *file_name, bool touch_too, store_publish_fn fn, void *ctx)
+static int file_stmt(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                     const char *text)
 {
 	sqlite3_stmt *s = NULL;
 	int r;
 
-	failure_clear();
-	r = tx_begin(st);
-	if (r < 0)
+	if ((r = stmt_for(st, which, id, path_name, &s)) < 0)
 		return r;
-	r = stmt_get(st, which, &s);
-	if (r < 0)
-		goto rollback;
-	if (bind_id(s, 1, id) != SQLITE_OK || (path_name && bind_str(s, 2, path_name) != SQLITE_OK) ||
-	    (file_name && bind_str(s, 3, file_name) != SQLITE_OK)) {
-		r = bind_failed(st, s);
-		goto rollback;
-	}
+	if (text && bind_str(s, 3, text) != SQLITE_OK)
+		return bind_failed(st, s);
 	r = stmt_exec(st, s);
-	if (r < 0)
-		goto rollback;
-	if (sqlite3_changes(st->db) == 0) {
+	if (r == 0 && sqlite3_changes(st->db) == 0)
 		r = -ENOENT;
-		goto rollback;
-	}
-	if (touch_too && (r = touch(st, id)) < 0)
-		goto rollback;
-	if ((r = run_callback(fn, ctx)) < 0)
-		goto rollback;
-	return tx_commit(st);
-
-rollback:
-	tx_rollback(st);
 	return r;
 }
 
 /*
- * publish() replaces the file before the transaction that records it
- * commits; a crash in between would leave the new content under the old
- * row. So a row that says verified says no more before that, in a
- * transaction of its own: after a crash a row may fail to claim a good
- * file, never claim one the client did not confirm.
+ * Within a transaction: the row of a client's file, as it is now. A row
+ * naming a kept-aside copy that is no longer on disk is first rolled
+ * forward: a token's file is removed only after its row stopped naming it,
+ * or by the rename of its confirmation, so that state means the rename of
+ * a confirmation happened and its commit did not (efserver-protocol(7),
+ * Uploads, resends and giving up). *rolled says whether it was.
  */
-static int unverify(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name)
+static int file_current(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                        const struct store_disk *disk, struct store_file *row, bool *rolled)
 {
-	int r = row_op(st, ST_FILE_UNVERIFY, id, path_name, NULL, false, NULL, NULL);
+	int r;
 
-	/* No verified row (the common case): nothing was committed, so nothing was synced. */
-	return r == -ENOENT ? 0 : r;
+	*rolled = false;
+	if ((r = file_fetch(st, id, path_name, row)) < 0 || !row->pending)
+		return r;
+	if (!disk || !disk->pending_exists)
+		return -EINVAL;
+	r = disk->pending_exists(disk->ctx, id, row->pending_name);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if ((r = file_stmt(st, ST_FILE_PROMOTE, id, path_name, row->pending_name)) < 0)
+		return r == -ENOENT ? corrupt("file row changed inside its transaction") : r;
+	row->size = row->pending_size;
+	row->checksum = row->pending_checksum;
+	memcpy(row->received, row->pending_received, sizeof(row->received));
+	row->pending = false;
+	row->pending_name[0] = '\0';
+	*rolled = true;
+	return 0;
 }
 
 /*
- * The row and the file on disk change together: publish runs inside the
+ * The row and the file on disk change together: place runs inside the
  * transaction, so a failed publication leaves the row as it was, and a
- * failed COMMIT is reported for the caller to undo the publication.
+ * failed COMMIT is reported for the caller to undo the publication. The
+ * choice between in place and aside is made here, from the row as it is
+ * inside the transaction: a confirmation on another connection may have
+ * made it verified since the upload began. In place, the row was not
+ * verified, so a crash between the rename and the COMMIT leaves new content
+ * under a row that claims no confirmation.
  */
-int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx,
-                      long long *attempts)
+int store_record_file(struct store *st, const struct store_file *f, const char *token, const struct store_disk *disk,
+                      struct store_recorded *out)
 {
+	struct store_file row;
 	sqlite3_stmt *s = NULL;
+	bool aside = false, rolled;
+	char dropped[STORE_TOKEN_SIZE] = "";
 	long long n = 0;
 	int rc, r;
 
 	if (!st || !f || !str_ok(f->file_name, sizeof(f->file_name)) || !str_ok(f->path_name, sizeof(f->path_name)) ||
-	    f->size > INT64_MAX)
+	    f->size > INT64_MAX || !token || strlen(token) != STORE_TOKEN_SIZE - 1 || !disk || !disk->place || !out)
 		return -EINVAL;
 	failure_clear();
-	if ((r = unverify(st, f->client_id, f->path_name)) < 0)
-		return r;
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	r = stmt_get(st, ST_FILE_UPSERT, &s);
-	if (r < 0)
+	r = file_current(st, f->client_id, f->path_name, disk, &row, &rolled);
+	if (r < 0 && r != -ENOENT)
 		goto rollback;
-	if (bind_id(s, 1, f->client_id) != SQLITE_OK || bind_str(s, 2, f->file_name) != SQLITE_OK ||
-	    bind_str(s, 3, f->path_name) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 4, (sqlite3_int64)f->size) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 5, (sqlite3_int64)f->checksum) != SQLITE_OK) {
-		r = bind_failed(st, s);
-		goto rollback;
+	/* efserver-protocol(7): a verified copy survives everything but its confirmed replacement. */
+	aside = r == 0 && row.verified;
+	if (aside) {
+		if (row.pending)
+			memcpy(dropped, row.pending_name, sizeof(dropped));
+		r = stmt_get(st, ST_FILE_ASIDE, &s);
+		if (r < 0)
+			goto rollback;
+		if (bind_id(s, 1, f->client_id) != SQLITE_OK || bind_str(s, 2, f->path_name) != SQLITE_OK ||
+		    bind_str(s, 3, f->file_name) != SQLITE_OK || bind_str(s, 4, token) != SQLITE_OK ||
+		    sqlite3_bind_int64(s, 5, (sqlite3_int64)f->size) != SQLITE_OK ||
+		    sqlite3_bind_int64(s, 6, (sqlite3_int64)f->checksum) != SQLITE_OK) {
+			r = bind_failed(st, s);
+			goto rollback;
+		}
+		rc = sqlite3_step(s);
+	} else {
+		r = stmt_get(st, ST_FILE_UPSERT, &s);
+		if (r < 0)
+			goto rollback;
+		if (bind_id(s, 1, f->client_id) != SQLITE_OK || bind_str(s, 2, f->file_name) != SQLITE_OK ||
+		    bind_str(s, 3, f->path_name) != SQLITE_OK ||
+		    sqlite3_bind_int64(s, 4, (sqlite3_int64)f->size) != SQLITE_OK ||
+		    sqlite3_bind_int64(s, 5, (sqlite3_int64)f->checksum) != SQLITE_OK) {
+			r = bind_failed(st, s);
+			goto rollback;
+		}
+		rc = sqlite3_step(s);
 	}
-	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE) {
 		int ext = sqlite3_extended_errcode(st->db);
 
@@ -1095,13 +1244,15 @@ int store_record_file(struct store *st, const struct store_file *f, store_publis
 	r = touch(st, f->client_id);
 	if (r < 0)
 		goto rollback;
-	if ((r = run_callback(publish, ctx)) < 0)
+	if ((r = run_callback(disk->place(disk->ctx, aside, token))) < 0)
 		goto rollback;
 	r = tx_commit(st);
 	if (r < 0)
 		return r;
-	if (attempts)
-		*attempts = n;
+	out->attempts = n;
+	out->aside = aside;
+	memcpy(out->dropped, dropped, sizeof(out->dropped));
+	out->rolled_forward = rolled;
 	return 0;
 
 rollback:
@@ -1110,48 +1261,225 @@ rollback:
 }
 
 /*
- * The common shape of 1029/1030/1031: one statement on the row of that
- * client, path and file name, which must exist (else -ENOENT, nothing
- * changed), then last seen, then the callback, all in one transaction.
+ * 1029-1031 and 1104-1106 on a row as it is inside the transaction
+ * (efserver-protocol(7), Uploads, resends and giving up). A verified row
+ * keeps its copy whatever comes: its kept-aside copy is put in place by a
+ * confirmation and dropped by the others, and with nothing kept aside the
+ * request changes nothing but last seen.
  */
-static int file_op(struct store *st, enum stmt_id which, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
-                   const char *file_name, store_publish_fn fn, void *ctx)
+int store_settle_file(struct store *st, enum store_verdict verdict, const uint8_t id[WIRE_ID_SIZE],
+                      const char *path_name, const char *file_name, const struct store_disk *disk,
+                      struct store_settled *out)
 {
-	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX) || !str_ok(file_name, WIRE_NAME_SIZE))
+	struct store_file row;
+	struct store_settled done = {.outcome = STORE_SETTLED_NOTHING};
+	bool rolled;
+	int r;
+
+	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX) || !str_ok(file_name, WIRE_NAME_SIZE) || !disk ||
+	    !disk->pending_exists || !out || (verdict == STORE_CONFIRM && !disk->promote) ||
+	    (verdict == STORE_GIVE_UP && !disk->remove) ||
+	    (verdict != STORE_CONFIRM && verdict != STORE_RESEND && verdict != STORE_GIVE_UP))
 		return -EINVAL;
-	/* ST_FILE_CHECK updates last seen itself. */
-	return row_op(st, which, id, path_name, file_name, which != ST_FILE_CHECK, fn, ctx);
-}
+	failure_clear();
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	if ((r = file_current(st, id, path_name, disk, &row, &rolled)) < 0)
+		goto rollback;
+	/* The request must name the file as its latest upload did; a given-up file cannot be confirmed. */
+	if (strcmp(row.file_name, file_name) != 0 || (verdict == STORE_CONFIRM && row.status == STORE_FILE_FAILED)) {
+		r = -ENOENT;
+		goto rollback;
+	}
+	if (row.verified && row.pending && verdict == STORE_CONFIRM) {
+		if ((r = file_stmt(st, ST_FILE_PROMOTE, id, path_name, row.pending_name)) < 0 ||
+		    (r = touch(st, id)) < 0 || (r = run_callback(disk->promote(disk->ctx, row.pending_name))) < 0)
+			goto rollback;
+		done.outcome = STORE_SETTLED_REPLACED;
+	} else if (row.verified && row.pending) {
+		if ((r = file_stmt(st, ST_FILE_DISCARD, id, path_name, row.pending_name)) < 0 ||
+		    (r = touch(st, id)) < 0)
+			goto rollback;
+		done.outcome = STORE_SETTLED_DISCARDED;
+		memcpy(done.dropped, row.pending_name, sizeof(done.dropped));
+	} else if (row.verified || verdict == STORE_RESEND) {
+		if ((r = touch(st, id)) < 0)
+			goto rollback;
+		done.outcome = row.verified ? STORE_SETTLED_NOTHING : STORE_SETTLED_DONE;
+	} else if (verdict == STORE_CONFIRM) {
+		if ((r = file_stmt(st, ST_FILE_VERIFY, id, path_name, NULL)) < 0 || (r = touch(st, id)) < 0)
+			goto rollback;
+		done.outcome = STORE_SETTLED_DONE;
+	} else {
+		if ((r = file_stmt(st, ST_FILE_GIVE_UP, id, path_name, NULL)) < 0 || (r = touch(st, id)) < 0 ||
+		    (r = run_callback(disk->remove(disk->ctx))) < 0)
+			goto rollback;
+		done.outcome = STORE_SETTLED_DONE;
+	}
+	if ((r = tx_commit(st)) < 0)
+		return r;
+	done.rolled_forward = rolled;
+	*out = done;
+	return 0;
 
-int store_mark_verified(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name)
-{
-	return file_op(st, ST_FILE_VERIFY, id, path_name, file_name, NULL, NULL);
-}
-
-int store_check_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name)
-{
-	return file_op(st, ST_FILE_CHECK, id, path_name, file_name, NULL, NULL);
-}
-
-int store_give_up(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name,
-                  store_publish_fn remove, void *ctx)
-{
-	return file_op(st, ST_FILE_GIVE_UP, id, path_name, file_name, remove, ctx);
+rollback:
+	tx_rollback(st);
+	return r;
 }
 
 int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 {
+	sqlite3_stmt *s = NULL;
+	int r;
+
 	if (!st || !id)
 		return -EINVAL;
-	return row_op(st, ST_CLIENT_DELETE, id, NULL, NULL, false, NULL, NULL);
+	failure_clear();
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	if ((r = stmt_for(st, ST_CLIENT_DELETE, id, NULL, &s)) == 0 && (r = stmt_exec(st, s)) == 0 &&
+	    sqlite3_changes(st->db) == 0)
+		r = -ENOENT;
+	if (r < 0) {
+		tx_rollback(st);
+		return r;
+	}
+	return tx_commit(st);
 }
 
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
                       store_publish_fn gone_check, void *ctx)
 {
+	int r;
+
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX))
 		return -EINVAL;
-	return row_op(st, ST_FILE_DELETE, id, path_name, NULL, false, gone_check, ctx);
+	failure_clear();
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	if ((r = file_stmt(st, ST_FILE_DELETE, id, path_name, NULL)) < 0 ||
+	    (r = run_callback(gone_check ? gone_check(ctx) : 0)) < 0)
+		goto rollback;
+	return tx_commit(st);
+
+rollback:
+	tx_rollback(st);
+	return r;
+}
+
+/* Whether a row names a kept-aside copy token of client id, in a transaction or not: 1, 0, or a negative errno. */
+static int pending_referenced(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	if ((r = stmt_for(st, ST_FILE_PENDING_REF, id, token, &s)) < 0)
+		return r;
+	rc = step_read(s);
+	r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(st, rc);
+	stmt_done(s);
+	return r;
+}
+
+int store_pending_referenced(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	if (!st || !id || !token)
+		return -EINVAL;
+	failure_clear();
+	return pending_referenced(st, id, token);
+}
+
+int store_forget_pending(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *token, store_publish_fn remove,
+                         void *ctx)
+{
+	int r;
+
+	if (!st || !id || !token || !remove)
+		return -EINVAL;
+	failure_clear();
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	r = pending_referenced(st, id, token);
+	if (r > 0)
+		r = -EBUSY;
+	if (r < 0 || (r = run_callback(remove(ctx))) < 0)
+		goto rollback;
+	return tx_commit(st);
+
+rollback:
+	tx_rollback(st);
+	return r;
+}
+
+/* A row a crash left between the rename of a confirmation and its commit, for store_repair_files. */
+struct repair_row {
+	uint8_t id[WIRE_ID_SIZE];
+	char path[STORE_PATH_MAX];
+};
+
+int store_repair_files(struct store *st, const struct store_disk *disk, store_file_fn fn, void *ctx)
+{
+	struct repair_row *rows = NULL, *grown;
+	size_t n = 0, cap = 0, i;
+	struct store_file f, row;
+	sqlite3_stmt *s = NULL;
+	bool rolled;
+	int rc, r;
+
+	if (!st || !disk || !disk->pending_exists)
+		return -EINVAL;
+	failure_clear();
+	/* The candidates first, read outside any transaction; each is then looked at again inside its own. */
+	r = iterate_prepare(st, "SELECT " FILE_COLUMNS " FROM files WHERE pending_name IS NOT NULL", &s);
+	if (r < 0)
+		return r;
+	for (rc = step_read(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+		if ((r = file_from_row(s, &f)) < 0)
+			break;
+		r = disk->pending_exists(disk->ctx, f.client_id, f.pending_name);
+		if (r < 0)
+			break;
+		if (r > 0) {
+			r = 0;
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			if (!(grown = reallocarray(rows, cap, sizeof(*rows)))) {
+				r = -ENOMEM;
+				break;
+			}
+			rows = grown;
+		}
+		memcpy(rows[n].id, f.client_id, WIRE_ID_SIZE);
+		memcpy(rows[n].path, f.path_name, sizeof(rows[n].path));
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = fail(st, rc);
+	(void)sqlite3_finalize(s);
+	for (i = 0; r == 0 && i < n; i++) {
+		if ((r = tx_begin(st)) < 0)
+			break;
+		r = file_current(st, rows[i].id, rows[i].path, disk, &row, &rolled);
+		if (r == -ENOENT) {
+			r = 0;
+			rolled = false;
+		}
+		r = r < 0 ? r : tx_commit(st);
+		if (r < 0) {
+			tx_rollback(st);
+			break;
+		}
+		if (rolled && fn && (r = fn(&row, ctx)) != 0)
+			break;
+	}
+	free(rows);
+	return r;
 }
 
 /*

@@ -16,10 +16,12 @@
 #include "der.h"
 #include "wire.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_DB_NAME        "efserver.db"
 #define STORE_AES_MAX        32
 #define STORE_PATH_MAX       512
+/* A kept-aside copy's token: 32 hex digits and a NUL (the vault makes them). */
+#define STORE_TOKEN_SIZE 33
 
 struct store;
 
@@ -49,21 +51,45 @@ struct store_file {
 	uint32_t checksum; /* true checksum of the stored plaintext */
 	long long attempts;
 	char received[32]; /* ISO 8601 UTC */
+	/*
+	 * A kept-aside copy (efserver-protocol(7), Uploads, resends and giving
+	 * up): a new upload of a verified file, waiting for its confirmation
+	 * while the fields above go on describing the verified copy.
+	 */
+	bool pending;
+	char pending_name[STORE_TOKEN_SIZE]; /* its token */
+	uint64_t pending_size;
+	uint32_t pending_checksum;
+	char pending_received[32];
 };
 
 /*
- * Open (creating if needed) STATE_DIR/efserver.db: busy timeout first, then
- * WAL, synchronous FULL, foreign keys, and the schema created or migrated
- * by whichever process gets there first. busy_timeout_ms <= 0 picks the
- * default. -EPROTO for a schema newer than this program knows.
+ * Asked before store_open creates the database or its schema: 0 lets it, a
+ * negative errno refuses, and store_open returns that errno with what it
+ * found noted (failure.h): the database missing, empty or without a schema.
  */
-int store_open(const char *state_dir, int busy_timeout_ms, struct store **out);
+typedef int (*store_create_fn)(void *ctx);
+
+/*
+ * Open (creating if needed, and if may_create allows it when it is set)
+ * STATE_DIR/efserver.db: busy timeout first, then WAL, synchronous FULL,
+ * foreign keys, and the schema created or migrated by whichever process
+ * gets there first. busy_timeout_ms <= 0 picks the default. -EPROTO for a
+ * schema newer than this program knows.
+ */
+int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_create, void *ctx, struct store **out);
 /* Open read-only, for tools that must not create anything: -ENOENT when no efsession has created the schema. */
 int store_open_readonly(const char *state_dir, int busy_timeout_ms, struct store **out);
 void store_close(struct store *st);
 
 /* Register a new client. -EEXIST if the name is taken (or, improbably, the id). */
 int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name);
+/*
+ * The same with its public key (canonical SPKI) stored and pinned in the same
+ * transaction, and no AES key: a client provisioned by efctl add-client.
+ */
+int store_add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                     size_t spki_len);
 
 /* The client with that id: 0, or -ENOENT. */
 int store_get_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], struct store_client *out);
@@ -71,6 +97,14 @@ int store_find_client_by_name(struct store *st, const char *name, struct store_c
 
 /* Update last seen of a known id; an unknown id is not an error. */
 int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE]);
+
+/*
+ * 1026/1101, before any RSA work (efserver-protocol(7), Cryptography): a
+ * read of what store_set_keys decides, with the same answers. Its answer
+ * may be stale by the time the keys are set; store_set_keys checks again.
+ */
+int store_check_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                     size_t spki_len);
 
 /*
  * 1026/1101, in one transaction: the id must be registered under name
@@ -83,34 +117,93 @@ int store_set_keys(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char 
 /* 1027: replace the AES key of a known id (-ENOENT otherwise), update last seen. */
 int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len);
 
+/*
+ * A bad padding (efserver-protocol(7), Cryptography), in one transaction:
+ * the client's AES key destroyed if it is still aes, the key the upload was
+ * decrypted with (*dropped says whether it was), and last seen updated.
+ */
+int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len,
+                       bool *dropped);
+
 /* The row of that client and path: 0, or -ENOENT. */
 int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, struct store_file *out);
 
 /*
- * Called inside the transaction that records a file, to make the file
- * visible on disk. Returning non-zero rolls the transaction back.
+ * Called inside a transaction, to change what is on disk with the row:
+ * returning non-zero rolls the transaction back.
  */
 typedef int (*store_publish_fn)(void *ctx);
 
 /*
- * Record a received file (status stored, verified false, attempts one more
- * than before if the row had the same file name, else 1) and update last
- * seen, calling publish inside the transaction. *attempts receives the
- * new count.
+ * How the store reaches the files on disk from inside its transactions, so
+ * that a row and its file change together and no other module speaks SQL.
+ * Each operation says which of these it calls.
  */
-int store_record_file(struct store *st, const struct store_file *f, store_publish_fn publish, void *ctx,
-                      long long *attempts);
+struct store_disk {
+	void *ctx;
+	/* Whether the kept-aside copy token of client id is on disk: 1, 0, or a negative errno. */
+	int (*pending_exists)(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token);
+	/* Make the received file visible: under its name, or (aside) kept aside as token. */
+	int (*place)(void *ctx, bool aside, const char *token);
+	/* Put the kept-aside copy token in place of the file under its name. */
+	int (*promote)(void *ctx, const char *token);
+	/* Remove the copy under the name (the give-up of a file never verified). */
+	int (*remove)(void *ctx);
+};
+
+/* What store_record_file did. */
+struct store_recorded {
+	long long attempts;             /* uploads of that file name so far, this one included */
+	bool aside;                     /* kept aside: the verified copy stays under the name */
+	char dropped[STORE_TOKEN_SIZE]; /* the kept-aside copy this one replaced, or "": remove it now */
+	bool rolled_forward;            /* an interrupted confirmation was completed first */
+};
 
 /*
- * The stored file of that client, path and file name: -ENOENT when there is
- * none, when its file name differs, or (for mark_verified) when it was
- * given up. These also update last seen.
+ * Record a received file and update last seen, in one transaction that
+ * decides, from the row as it then is, where the file goes. Not verified
+ * (or no row): in place, the row describing it (status stored, verified
+ * false, attempts one more than before if the row had the same file name,
+ * else 1). Verified: kept aside as token (a fresh one), the row going on
+ * describing the verified copy but for the file name and attempts; a copy
+ * kept aside before is dropped. disk->place is called inside the
+ * transaction; disk->pending_exists may be. -ENOENT when the client is not
+ * registered.
  */
-int store_mark_verified(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name);
-int store_check_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name);
-/* 1031/1106: status failed, verified false; remove is called inside the transaction to delete the copy. */
-int store_give_up(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, const char *file_name,
-                  store_publish_fn remove, void *ctx);
+int store_record_file(struct store *st, const struct store_file *f, const char *token, const struct store_disk *disk,
+                      struct store_recorded *out);
+
+/* The checksum verdicts of efserver-protocol(7): 1029/1104, 1030/1105, 1031/1106. */
+enum store_verdict {
+	STORE_CONFIRM,
+	STORE_RESEND,
+	STORE_GIVE_UP,
+};
+
+struct store_settled {
+	enum {
+		STORE_SETTLED_DONE,      /* a file not verified: verified, left for a resend, or given up */
+		STORE_SETTLED_REPLACED,  /* confirmed: the kept-aside copy is now the verified one */
+		STORE_SETTLED_DISCARDED, /* the kept-aside copy dropped: remove it now; the verified copy stays */
+		STORE_SETTLED_NOTHING,   /* a verified file with nothing kept aside: nothing changed */
+	} outcome;
+	char dropped[STORE_TOKEN_SIZE]; /* STORE_SETTLED_DISCARDED: its token */
+	bool rolled_forward;            /* an interrupted confirmation was completed first */
+};
+
+/*
+ * A checksum verdict on the stored file of that client, path and file name,
+ * in one transaction, with last seen: -ENOENT when there is none, when its
+ * file name differs from the latest upload's, or (to confirm) when it was
+ * given up. A verified file keeps its copy: a confirmation puts the
+ * kept-aside copy in place (disk->promote), the other verdicts drop it, and
+ * with nothing kept aside the request changes nothing. A file not verified:
+ * a confirmation marks it verified, a resend changes nothing, a give-up
+ * marks it failed and removes its copy (disk->remove).
+ */
+int store_settle_file(struct store *st, enum store_verdict verdict, const uint8_t id[WIRE_ID_SIZE],
+                      const char *path_name, const char *file_name, const struct store_disk *disk,
+                      struct store_settled *out);
 
 /* Iteration for administration tools: the callback returns non-zero to stop. */
 typedef int (*store_client_fn)(const struct store_client *c, void *ctx);
@@ -130,6 +223,25 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE]);
  */
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
                       store_publish_fn gone_check, void *ctx);
+
+/*
+ * Rows whose kept-aside copy is no longer on disk: a crash came between the
+ * rename of a confirmation and its commit. Each is completed in a
+ * transaction of its own (efctl gc), then given to fn if fn is not NULL.
+ */
+int store_repair_files(struct store *st, const struct store_disk *disk, store_file_fn fn, void *ctx);
+
+/* Whether a row names the kept-aside copy token of client id: 1, 0, or a negative errno. */
+int store_pending_referenced(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *token);
+
+/*
+ * Remove a kept-aside copy no row names (efctl gc): remove is called inside
+ * a transaction that found no row naming it, so a session keeping a copy
+ * aside meanwhile (which names it in the same transaction that creates it)
+ * is never robbed. -EBUSY when a row names it.
+ */
+int store_forget_pending(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *token, store_publish_fn remove,
+                         void *ctx);
 
 /* PRAGMA integrity_check: 0 when "ok", -EIO otherwise. */
 int store_integrity_check(struct store *st);

@@ -1,20 +1,22 @@
 /*
- * The file vault (vault.h): files received, written unnamed in their
- * client's directory, synced, then linked to their name; encryption at rest
+ * The file vault (vault.h): files received, written unnamed in tmp/,
+ * synced, then linked to their name or kept aside; encryption at rest
  * through seal.h; and what efctl(8) needs to find and remove what killed
- * sessions leave behind.
+ * sessions leave behind. No directory is ever locked: a client's directory
+ * is made when a file is published into it, and a publisher that finds it
+ * gone (efctl gc removes empty ones) makes it again.
  */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,21 +26,21 @@
 
 /* Start writeback every this many bytes, so the final fsync has little left to do. */
 #define VAULT_WRITEBACK_STEP (8u << 20)
-/* Times vault_create looks again for a client directory that efctl gc removed under it. */
-#define VAULT_DIR_TRIES 4
+/* Times a publisher makes again a client directory that efctl gc removed under it. */
+#define VAULT_DIR_TRIES 8
 
 struct vault {
 	int state_fd;
 	int files_fd;
 	int tmp_fd;
+	int pending_fd;             /* -1: no pending/ (vault_open_existing on a state directory without one) */
 	const struct seal_key *key; /* NULL: files are stored as received */
 };
 
 struct vault_file {
 	struct vault *vault;
-	int dir_fd; /* the client's directory */
 	int fd;
-	bool named; /* O_TMPFILE unavailable: fd has the name tmp_name in tmp/ */
+	bool named; /* fd has the name tmp_name in tmp/: no O_TMPFILE here, or about to replace a file */
 	bool published;
 	bool synced; /* content complete and on disk */
 	struct seal_writer *seal;
@@ -67,10 +69,12 @@ static int vault_new(const char *state_dir, bool create, struct vault **out)
 
 	if (!v)
 		return -ENOMEM;
-	v->state_fd = v->files_fd = v->tmp_fd = -1;
+	v->state_fd = v->files_fd = v->tmp_fd = v->pending_fd = -1;
 	if ((r = open_dir_at(AT_FDCWD, state_dir, false, &v->state_fd)) < 0 ||
 	    (r = open_dir_at(v->state_fd, VAULT_FILES_DIR, create, &v->files_fd)) < 0 ||
-	    (r = open_dir_at(v->state_fd, VAULT_TMP_DIR, create, &v->tmp_fd)) < 0) {
+	    (r = open_dir_at(v->state_fd, VAULT_TMP_DIR, create, &v->tmp_fd)) < 0 ||
+	    ((r = open_dir_at(v->state_fd, VAULT_PENDING_DIR, create, &v->pending_fd)) < 0 &&
+	     (create || r != -ENOENT))) {
 		vault_close(v);
 		return r;
 	}
@@ -81,7 +85,7 @@ static int vault_new(const char *state_dir, bool create, struct vault **out)
 int vault_open(const char *state_dir, struct vault **out)
 {
 	struct vault *v;
-	int fds[3], i, r;
+	int fds[4], i, r;
 
 	if ((r = vault_new(state_dir, true, &v)) < 0)
 		return r;
@@ -89,7 +93,8 @@ int vault_open(const char *state_dir, struct vault **out)
 	fds[0] = v->state_fd;
 	fds[1] = v->files_fd;
 	fds[2] = v->tmp_fd;
-	for (i = 0; i < 3; i++)
+	fds[3] = v->pending_fd;
+	for (i = 0; i < 4; i++)
 		if (faccessat(fds[i], ".", W_OK, AT_EACCESS) < 0) {
 			r = -errno;
 			vault_close(v);
@@ -113,6 +118,8 @@ void vault_close(struct vault *v)
 {
 	if (!v)
 		return;
+	if (v->pending_fd >= 0)
+		close(v->pending_fd);
 	if (v->tmp_fd >= 0)
 		close(v->tmp_fd);
 	if (v->files_fd >= 0)
@@ -122,14 +129,25 @@ void vault_close(struct vault *v)
 	free(v);
 }
 
-int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out, size_t out_size)
+/* "top/<hex>/name" relative to the state directory. */
+static int client_path(const char *top, const uint8_t id[WIRE_ID_SIZE], const char *name, char *out, size_t out_size)
 {
 	char hex[WIRE_ID_HEX_SIZE];
 	int n;
 
 	wire_id_to_hex(id, hex);
-	n = snprintf(out, out_size, VAULT_FILES_DIR "/%s/%s", hex, base);
+	n = snprintf(out, out_size, "%s/%s/%s", top, hex, name);
 	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
+}
+
+int vault_path_name(const uint8_t id[WIRE_ID_SIZE], const char *base, char *out, size_t out_size)
+{
+	return client_path(VAULT_FILES_DIR, id, base, out, out_size);
+}
+
+int vault_pending_path(const uint8_t id[WIRE_ID_SIZE], const char *token, char *out, size_t out_size)
+{
+	return client_path(VAULT_PENDING_DIR, id, token, out, out_size);
 }
 
 /* A base name is one path component that is not "." or ".." (efserver-protocol(7), Names). */
@@ -138,53 +156,42 @@ static bool safe_base(const char *base)
 	return base[0] && !strchr(base, '/') && strcmp(base, ".") != 0 && strcmp(base, "..") != 0;
 }
 
-static int client_dir(struct vault *v, const uint8_t id[WIRE_ID_SIZE], bool create, int *out)
+/* The directory of files/ or pending/ for area, or -1 when pending/ is missing (vault_open_existing). */
+static int area_fd(const struct vault *v, enum vault_area area)
 {
-	char hex[WIRE_ID_HEX_SIZE];
-	bool made = false;
-	int r;
-
-	wire_id_to_hex(id, hex);
-	if (create) {
-		if (mkdirat(v->files_fd, hex, 0700) == 0)
-			made = true;
-		else if (errno != EEXIST)
-			return -errno;
-	}
-	r = open_dir_at(v->files_fd, hex, false, out);
-	/* A new client directory must survive a crash before any file in it is reported stored. */
-	if (r == 0 && made)
-		(void)fsync(v->files_fd);
-	return r;
+	return area == VAULT_PENDING ? v->pending_fd : v->files_fd;
 }
 
-/*
- * The client's directory, held with a shared lock for as long as a file is
- * written in it: efctl gc removes an empty directory only under an
- * exclusive lock, and one it removed just before we locked has no links left.
- */
-static int client_dir_locked(struct vault *v, const uint8_t id[WIRE_ID_SIZE], int *out)
+/* A client's directory in an area, opened: -ENOENT when it does not exist. */
+static int client_dir(struct vault *v, enum vault_area area, const uint8_t id[WIRE_ID_SIZE], int *out)
 {
-	struct stat sb;
-	int fd, r;
+	char hex[WIRE_ID_HEX_SIZE];
 
-	for (int i = 0; i < VAULT_DIR_TRIES; i++) {
-		if ((r = client_dir(v, id, true, &fd)) < 0)
-			return r;
-		while ((r = flock(fd, LOCK_SH)) < 0 && errno == EINTR)
-			continue;
-		if (r < 0 || fstat(fd, &sb) < 0) {
-			r = -errno;
-			close(fd);
-			return r;
-		}
-		if (sb.st_nlink > 0) {
-			*out = fd;
-			return 0;
-		}
-		close(fd);
-	}
-	return -ESTALE;
+	if (area_fd(v, area) < 0)
+		return -ENOENT;
+	wire_id_to_hex(id, hex);
+	return open_dir_at(area_fd(v, area), hex, false, out);
+}
+
+/* Make a client's directory if it is missing; a new one is on disk (its parent synced) before anything goes in. */
+static int make_client_dir(int area, const char *hex)
+{
+	if (mkdirat(area, hex, 0700) == 0)
+		return fsync(area) < 0 ? -errno : 0;
+	return errno == EEXIST ? 0 : -errno;
+}
+
+/* fsync a client's directory after a name in it changed. */
+static int sync_client_dir(int area, const char *hex)
+{
+	int fd, r = 0;
+
+	if ((r = open_dir_at(area, hex, false, &fd)) < 0)
+		return r;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }
 
 /* A fresh name for tmp/, upload-<pid>-<random>: efctl gc tells by the pid whether its session still runs. */
@@ -222,7 +229,7 @@ static int raw_write(void *ctx, const void *buf, size_t len)
 	return 0;
 }
 
-int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_file **out)
+int vault_create(struct vault *v, struct vault_file **out)
 {
 	struct vault_file *f = calloc(1, sizeof(*f));
 	int r;
@@ -230,12 +237,7 @@ int vault_create(struct vault *v, const uint8_t id[WIRE_ID_SIZE], struct vault_f
 	if (!f)
 		return -ENOMEM;
 	f->vault = v;
-	f->fd = -1;
-	if ((r = client_dir_locked(v, id, &f->dir_fd)) < 0) {
-		free(f);
-		return r;
-	}
-	f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	f->fd = openat(v->tmp_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
 	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
 		/* No O_TMPFILE here: a named file in tmp/, which efctl gc can find after a crash. */
 		tmp_name(f);
@@ -287,39 +289,73 @@ int vault_flush(struct vault_file *f)
 	return 0;
 }
 
-int vault_publish(struct vault_file *f, const char *base)
+/*
+ * Give the file the name area/<hex>/<name>, replacing an earlier one if
+ * replace is set (else -EEXIST), and sync the directory. Every path is
+ * relative to the area, so that a client directory efctl gc removed
+ * meanwhile gives ENOENT, never a link into a removed directory: it is then
+ * made again, a bounded number of times.
+ */
+static int place(struct vault_file *f, enum vault_area area, const uint8_t id[WIRE_ID_SIZE], const char *name,
+                 bool replace)
 {
-	char proc[64];
-	int r;
+	char hex[WIRE_ID_HEX_SIZE], rel[WIRE_ID_HEX_SIZE + NAME_MAX + 1], proc[64];
+	int dir = area_fd(f->vault, area), r;
 
-	if (!safe_base(base))
-		return -EINVAL;
+	if (dir < 0)
+		return -ENOENT;
 	if ((r = vault_flush(f)) < 0)
 		return r;
-	if (!f->named) {
-		/* The common case, a new name: one atomic link and nothing to clean up. */
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
-		if (linkat(AT_FDCWD, proc, f->dir_fd, base, AT_SYMLINK_FOLLOW) == 0)
-			goto done;
-		if (errno != EEXIST)
-			return -errno;
-		if ((r = link_tmp(f)) < 0)
+	wire_id_to_hex(id, hex);
+	if ((size_t)snprintf(rel, sizeof(rel), "%s/%s", hex, name) >= sizeof(rel))
+		return -ENAMETOOLONG;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
+	for (int i = 0; i < VAULT_DIR_TRIES; i++) {
+		if ((r = make_client_dir(dir, hex)) < 0)
 			return r;
+		/* The common case, a new name: one atomic link and nothing to clean up. */
+		if (!f->named) {
+			if (linkat(AT_FDCWD, proc, dir, rel, AT_SYMLINK_FOLLOW) == 0)
+				goto done;
+			if (errno == ENOENT)
+				continue;
+			if (errno != EEXIST || !replace)
+				return -errno;
+			if ((r = link_tmp(f)) < 0)
+				return r;
+		}
+		/* Replace the earlier copy atomically. */
+		if (renameat(f->vault->tmp_fd, f->tmp_name, dir, rel) == 0) {
+			/* The name left in tmp/ is gone once the directory is; a crash before that leaves a link efctl gc removes. */
+			f->named = false;
+			goto done;
+		}
+		if (errno != ENOENT)
+			break;
 	}
-	/* Replace the earlier copy atomically. */
-	if (renameat(f->vault->tmp_fd, f->tmp_name, f->dir_fd, base) < 0) {
-		r = -errno;
+	r = -errno;
+	if (f->named) {
 		(void)unlinkat(f->vault->tmp_fd, f->tmp_name, 0);
 		f->named = false;
-		return r;
 	}
-	/* The name left in tmp/ is gone once the directory is; a crash before that leaves a link efctl gc removes. */
-	f->named = false;
+	return r;
 done:
 	f->published = true;
-	if (fsync(f->dir_fd) < 0)
-		return -errno;
-	return 0;
+	return sync_client_dir(dir, hex);
+}
+
+int vault_publish(struct vault_file *f, const uint8_t id[WIRE_ID_SIZE], const char *base)
+{
+	if (!safe_base(base))
+		return -EINVAL;
+	return place(f, VAULT_FILES, id, base, true);
+}
+
+int vault_publish_aside(struct vault_file *f, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	if (!vault_token_ok(token))
+		return -EINVAL;
+	return place(f, VAULT_PENDING, id, token, false);
 }
 
 void vault_discard(struct vault_file *f)
@@ -331,8 +367,97 @@ void vault_discard(struct vault_file *f)
 	seal_writer_free(f->seal);
 	if (f->fd >= 0)
 		close(f->fd);
-	close(f->dir_fd);
 	free(f);
+}
+
+void vault_new_token(char out[VAULT_TOKEN_SIZE])
+{
+	uint8_t rnd[VAULT_TOKEN_LEN / 2];
+
+	crypto_random(rnd, sizeof(rnd));
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+}
+
+bool vault_token_ok(const char *token)
+{
+	size_t i;
+
+	for (i = 0; i < VAULT_TOKEN_LEN; i++)
+		if (!((token[i] >= '0' && token[i] <= '9') || (token[i] >= 'a' && token[i] <= 'f')))
+			return false;
+	return token[i] == '\0';
+}
+
+/* pending/<hex>/<token>, relative to pending/. */
+static int pending_rel(const uint8_t id[WIRE_ID_SIZE], const char *token, char out[WIRE_ID_HEX_SIZE + VAULT_TOKEN_SIZE])
+{
+	char hex[WIRE_ID_HEX_SIZE];
+
+	if (!vault_token_ok(token))
+		return -EINVAL;
+	wire_id_to_hex(id, hex);
+	snprintf(out, WIRE_ID_HEX_SIZE + VAULT_TOKEN_SIZE, "%s/%s", hex, token);
+	return 0;
+}
+
+int vault_pending_exists(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	char rel[WIRE_ID_HEX_SIZE + VAULT_TOKEN_SIZE];
+	struct stat sb;
+	int r;
+
+	if ((r = pending_rel(id, token, rel)) < 0)
+		return r;
+	/* Without pending/ the question has no answer: never read it as "the copy is gone". */
+	if (v->pending_fd < 0)
+		return -ENOTDIR;
+	if (fstatat(v->pending_fd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -errno;
+}
+
+int vault_promote(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *token, const char *base)
+{
+	char hex[WIRE_ID_HEX_SIZE], from[WIRE_ID_HEX_SIZE + VAULT_TOKEN_SIZE], to[WIRE_ID_HEX_SIZE + NAME_MAX + 1];
+	int r, i;
+
+	if (!safe_base(base))
+		return -EINVAL;
+	if ((r = pending_rel(id, token, from)) < 0)
+		return r;
+	if (v->pending_fd < 0)
+		return -ENOTDIR;
+	wire_id_to_hex(id, hex);
+	if ((size_t)snprintf(to, sizeof(to), "%s/%s", hex, base) >= sizeof(to))
+		return -ENAMETOOLONG;
+	for (i = 0; i < VAULT_DIR_TRIES; i++) {
+		if ((r = make_client_dir(v->files_fd, hex)) < 0)
+			return r;
+		if (renameat(v->pending_fd, from, v->files_fd, to) == 0)
+			break;
+		if (errno != ENOENT || faccessat(v->pending_fd, from, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	if (i == VAULT_DIR_TRIES)
+		return -ENOENT;
+	if ((r = sync_client_dir(v->files_fd, hex)) < 0)
+		return r;
+	/* The name gone from pending/ matters less: left behind, it is a copy no row names, which efctl gc removes. */
+	(void)sync_client_dir(v->pending_fd, hex);
+	return 0;
+}
+
+int vault_remove_pending(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	char rel[WIRE_ID_HEX_SIZE + VAULT_TOKEN_SIZE];
+	int r;
+
+	if ((r = pending_rel(id, token, rel)) < 0)
+		return r;
+	if (v->pending_fd < 0 || unlinkat(v->pending_fd, rel, 0) == 0)
+		return 0;
+	return errno == ENOENT ? 0 : -errno;
 }
 
 int vault_remove(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *base)
@@ -341,7 +466,7 @@ int vault_remove(struct vault *v, const uint8_t id[WIRE_ID_SIZE], const char *ba
 
 	if (!safe_base(base))
 		return -EINVAL;
-	if ((r = client_dir(v, id, false, &dir)) < 0)
+	if ((r = client_dir(v, VAULT_FILES, id, &dir)) < 0)
 		return r == -ENOENT ? 0 : r;
 	if (unlinkat(dir, base, 0) < 0)
 		r = errno == ENOENT ? 0 : -errno;
@@ -419,32 +544,26 @@ static int empty_dir(int dir)
 	return r;
 }
 
-int vault_remove_dir(struct vault *v, const uint8_t id[WIRE_ID_SIZE], bool content, bool if_idle)
+int vault_remove_dir(struct vault *v, enum vault_area area, const uint8_t id[WIRE_ID_SIZE], bool content)
 {
 	char hex[WIRE_ID_HEX_SIZE];
 	int dir, r;
 
-	wire_id_to_hex(id, hex);
-	if ((r = open_dir_at(v->files_fd, hex, false, &dir)) < 0)
+	if ((r = client_dir(v, area, id, &dir)) < 0)
 		return r == -ENOENT ? 0 : r;
-	if (if_idle && flock(dir, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		goto out;
-	}
-	if (content && (r = empty_dir(dir)) < 0)
-		goto out;
-	if (unlinkat(v->files_fd, hex, AT_REMOVEDIR) < 0) {
-		r = errno == ENOENT ? 0 : errno == EEXIST ? -ENOTEMPTY : -errno;
-		goto out;
-	}
-	if (fsync(v->files_fd) < 0)
-		r = -errno;
-out:
+	if (content)
+		r = empty_dir(dir);
 	close(dir);
-	return r;
+	if (r < 0)
+		return r;
+	/* The kernel refuses a directory that is not empty: a file published into it meanwhile keeps it. */
+	wire_id_to_hex(id, hex);
+	if (unlinkat(area_fd(v, area), hex, AT_REMOVEDIR) < 0)
+		return errno == ENOENT ? 0 : errno == EEXIST ? -ENOTEMPTY : -errno;
+	return fsync(area_fd(v, area)) < 0 ? -errno : 0;
 }
 
-int vault_each_client_dir(struct vault *v, vault_dir_fn fn, void *ctx)
+int vault_each_client_dir(struct vault *v, enum vault_area area, vault_dir_fn fn, void *ctx)
 {
 	char hex[WIRE_ID_HEX_SIZE];
 	uint8_t id[WIRE_ID_SIZE];
@@ -452,20 +571,93 @@ int vault_each_client_dir(struct vault *v, vault_dir_fn fn, void *ctx)
 	struct stat sb;
 	size_t n = 0;
 	DIR *ds;
+	int at = area_fd(v, area), r = 0;
+
+	if (at < 0)
+		return 0;
+	if ((r = dir_stream(at, &ds)) < 0)
+		return r;
+	while ((errno = 0, d = readdir(ds))) {
+		/* Only what a publisher makes: a directory named by an id in lowercase hex. */
+		if (wire_id_from_hex(d->d_name, id) < 0)
+			continue;
+		wire_id_to_hex(id, hex);
+		if (strcmp(hex, d->d_name) != 0 || fstatat(at, hex, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(sb.st_mode))
+			continue;
+		if ((r = dir_entries(at, hex, &n)) < 0 || (r = fn(id, n == 0, ctx)) != 0)
+			break;
+	}
+	if (r == 0 && errno != 0)
+		r = -errno;
+	closedir(ds);
+	return r;
+}
+
+int vault_count_client_dirs(struct vault *v, long *count)
+{
+	char hex[WIRE_ID_HEX_SIZE];
+	uint8_t id[WIRE_ID_SIZE];
+	struct dirent *d;
+	struct stat sb;
+	long n = 0;
+	DIR *ds;
 	int r = 0;
 
 	if ((r = dir_stream(v->files_fd, &ds)) < 0)
 		return r;
 	while ((errno = 0, d = readdir(ds))) {
-		/* Only what vault_create makes: a directory named by an id in lowercase hex. */
 		if (wire_id_from_hex(d->d_name, id) < 0)
 			continue;
 		wire_id_to_hex(id, hex);
-		if (strcmp(hex, d->d_name) != 0 || fstatat(v->files_fd, hex, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISDIR(sb.st_mode))
+		if (strcmp(hex, d->d_name) == 0 && fstatat(v->files_fd, hex, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISDIR(sb.st_mode))
+			n++;
+	}
+	if (errno != 0)
+		r = -errno;
+	closedir(ds);
+	if (r == 0)
+		*count = n;
+	return r;
+}
+
+int vault_refuse_new_store(void *vault)
+{
+	long n = 0;
+	int r = vault_count_client_dirs(vault, &n);
+
+	return r < 0 ? r : n > 0 ? -EEXIST : 0;
+}
+
+int vault_each_pending(struct vault *v, vault_pending_fn fn, void *ctx)
+{
+	char hex[WIRE_ID_HEX_SIZE];
+	uint8_t id[WIRE_ID_SIZE];
+	struct dirent *d, *t;
+	DIR *ds, *ts;
+	int dir, r = 0;
+
+	if (v->pending_fd < 0)
+		return 0;
+	if ((r = dir_stream(v->pending_fd, &ds)) < 0)
+		return r;
+	while (r == 0 && (errno = 0, d = readdir(ds))) {
+		if (wire_id_from_hex(d->d_name, id) < 0)
 			continue;
-		if ((r = dir_entries(v->files_fd, hex, &n)) < 0 || (r = fn(id, n == 0, ctx)) != 0)
+		wire_id_to_hex(id, hex);
+		if (strcmp(hex, d->d_name) != 0 || open_dir_at(v->pending_fd, hex, false, &dir) < 0)
+			continue;
+		r = dir_stream(dir, &ts);
+		close(dir);
+		if (r < 0)
 			break;
+		while ((errno = 0, t = readdir(ts)))
+			if (vault_token_ok(t->d_name) && (r = fn(id, t->d_name, ctx)) != 0)
+				break;
+		if (r == 0 && errno != 0)
+			r = -errno;
+		closedir(ts);
 	}
 	if (r == 0 && errno != 0)
 		r = -errno;

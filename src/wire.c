@@ -434,6 +434,20 @@ enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool u
 	return WIRE_NAME_OK;
 }
 
+enum wire_name_error wire_check_new_client_name(const uint8_t field[WIRE_NAME_SIZE], size_t *len)
+{
+	char name[WIRE_NAME_SIZE];
+	uint8_t id[WIRE_ID_SIZE];
+	enum wire_name_error e;
+	size_t n;
+
+	if ((e = wire_check_name(field, true, &n)) != WIRE_NAME_OK)
+		return e;
+	memcpy(name, field, n + 1);
+	*len = n;
+	return wire_id_from_hex(name, id) == 0 ? WIRE_NAME_LIKE_ID : WIRE_NAME_OK;
+}
+
 const char *wire_name_error_str(enum wire_name_error e)
 {
 	switch (e) {
@@ -447,6 +461,8 @@ const char *wire_name_error_str(enum wire_name_error e)
 		return "holds a control character";
 	case WIRE_NAME_NOT_UTF8:
 		return "not valid UTF-8";
+	case WIRE_NAME_LIKE_ID:
+		return "shaped like a client id";
 	}
 	return "invalid";
 }
@@ -503,29 +519,32 @@ static int hex_value(char c)
 
 int wire_id_from_hex(const char *s, uint8_t id[WIRE_ID_SIZE])
 {
+	/* Where the 8-4-4-4-12 form has its dashes: before these digits. */
+	static const size_t dash_before[] = {8, 12, 16, 20};
+	size_t len = strlen(s), d = 0, i;
 	uint8_t tmp[WIRE_ID_SIZE];
-	size_t digits = 0;
+	bool dashed;
 	int hi = -1, v;
 
-	for (; *s; s++) {
-		if (*s == '-') {
-			/* Dashes only between bytes, as in 8-4-4-4-12. */
-			if (digits == 0 || hi >= 0 || s[1] == '-' || s[1] == '\0')
+	if (len != WIRE_ID_HEX_LEN && len != WIRE_ID_UUID_LEN)
+		return -EINVAL;
+	dashed = len == WIRE_ID_UUID_LEN;
+	for (i = 0; i < len; i++) {
+		if (dashed && d < 4 && i == dash_before[d] + d) {
+			if (s[i] != '-')
 				return -EINVAL;
+			d++;
 			continue;
 		}
-		if ((v = hex_value(*s)) < 0 || digits == 2 * WIRE_ID_SIZE)
+		if ((v = hex_value(s[i])) < 0)
 			return -EINVAL;
 		if (hi < 0) {
 			hi = v;
 		} else {
-			tmp[digits / 2] = (uint8_t)(hi << 4 | v);
+			tmp[(i - d) / 2] = (uint8_t)(hi << 4 | v);
 			hi = -1;
 		}
-		digits++;
 	}
-	if (digits != 2 * WIRE_ID_SIZE)
-		return -EINVAL;
 	memcpy(id, tmp, WIRE_ID_SIZE);
 	return 0;
 }

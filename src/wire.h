@@ -269,6 +269,7 @@ enum wire_name_error {
 	WIRE_NAME_EMPTY,
 	WIRE_NAME_CONTROL,
 	WIRE_NAME_NOT_UTF8,
+	WIRE_NAME_LIKE_ID, /* a valid name a new client may not take: it reads as a client id */
 };
 
 /*
@@ -276,6 +277,14 @@ enum wire_name_error {
  * and valid UTF-8 when utf8 is set. On success *len is the string length.
  */
 enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool utf8, size_t *len);
+/*
+ * A name a new client may take (efserver-protocol(7), Names): a valid
+ * client name (wire_check_name with utf8) that does not read as a client id
+ * (wire_id_from_hex), so that tools addressing clients by id or by name
+ * never confuse the two. WIRE_NAME_LIKE_ID is a refusal, not a format
+ * error: *len is set for it as for a name that may be taken.
+ */
+enum wire_name_error wire_check_new_client_name(const uint8_t field[WIRE_NAME_SIZE], size_t *len);
 const char *wire_name_error_str(enum wire_name_error e);
 
 /*
@@ -289,9 +298,16 @@ int wire_base_name(const char *name, size_t len, const char **base, size_t *base
 int wire_put_name(uint8_t field[WIRE_NAME_SIZE], const char *s);
 
 /* Hex of a client id: 32 lowercase digits and a NUL. */
-#define WIRE_ID_HEX_SIZE (2 * WIRE_ID_SIZE + 1)
+#define WIRE_ID_HEX_LEN  (2 * WIRE_ID_SIZE)
+#define WIRE_ID_HEX_SIZE (WIRE_ID_HEX_LEN + 1)
+/* The same digits with the dashes of the 8-4-4-4-12 form. */
+#define WIRE_ID_UUID_LEN (WIRE_ID_HEX_LEN + 4)
 void wire_id_to_hex(const uint8_t id[WIRE_ID_SIZE], char out[WIRE_ID_HEX_SIZE]);
-/* Parse 32 hex digits, dashes allowed between them. 0 or -EINVAL. */
+/*
+ * The one definition of a client id written out (efserver-protocol(7),
+ * Names): 32 hex digits, plain or with the dashes of the 8-4-4-4-12 form,
+ * in any case, and nothing else. 0 or -EINVAL (*id untouched).
+ */
 int wire_id_from_hex(const char *s, uint8_t id[WIRE_ID_SIZE]);
 
 #endif

@@ -51,7 +51,7 @@ for set in 1025 1100; do
 	mkdir "$other"
 	run_client "$work/r" -s "127.0.0.1:$port" -n "alice$set" -d "$other" -c "$set" "$work/hello.txt"
 	check "$set: a name already taken exits 1" exit_is 1
-	check "$set: and says so" says "$work/r" "efclient: name 'alice$set' already registered"
+	check "$set: and says so" says "$work/r" "efclient: server 127.0.0.1:$port refused to register 'alice$set' (2101): the name is taken"
 	check "$set: and writes no identity" test ! -e "$other/me.info" -a ! -e "$other/priv.key"
 done
 
@@ -109,7 +109,7 @@ printf 'bob\nnot-an-id\nAAAA\n' >"$td/me.info"
 run_client "$work/r" -d "$td"
 check "a malformed me.info exits 64" exit_is 64
 check "naming the file, the line and the fault" \
-	says "$work/r" "$td/me.info:2: client id is not 32 hex digits (dashes allowed between bytes)"
+	says "$work/r" "$td/me.info:2: client id is not 32 hex digits, plain or in the 8-4-4-4-12 form"
 rm -f "$td/me.info"
 sed -i 's/^bob/bo\x01b/' "$td/transfer.info"
 run_client "$work/r" -d "$td"

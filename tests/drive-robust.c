@@ -7,6 +7,8 @@
  *
  *   load HOST PORT STATE CLIENTS UPLOADS   concurrent clients, mixed sizes, then a full audit
  *   kill EFSESSION STATE N SEED            N uploads, efsession killed with SIGKILL at random moments
+ *   kill-verified EFSESSION STATE N SEED EFCTL
+ *                                          N new uploads of verified files and their verdicts, killed likewise
  *   race EFSESSION STATE ROUNDS            two connections upload the same name at once
  *   register EFSESSION STATE N SEED        N registrations with random names, valid or not
  *   full EFSESSION STATE SIZE [FSIZE]      an upload that cannot fit gets 2107 and leaves nothing
@@ -501,7 +503,7 @@ static bool tmp_empty(const char *state)
 struct audit {
 	const char *state;
 	bool quiet;
-	long rows, bad, bad_verified, unverified;
+	long rows, bad, bad_verified, unverified, interrupted;
 	long long attempts_over_one;
 };
 
@@ -509,8 +511,8 @@ static int audit_file(const struct store_file *f, void *ctx)
 {
 	struct audit *a = ctx;
 	char path[1200];
-	uint32_t sum;
-	uint64_t size;
+	uint32_t sum, want_sum = f->checksum;
+	uint64_t size, want_size = f->size;
 
 	a->rows++;
 	if (f->status != STORE_FILE_STORED)
@@ -519,11 +521,27 @@ static int audit_file(const struct store_file *f, void *ctx)
 		a->unverified++;
 	if (f->attempts > 1)
 		a->attempts_over_one++;
+	/*
+	 * A row whose copy kept aside is gone had its confirmation's rename done
+	 * and its commit cut short: the name holds that copy, which the next
+	 * look (efctl gc, any request on the file) records.
+	 */
+	if (f->pending) {
+		char hex[WIRE_ID_HEX_SIZE];
+
+		wire_id_to_hex(f->client_id, hex);
+		snprintf(path, sizeof(path), "%s/pending/%s/%s", a->state, hex, f->pending_name);
+		if (access(path, F_OK) < 0 && errno == ENOENT) {
+			want_size = f->pending_size;
+			want_sum = f->pending_checksum;
+			a->interrupted++;
+		}
+	}
 	snprintf(path, sizeof(path), "%s/%s", a->state, f->path_name);
-	if (file_cksum(path, &sum, &size) < 0 || size != f->size || sum != f->checksum) {
+	if (file_cksum(path, &sum, &size) < 0 || size != want_size || sum != want_sum) {
 		if (!a->quiet && a->bad < 5)
 			printf("#   row %s (size %llu, checksum %u) does not match its file\n", f->path_name,
-			       (unsigned long long)f->size, f->checksum);
+			       (unsigned long long)want_size, want_sum);
 		a->bad++;
 		if (f->verified)
 			a->bad_verified++;
@@ -703,6 +721,28 @@ static int cmd_load(char **argv)
 	return tap_done();
 }
 
+/* The row of a client's file, read from the store: true when there is one. */
+static bool row_of(const char *state, const struct ident *c, const char *fname, struct store_file *f)
+{
+	char hex[WIRE_ID_HEX_SIZE], rel[900];
+	struct store *st;
+	bool found;
+
+	wire_id_to_hex(c->id, hex);
+	snprintf(rel, sizeof(rel), "files/%s/%s", hex, fname);
+	if (store_open_readonly(state, 5000, &st) < 0)
+		die("cannot open the store");
+	found = store_get_file(st, c->id, rel, f) == 0;
+	store_close(st);
+	return found;
+}
+
+/* Whether a row keeps aside exactly that content. */
+static bool kept_aside(const struct store_file *f, const struct content *ct)
+{
+	return f->pending && f->pending_size == ct->size && f->pending_checksum == content_cksum(ct);
+}
+
 /*
  * kill: N uploads to efsession children on socketpairs, each killed with
  * SIGKILL at a random moment: mid-header, mid-content, right after the
@@ -737,14 +777,17 @@ static int cmd_kill(char **argv)
 		enum kill_point kp = (enum kill_point)rnd_below(&p, K_POINTS);
 		struct content ct = {.size = rnd_below(&p, 3) == 0 ? rnd_below(&p, 64) : rnd_below(&p, 3 * MIB),
 		                     .seed = (uint32_t)(k + 1) * 2654435761u};
-		bool set1100 = rnd_below(&p, 2), got2103 = false;
+		bool set1100 = rnd_below(&p, 2), got2103 = false, confirm_sent = false, was_verified;
 		uint8_t head[WIRE_REQUEST_HEAD_MAX];
 		uint64_t content = wire_content_size(ct.size), total, cut = UINT64_MAX;
 		struct child ch = spawn(state);
 		uint16_t code;
 		struct audit a = {.quiet = true};
+		struct store_file f;
 
 		snprintf(fname, sizeof(fname), "k%03d.bin", slot);
+		/* A verified file's new upload is kept aside: under its name only once its confirmation lands. */
+		was_verified = row_of(state, &c, fname, &f) && f.verified;
 		total = upload_head(head, set1100, &c, fname, content) + content;
 		if (kp == K_HEADER)
 			cut = 1 + rnd_below(&p, WIRE_REQUEST_HEADER_SIZE - 1);
@@ -770,7 +813,7 @@ static int cmd_kill(char **argv)
 				got2103 = get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 &&
 				          code == RESP_FILE_RECEIVED;
 				if (got2103 && kp == K_AFTER_CONFIRM)
-					(void)send_confirm(ch.fd, set1100, &c, fname);
+					confirm_sent = send_confirm(ch.fd, set1100, &c, fname) == 0;
 			}
 			kill(ch.pid, SIGKILL);
 		}
@@ -782,7 +825,11 @@ static int cmd_kill(char **argv)
 		snprintf(path, sizeof(path), "%s/files/%s/%s", state, hex, fname);
 		if (access(path, F_OK) == 0) {
 			/* Under its final name: the whole new content or the whole earlier one, nothing else. */
-			if (file_matches(path, &ct)) {
+			if (file_matches(path, &ct) && was_verified && !confirm_sent) {
+				printf("#   upload %d (%s, killed %s): it replaced a verified copy unconfirmed\n", k,
+				       fname, kill_names[kp]);
+				bad_final++;
+			} else if (file_matches(path, &ct)) {
 				if (stored[slot].seed != ct.seed)
 					published++;
 				stored[slot] = ct;
@@ -796,8 +843,9 @@ static int cmd_kill(char **argv)
 			       fname);
 			lost++;
 		}
-		if (got2103 && !file_matches(path, &ct)) {
-			printf("#   upload %d: 2103 was sent but %s does not hold the upload\n", k, fname);
+		if (got2103 && !file_matches(path, &ct) && !(row_of(state, &c, fname, &f) && kept_aside(&f, &ct))) {
+			printf("#   upload %d: 2103 was sent but %s neither holds the upload nor keeps it aside\n", k,
+			       fname);
 			lost++;
 		}
 		if (!db_ok(state, &a))
@@ -860,6 +908,242 @@ static int cmd_kill(char **argv)
 		reap(&ch);
 	}
 	free(stored);
+	return tap_done();
+}
+
+/* Send a checksum verdict (1029-1031 or 1104-1106) without reading its answer. */
+static int send_verdict(int fd, bool set1100, enum wire_kind kind, const struct ident *c, const char *name)
+{
+	uint8_t msg[WIRE_REQUEST_HEAD_MAX], field[WIRE_NAME_SIZE];
+	size_t n =
+	    build(msg, sizeof(msg), set1100, kind, c->id, &(struct wire_request_body){.name = name_field(name, field)});
+
+	return send_all(fd, msg, n);
+}
+
+/*
+ * efctl gc --force on the state directory: how many interrupted
+ * confirmations it completed, or -1 when it did not exit 0.
+ */
+static int run_gc(const char *efctl, const char *state)
+{
+	char line[1024];
+	int status, out[2], completed = 0;
+	FILE *f;
+	pid_t pid;
+
+	if (pipe2(out, O_CLOEXEC) < 0)
+		die("pipe: %s", strerror(errno));
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(out[1], 1);
+		execl(efctl, efctl, "--state-dir", state, "gc", "--force", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	if (!(f = fdopen(out[0], "r")))
+		die("fdopen: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		completed += strncmp(line, "completed ", 10) == 0;
+	fclose(f);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -1;
+	return completed;
+}
+
+/* Files in the client's pending/ directory that no row names: what efctl gc must have left none of. */
+static long unnamed_pending(const char *state, struct store *st, const struct ident *c)
+{
+	char dir[900], hex[WIRE_ID_HEX_SIZE];
+	struct dirent *e;
+	long n = 0;
+	DIR *d;
+
+	wire_id_to_hex(c->id, hex);
+	snprintf(dir, sizeof(dir), "%s/pending/%s", state, hex);
+	if (!(d = opendir(dir)))
+		return errno == ENOENT ? 0 : -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && store_pending_referenced(st, c->id, e->d_name) != 1)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * kill-verified: N new uploads of verified files, each followed by a
+ * confirmation (mostly) or a resend or give-up verdict, efsession killed
+ * with SIGKILL at a random moment of it. After each kill and an efctl gc,
+ * the name holds its verified copy or the replacement whose confirmation
+ * was sent, whole; the row describes it and is still verified; a copy kept
+ * aside is whole and named by its row; nothing is left in tmp/ or pending/
+ * that no row names.
+ */
+enum kv_point { KV_CONTENT, KV_AFTER_CONTENT, KV_BEFORE_VERDICT, KV_AFTER_VERDICT, KV_TIMER, KV_POINTS };
+static const char *const kv_names[] = {"during the content", "after the content", "between 2103 and the verdict",
+                                       "after the verdict was sent", "at a random moment"};
+
+#define KV_SLOTS 8
+
+static int cmd_kill_verified(char **argv)
+{
+	const char *state = argv[1], *efctl = argv[4];
+	int n = atoi(argv[2]), k, r, kills = 0, by_point[KV_POINTS] = {0}, confirmed = 0, kept = 0, completed = 0;
+	struct prng p = {(uint32_t)strtoul(argv[3], NULL, 0) | 1};
+	struct content current[KV_SLOTS];
+	long bad_content = 0, bad_row = 0, bad_aside = 0, lost_aside = 0, leftovers = 0, unnamed = 0, gc_failed = 0,
+	     integrity = 0;
+	char path[1200], hex[WIRE_ID_HEX_SIZE], fname[64], rel[900];
+	struct ident c;
+	struct store *st;
+
+	efsession_path = argv[0];
+	init_crypto();
+	make_ident(state, "keeper", &c);
+	wire_id_to_hex(c.id, hex);
+	/* Every name starts verified. */
+	for (k = 0; k < KV_SLOTS; k++) {
+		struct child ch = spawn(state);
+		uint16_t code;
+
+		current[k] = (struct content){.size = 1000 + 4099 * (uint64_t)k, .seed = 7000u + (uint32_t)k};
+		snprintf(fname, sizeof(fname), "v%d.bin", k);
+		if (upload(ch.fd, k % 2, &c, fname, &current[k], &code) < 0 || confirm(ch.fd, k % 2, &c, fname) < 0)
+			die("cannot set up verified file %s", fname);
+		reap(&ch);
+	}
+	for (k = 0; k < n; k++) {
+		int slot = (int)rnd_below(&p, KV_SLOTS);
+		enum kv_point kp = (enum kv_point)rnd_below(&p, KV_POINTS);
+		uint32_t roll = rnd_below(&p, 10);
+		enum wire_kind verdict = roll < 7   ? WIRE_KIND_CRC_OK
+		                         : roll < 8 ? WIRE_KIND_CRC_RETRY
+		                                    : WIRE_KIND_CRC_ABORT;
+		struct content ct = {.size = rnd_below(&p, 4) == 0 ? rnd_below(&p, 100) : rnd_below(&p, MIB),
+		                     .seed = (uint32_t)(k + 1) * 2246822519u};
+		bool set1100 = rnd_below(&p, 2), got2103 = false, verdict_sent = false, have_row;
+		uint8_t head[WIRE_REQUEST_HEAD_MAX], resp[WIRE_RESPONSE_PAYLOAD_MAX];
+		uint64_t content = wire_content_size(ct.size), total, cut = UINT64_MAX;
+		struct child ch = spawn(state);
+		struct store_file f;
+		uint16_t code;
+		uint32_t sum;
+		uint64_t size;
+		size_t len;
+
+		snprintf(fname, sizeof(fname), "v%d.bin", slot);
+		total = upload_head(head, set1100, &c, fname, content) + content;
+		if (kp == KV_CONTENT)
+			cut = total - content + rnd_below(&p, (uint32_t)content);
+		if (kp == KV_TIMER) {
+			/* Sent from a child of ours, so that the kill can land while efsession works. */
+			pid_t w = fork();
+			if (w == 0) {
+				(void)send_upload(ch.fd, set1100, &c, fname, &ct, UINT64_MAX, NULL);
+				(void)send_verdict(ch.fd, set1100, verdict, &c, fname);
+				_exit(0);
+			}
+			verdict_sent = true;
+			usleep(rnd_below(&p, 3000 + (uint32_t)(ct.size / 50)));
+			kill(ch.pid, SIGKILL);
+			waitpid(w, NULL, 0);
+		} else {
+			(void)send_upload(ch.fd, set1100, &c, fname, &ct, cut, NULL);
+			if (kp == KV_AFTER_CONTENT)
+				usleep(rnd_below(&p, 3000));
+			if (kp == KV_BEFORE_VERDICT || kp == KV_AFTER_VERDICT)
+				got2103 = get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 &&
+				          code == RESP_FILE_RECEIVED;
+			if (got2103 && kp == KV_AFTER_VERDICT) {
+				verdict_sent = send_verdict(ch.fd, set1100, verdict, &c, fname) == 0;
+				usleep(rnd_below(&p, 3000));
+			}
+			kill(ch.pid, SIGKILL);
+		}
+		if (reap(&ch) == 128 + SIGKILL)
+			kills++;
+		by_point[kp]++;
+		if ((r = run_gc(efctl, state)) < 0)
+			gc_failed++;
+		else
+			completed += r;
+
+		snprintf(path, sizeof(path), "%s/files/%s/%s", state, hex, fname);
+		if (file_matches(path, &current[slot])) {
+			/* The verified copy stayed. */
+		} else if (verdict_sent && verdict == WIRE_KIND_CRC_OK && file_matches(path, &ct)) {
+			current[slot] = ct;
+			confirmed++;
+		} else {
+			printf("#   upload %d (%s, killed %s): %s is neither its verified copy nor a confirmed "
+			       "replacement\n",
+			       k, fname, kv_names[kp], path);
+			bad_content++;
+		}
+		if (store_open_readonly(state, 5000, &st) < 0)
+			die("cannot open the store");
+		if (store_integrity_check(st) < 0)
+			integrity++;
+		snprintf(rel, sizeof(rel), "files/%s/%s", hex, fname);
+		have_row = store_get_file(st, c.id, rel, &f) == 0;
+		if (!have_row || !f.verified || f.status != STORE_FILE_STORED || file_cksum(path, &sum, &size) < 0 ||
+		    size != f.size || sum != f.checksum) {
+			printf("#   upload %d (%s, killed %s): its row does not describe the verified file\n", k, fname,
+			       kv_names[kp]);
+			bad_row++;
+		} else if (f.pending) {
+			char aside[1200];
+
+			kept++;
+			snprintf(aside, sizeof(aside), "%s/pending/%s/%s", state, hex, f.pending_name);
+			if (file_cksum(aside, &sum, &size) < 0 || size != f.pending_size || sum != f.pending_checksum) {
+				printf(
+				    "#   upload %d (%s, killed %s): its copy kept aside is not the one its row names\n",
+				    k, fname, kv_names[kp]);
+				bad_aside++;
+			}
+		}
+		/* Acknowledged with 2103 and no verdict sent: the copy must be waiting, whole. */
+		if (got2103 && !verdict_sent && !(have_row && kept_aside(&f, &ct))) {
+			printf("#   upload %d (%s, killed %s): acknowledged with 2103, but no longer kept aside\n", k,
+			       fname, kv_names[kp]);
+			lost_aside++;
+		}
+		if (unnamed_pending(state, st, &c) != 0)
+			unnamed++;
+		store_close(st);
+		if (!tmp_empty(state))
+			leftovers++;
+	}
+	for (k = 0; k < KV_POINTS; k++)
+		printf("# killed %s: %d times\n", kv_names[k], by_point[k]);
+	printf("# %d replacements confirmed (%d of them between their rename and their commit, completed by efctl "
+	       "gc), %d copies found kept aside after a kill\n",
+	       confirmed, completed, kept);
+	is_int(kills, n, "%d new uploads of verified files, efsession killed with SIGKILL in each", n);
+	is_int(gc_failed, 0, "efctl gc --force succeeded after every kill");
+	is_int(bad_content, 0,
+	       "the name always holds its verified copy or a replacement whose confirmation was sent, byte for byte");
+	is_int(bad_row, 0, "its row always describes that file, and is still verified");
+	is_int(bad_aside, 0, "a copy kept aside is always whole and the one its row names");
+	is_int(lost_aside, 0, "an upload acknowledged with 2103 and not yet settled is always kept aside");
+	is_int(unnamed, 0, "after efctl gc, pending/ never holds a copy no row names");
+	is_int(leftovers, 0, "no temporary file is ever left in tmp/");
+	is_int(integrity, 0, "PRAGMA integrity_check is ok after every kill");
+	{
+		struct child ch = spawn(state);
+		struct content ct = {.size = 50000, .seed = 4243};
+		uint16_t code;
+
+		snprintf(path, sizeof(path), "%s/files/%s/v0.bin", state, hex);
+		ok(upload(ch.fd, true, &c, "v0.bin", &ct, &code) == 0 && confirm(ch.fd, true, &c, "v0.bin") == 0 &&
+		       file_matches(path, &ct),
+		   "after the kills a replacement and its confirmation go through");
+		reap(&ch);
+	}
 	return tap_done();
 }
 
@@ -1323,8 +1607,9 @@ int main(int argc, char **argv)
 		int args;
 		int (*fn)(char **argv);
 	} cmds[] = {
-	    {"load", 5, cmd_load}, {"kill", 4, cmd_kill},       {"race", 3, cmd_race}, {"register", 4, cmd_register},
-	    {"full", 3, cmd_full}, {"refused", 2, cmd_refused}, {"idle", 4, cmd_idle}, {"trickle", 3, cmd_trickle},
+	    {"load", 5, cmd_load},       {"kill", 4, cmd_kill},         {"kill-verified", 5, cmd_kill_verified},
+	    {"race", 3, cmd_race},       {"register", 4, cmd_register}, {"full", 3, cmd_full},
+	    {"refused", 2, cmd_refused}, {"idle", 4, cmd_idle},         {"trickle", 3, cmd_trickle},
 	};
 	size_t i;
 
@@ -1334,6 +1619,7 @@ int main(int argc, char **argv)
 		if (strcmp(argv[1], cmds[i].name) == 0 && argc - 2 >= cmds[i].args)
 			return cmds[i].fn(argv + 2);
 	fprintf(stderr,
-	        "usage: drive-robust load|kill|race|register|full|refused|idle|trickle ARGS (see the source)\n");
+	        "usage: drive-robust load|kill|kill-verified|race|register|full|refused|idle|trickle ARGS (see the "
+	        "source)\n");
 	return 99;
 }

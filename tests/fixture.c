@@ -16,7 +16,7 @@ int fixture_seed(const char *state_dir, const uint8_t *alice_spki, size_t spki_l
 	struct store *st;
 	int r;
 
-	if ((r = store_open(state_dir, 0, &st)) < 0)
+	if ((r = store_open(state_dir, 0, NULL, NULL, &st)) < 0)
 		return r;
 	if ((r = store_register_client(st, fixture_alice_id, "alice")) == 0 &&
 	    (r = store_register_client(st, fixture_bob_id, "bob")) == 0)

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -413,6 +414,30 @@ static void parse_bytes_line(const char *p, struct segs *ss, bool expect)
 			emit(ss, keys.pkcs1, keys.pkcs1_len, false);
 		} else if (strcmp(word, "other-spki") == 0) {
 			emit(ss, keys.other_spki, keys.other_spki_len, false);
+		} else if (strncmp(word, "made-spki:", 10) == 0) {
+			uint8_t mod[DER_RSA_MAX_BITS / 8 + 1], e[16];
+			char ehex[40] = "", form[8] = "odd";
+			unsigned bits = 0, top;
+			size_t n_len, e_len;
+			struct prng pr;
+			long w;
+			if (sscanf(word + 10, "%u:%39[0-9a-f]:%7s", &bits, ehex, form) < 2 || bits < 8 ||
+			    bits > 8 * sizeof(mod) || strlen(ehex) % 2 || strlen(ehex) / 2 > sizeof(e))
+				die("bad made-spki '%s'", word);
+			/* Any number of that size, top bit set: a key in form only, which no test ever encrypts with. */
+			n_len = (bits + 7) / 8;
+			top = (bits - 1) % 8;
+			pr.x = bits;
+			prng_fill(&pr, mod, n_len);
+			mod[0] = (uint8_t)((mod[0] & ((1u << top) - 1)) | 1u << top);
+			mod[n_len - 1] = strcmp(form, "even") == 0 ? (uint8_t)(mod[n_len - 1] & 0xfe)
+			                                           : (uint8_t)(mod[n_len - 1] | 1);
+			for (e_len = 0; e_len < strlen(ehex) / 2; e_len++)
+				e[e_len] = (uint8_t)(hex_value(ehex[2 * e_len]) << 4 | hex_value(ehex[2 * e_len + 1]));
+			w = der_write_rsa_spki(mod, n_len, e, e_len, buf, sizeof(buf));
+			if (w < 0)
+				die("cannot encode '%s'", word);
+			emit(ss, buf, (size_t)w, false);
 		} else if (strncmp(word, "content:", 8) == 0) {
 			unsigned long long size;
 			unsigned seed;
@@ -805,14 +830,15 @@ static char *snapshot(void)
 	sqlite3_close(db);
 	fflush(m);
 	{
-		/* Files: name, size and a hash of the content. */
+		/* Files: name, size and a hash of the content; client directories, which a failed upload must not leave. */
 		char cmd[800];
 		FILE *p;
 		char line[1024];
 		snprintf(
 		    cmd, sizeof(cmd),
-		    "cd '%s' 2>/dev/null && find files tmp -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do "
-		    "printf '%%s ' \"$f\"; cksum < \"$f\"; done",
+		    "cd '%s' 2>/dev/null && { find files tmp pending -type f; find files pending -mindepth 1 -type d "
+		    "-printf '%%p/\\n'; } 2>/dev/null | LC_ALL=C sort | while read -r f; do "
+		    "if [ -d \"$f\" ]; then echo \"$f\"; else printf '%%s ' \"$f\"; cksum < \"$f\"; fi; done",
 		    R.state);
 		p = popen(cmd, "r");
 		while (p && fgets(line, sizeof(line), p))
@@ -910,18 +936,42 @@ static void expand_ids(const char *in, char *out, size_t cap)
 	out[o] = '\0';
 }
 
-/* file PATH content:SIZE:SEED | file PATH absent */
+/*
+ * file PATH content:SIZE:SEED | file PATH absent. A PATH with a wildcard
+ * (a kept-aside copy's token is random) must match exactly one file, or
+ * none for absent.
+ */
 static void check_file(const char *args, int line)
 {
 	char path[LINE_MAX_LEN], full[LINE_MAX_LEN + 600], spec[128];
 	unsigned long long size;
 	unsigned seed;
 	struct stat sb;
+	glob_t g;
 
 	if (sscanf(args, "%4095s %127s", path, spec) != 2)
 		die("file PATH content:SIZE:SEED|absent");
 	snprintf(full, sizeof(full), "%s/%s", R.state, path);
-	if (strcmp(spec, "absent") == 0) {
+	if (strpbrk(path, "*?[")) {
+		int r = glob(full, GLOB_NOSORT, NULL, &g);
+
+		if (strcmp(spec, "absent") == 0) {
+			if (!ok(r == GLOB_NOMATCH, "%s:%d: no file %s", R.file, line, path))
+				printf("#   %zu match\n", r == 0 ? g.gl_pathc : 0);
+			if (r == 0)
+				globfree(&g);
+			return;
+		}
+		if (r != 0 || g.gl_pathc != 1) {
+			ok(0, "%s:%d: exactly one file %s", R.file, line, path);
+			printf("#   %zu match\n", r == 0 ? g.gl_pathc : 0);
+			if (r == 0)
+				globfree(&g);
+			return;
+		}
+		snprintf(full, sizeof(full), "%s", g.gl_pathv[0]);
+		globfree(&g);
+	} else if (strcmp(spec, "absent") == 0) {
 		ok(lstat(full, &sb) < 0 && errno == ENOENT, "%s:%d: no file %s", R.file, line, path);
 		return;
 	}
@@ -1054,6 +1104,53 @@ static void prepare_state(const char *sql)
 	    sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
 		die("prepare: %s", err ? err : sqlite3_errmsg(db));
 	sqlite3_close(db);
+}
+
+/*
+ * "prepare-file PATH absent|empty|content:SIZE:SEED": before the first run,
+ * remove a file of the state directory, or make it empty or hold that
+ * plaintext (its directory made if needed), as a crash, a mistake or an
+ * older program would have left it.
+ */
+static void prepare_file(const char *args)
+{
+	char path[LINE_MAX_LEN], full[LINE_MAX_LEN + 600], spec[128], *slash;
+	unsigned long long size;
+	unsigned seed;
+	uint8_t buf[4096];
+	struct prng p;
+	int fd;
+
+	if (sscanf(args, "%4095s %127s", path, spec) != 2)
+		die("prepare-file PATH absent|empty|content:SIZE:SEED");
+	snprintf(full, sizeof(full), "%s/%s", R.state, path);
+	if (strcmp(spec, "absent") == 0) {
+		if (unlink(full) < 0 && errno != ENOENT)
+			die("cannot remove %s: %s", path, strerror(errno));
+		return;
+	}
+	for (slash = strchr(full + strlen(R.state) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdir(full, 0700) < 0 && errno != EEXIST)
+			die("cannot make %s: %s", full, strerror(errno));
+		*slash = '/';
+	}
+	if ((fd = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		die("cannot write %s: %s", path, strerror(errno));
+	if (strcmp(spec, "empty") != 0) {
+		if (sscanf(spec, "content:%llu:%u", &size, &seed) != 2)
+			die("bad prepare-file spec '%s'", spec);
+		p.x = seed ? seed : 1;
+		while (size > 0) {
+			size_t n = size < sizeof(buf) ? (size_t)size : sizeof(buf);
+
+			prng_fill(&p, buf, n);
+			if (write(fd, buf, n) != (ssize_t)n)
+				die("cannot write %s: %s", path, strerror(errno));
+			size -= n;
+		}
+	}
+	close(fd);
 }
 
 /* The offset just past the tag and length of the DER element at pos. */
@@ -1202,6 +1299,15 @@ int main(int argc, char **argv)
 				seeded = true;
 			}
 			prepare_state(trim(l + 8));
+		} else if (strncmp(l, "prepare-file ", 13) == 0) {
+			if (R.run_no > 0)
+				die("prepare-file must come before the first run");
+			if (!seeded) {
+				seed_state("fixture");
+				seeded = true;
+			}
+			expand_ids(trim(l + 13), exp, sizeof(exp));
+			prepare_file(exp);
 		} else if (strncmp(l, "run", 3) == 0 && (l[3] == '\0' || l[3] == ' ')) {
 			if (!seeded) {
 				seed_state("fixture");

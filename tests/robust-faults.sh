@@ -1,6 +1,10 @@
 #!/bin/bash
 # Faults: efsession killed with SIGKILL at random moments of 100 uploads
-# loses nothing and leaves nothing half-done; two connections uploading the
+# loses nothing and leaves nothing half-done; killed at random moments of
+# 100 new uploads of verified files and their confirmations (or other
+# verdicts), it leaves under each name its verified copy or the replacement
+# the client confirmed, with a row that describes it, and nothing efctl gc
+# would not clear from pending/; two connections uploading the
 # same name at once leave one whole file and a matching row; a full disk
 # (RLIMIT_FSIZE, and a small tmpfs when we may mount one) gives 2107 and
 # leaves nothing; a read-only or missing state directory gives one clear
@@ -14,8 +18,9 @@ EFS=$(cd "$top_builddir" && pwd)/efsession
 SEED=${ROBUST_SEED:-$RANDOM}
 echo "# seed $SEED (ROBUST_SEED=$SEED reproduces this run)"
 
-mkdir -p "$WORK/kill" "$WORK/race" "$WORK/fsize"
+mkdir -p "$WORK/kill" "$WORK/kill-verified" "$WORK/race" "$WORK/fsize"
 run_drive kill kill "$EFS" "$WORK/kill" 100 "$SEED"
+run_drive kill-verified kill-verified "$EFS" "$WORK/kill-verified" 100 "$SEED" "$(cd "$top_builddir" && pwd)/efctl"
 run_drive race race "$EFS" "$WORK/race" 20
 run_drive fsize full "$EFS" "$WORK/fsize" 3000000 1000000
 

@@ -311,8 +311,8 @@ static void test_identity(void)
 		static const char *const errors[] = {
 		    "DIR/me.info:1: missing the client name",
 		    "DIR/me.info:2: missing the client id",
-		    "DIR/me.info:2: client id is not 32 hex digits (dashes allowed between bytes)",
-		    "DIR/me.info:2: client id is not 32 hex digits (dashes allowed between bytes)",
+		    "DIR/me.info:2: client id is not 32 hex digits, plain or in the 8-4-4-4-12 form",
+		    "DIR/me.info:2: client id is not 32 hex digits, plain or in the 8-4-4-4-12 form",
 		    "DIR/me.info:1: client name holds a control character",
 		};
 

@@ -322,14 +322,20 @@ static void test_writer(void)
 	d_spki(&ref, n, n_len, e65537, sizeof(e65537));
 	ok(w == (long)ref.len && memcmp(again, ref.b, ref.len) == 0, "writer: leading zeros of n and e are stripped");
 
-	/* The largest key der.h sizes DER_RSA_SPKI_MAX for: 4096-bit modulus, 4096-bit exponent. */
+	/* The largest key the reader accepts: 4096-bit modulus, exponent 2^64 - 1. */
 	n_len = make_number(n, DER_RSA_MAX_BITS);
+	memset(e, 0xff, DER_RSA_EXPONENT_MAX_BYTES);
+	w = der_write_rsa_spki(n, n_len, e, DER_RSA_EXPONENT_MAX_BYTES, out, DER_RSA_SPKI_MAX);
+	ok(w == 556, "writer: a 4096-bit key with the largest exponent takes 556 bytes");
+	ok(w > 0 && read_exact(out, (size_t)w, &k) == DER_OK && k.e_len == DER_RSA_EXPONENT_MAX_BYTES,
+	   "reader: an exponent of 2^64 - 1 is accepted");
+	/* A 4096-bit exponent still fits the room kept, and the reader refuses it. */
 	memcpy(e, n, n_len);
 	e[n_len - 1] = (uint8_t)(e[n_len - 1] - 2); /* n - 2: odd and below n, as n's last byte is above 2 */
 	w = der_write_rsa_spki(n, n_len, e, n_len, out, DER_RSA_SPKI_MAX);
 	ok(w > 0 && w <= DER_RSA_SPKI_MAX, "writer: a 4096-bit key with a 4096-bit exponent fits DER_RSA_SPKI_MAX");
-	ok(w > 0 && n[n_len - 1] > 2 && read_exact(out, (size_t)w, &k) == DER_OK,
-	   "reader: an exponent of n - 2, just below the modulus, is accepted");
+	ok(w > 0 && n[n_len - 1] > 2 && read_exact(out, (size_t)w, &k) == DER_BAD_EXPONENT,
+	   "reader: an exponent of n - 2, odd and below the modulus but not below 2^64, is refused");
 }
 
 /* Structural errors, each in an otherwise valid 1024-bit key built by the test. */
@@ -655,7 +661,7 @@ static void test_encodings(void)
 	is_int(read_dbuf(&ints), DER_TRUNCATED, "an OID length past its AlgorithmIdentifier is refused");
 }
 
-/* efserver-protocol(7), Requests: modulus 1024..4096 bits, exponent odd, >= 3, below the modulus. */
+/* efserver-protocol(7), Cryptography: modulus odd, 1024..4096 bits; exponent odd, 3 <= e < 2^64, e < n. */
 static void test_policy(void)
 {
 	static const uint8_t e17[] = {0x11};
@@ -668,14 +674,21 @@ static void test_policy(void)
 	};
 	static const struct {
 		const char *name;
-		uint8_t e[3];
+		uint8_t e[9];
 		size_t len;
 		enum der_error want;
 	} exps[] = {
-	    {"0", {0x00}, 0, DER_BAD_EXPONENT},       {"1", {0x01}, 1, DER_BAD_EXPONENT},
-	    {"2", {0x02}, 1, DER_BAD_EXPONENT},       {"3", {0x03}, 1, DER_OK},
-	    {"16", {0x10}, 1, DER_BAD_EXPONENT},      {"65536", {0x01, 0x00, 0x00}, 3, DER_BAD_EXPONENT},
+	    {"0", {0x00}, 0, DER_BAD_EXPONENT},
+	    {"1", {0x01}, 1, DER_BAD_EXPONENT},
+	    {"2", {0x02}, 1, DER_BAD_EXPONENT},
+	    {"3", {0x03}, 1, DER_OK},
+	    {"16", {0x10}, 1, DER_BAD_EXPONENT},
+	    {"65536", {0x01, 0x00, 0x00}, 3, DER_BAD_EXPONENT},
 	    {"65537", {0x01, 0x00, 0x01}, 3, DER_OK},
+	    {"2^64 - 1", {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 8, DER_OK},
+	    {"2^64 - 59", {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc5}, 8, DER_OK},
+	    {"2^64 + 1", {0x01, 0, 0, 0, 0, 0, 0, 0, 0x01}, 9, DER_BAD_EXPONENT},
+	    {"2^72 - 1", {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 9, DER_BAD_EXPONENT},
 	};
 	uint8_t n[2048], e[2050];
 	struct dbuf d;
@@ -700,6 +713,17 @@ static void test_policy(void)
 		is_int(read_dbuf(&d), exps[i].want, "exponent %s is %s", exps[i].name,
 		       exps[i].want == DER_OK ? "accepted" : "refused");
 	}
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		if (sizes[i].want != DER_OK)
+			continue;
+		n_len = make_number(n, sizes[i].bits);
+		n[n_len - 1] &= 0xfe;
+		d = (struct dbuf){0};
+		d_spki(&d, n, n_len, e17, sizeof(e17));
+		is_int(read_dbuf(&d), DER_EVEN_MODULUS, "an even %u-bit modulus is refused", sizes[i].bits);
+	}
+	n_len = make_number(n, 1024);
 
 	d = (struct dbuf){0};
 	d_pkcs1(&d, n, n_len, n, n_len);
@@ -727,13 +751,13 @@ static void test_policy(void)
 
 static void test_error_strings(void)
 {
-	const char *s[DER_BAD_EXPONENT + 1];
+	const char *s[DER_EVEN_MODULUS + 1];
 	bool distinct = true;
 	int i, j;
 
-	for (i = 0; i <= DER_BAD_EXPONENT; i++)
+	for (i = 0; i <= DER_EVEN_MODULUS; i++)
 		s[i] = der_error_str((enum der_error)i);
-	for (i = 0; i <= DER_BAD_EXPONENT; i++)
+	for (i = 0; i <= DER_EVEN_MODULUS; i++)
 		for (j = 0; j < i; j++)
 			distinct = distinct && s[i] && s[j] && *s[i] && strcmp(s[i], s[j]) != 0;
 	ok(distinct, "der_error_str gives each error its own non-empty phrase");

@@ -2,15 +2,20 @@
  * test-store: the store module on real SQLite files in a fresh temporary
  * directory. Proves the schema, WAL and 0600 modes whatever the umask; the
  * refusals of every operation and that a refusal changes nothing; that a
- * failing publish or remove callback rolls its transaction back, and its
- * failure is never told in SQLite's words; that a newer schema, or a file
- * that is no database, is refused with the reason noted; and that eight
- * processes opening one brand-new database at the same moment and writing
- * at once never see an error.
+ * failing callback into the files rolls its transaction back, and its
+ * failure is never told in SQLite's words; kept-aside copies of verified
+ * files, put in place by a confirmation and dropped by the other verdicts,
+ * and rows a crash left between a confirmation's rename and its commit
+ * rolled forward; that a version-1 database with rows migrates in place;
+ * that a newer schema, or a file that is no database, is refused with the
+ * reason noted; that no database is created where it must not be; and that
+ * eight processes opening one brand-new database at the same moment and
+ * writing at once never see an error.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -150,7 +155,7 @@ static void make_file(struct store_file *f, const uint8_t id[WIRE_ID_SIZE], cons
 	f->attempts = 42;
 }
 
-/* A publish or remove callback that counts its calls and returns what it is told to. */
+/* A callback that counts its calls and returns what it is told to. */
 struct callback {
 	int calls;
 	int ret;
@@ -162,6 +167,84 @@ static int callback(void *ctx)
 
 	c->calls++;
 	return c->ret;
+}
+
+/*
+ * The files on disk as the store's transactions reach them (store.h's
+ * struct store_disk), seen from the test: each call counted and noted, a
+ * failure on demand, and kept-aside copies that are there unless gone says
+ * they are not.
+ */
+struct disk_log {
+	int exists_calls, place_calls, promote_calls, remove_calls;
+	int ret; /* what place, promote and remove return */
+	bool gone;
+	bool aside;
+	char token[STORE_TOKEN_SIZE];
+};
+
+static int log_exists(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	struct disk_log *d = ctx;
+
+	(void)id;
+	(void)token;
+	d->exists_calls++;
+	return d->gone ? 0 : 1;
+}
+
+static int log_place(void *ctx, bool aside, const char *token)
+{
+	struct disk_log *d = ctx;
+
+	d->place_calls++;
+	d->aside = aside;
+	snprintf(d->token, sizeof(d->token), "%s", token);
+	return d->ret;
+}
+
+static int log_promote(void *ctx, const char *token)
+{
+	struct disk_log *d = ctx;
+
+	d->promote_calls++;
+	snprintf(d->token, sizeof(d->token), "%s", token);
+	return d->ret;
+}
+
+static int log_remove(void *ctx)
+{
+	struct disk_log *d = ctx;
+
+	d->remove_calls++;
+	return d->ret;
+}
+
+static struct store_disk disk_of(struct disk_log *d)
+{
+	return (struct store_disk){
+	    .ctx = d, .pending_exists = log_exists, .place = log_place, .promote = log_promote, .remove = log_remove};
+}
+
+/* Tokens as the vault makes them: 32 hex digits. */
+#define TOKEN_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define TOKEN_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define TOKEN_C "cccccccccccccccccccccccccccccccc"
+
+static int record(struct store *st, const struct store_file *f, const char *token, struct disk_log *d,
+                  struct store_recorded *out)
+{
+	struct store_disk disk = disk_of(d);
+
+	return store_record_file(st, f, token, &disk, out);
+}
+
+static int settle(struct store *st, enum store_verdict v, const uint8_t id[WIRE_ID_SIZE], const char *path,
+                  const char *file_name, struct disk_log *d, struct store_settled *out)
+{
+	struct store_disk disk = disk_of(d);
+
+	return store_settle_file(st, v, id, path, file_name, &disk, out);
 }
 
 struct walk {
@@ -217,7 +300,7 @@ static void test_schema(const char *dir, struct store **out)
 	char mode[16];
 	sqlite3 *db;
 
-	is_int(store_open(dir, 0, out), 0, "store_open creates a new database in an empty state directory");
+	is_int(store_open(dir, 0, NULL, NULL, out), 0, "store_open creates a new database in an empty state directory");
 	is_int(db_file_mode(dir, ""), 0600, "the database file is mode 0600 under umask 0");
 	is_int(db_file_mode(dir, "-wal"), 0600, "the -wal file is mode 0600 under umask 0");
 	is_int(db_file_mode(dir, "-shm"), 0600, "the -shm file is mode 0600 under umask 0");
@@ -280,6 +363,7 @@ static void test_keys(const char *dir, struct store *st)
 	uint8_t alice[WIRE_ID_SIZE], bob[WIRE_ID_SIZE], other[WIRE_ID_SIZE];
 	uint8_t key1[294], key2[294], aes1[32], aes2[32], aes3[32];
 	struct store_client c;
+	bool dropped = true;
 	sqlite3 *db;
 
 	make_id(alice, 1, 1);
@@ -331,18 +415,47 @@ static void test_keys(const char *dir, struct store *st)
 	is_int(store_get_client(st, alice, &c), 0, "get alice after set_aes_key");
 	ok(c.aes_key_len == sizeof(aes3) && memcmp(c.aes_key, aes3, sizeof(aes3)) == 0, "the new AES key is stored");
 	ok(strcmp(c.last_seen, OLD_TIME) != 0, "set_aes_key updated last seen");
+
+	/* The look-up before any RSA work answers as set_keys would, and writes nothing. */
+	raw_exec(db, "UPDATE clients SET last_seen = '" OLD_TIME "'");
+	is_int(store_check_keys(st, other, "alice", key1, sizeof(key1)), -ENOENT, "check_keys: an unknown id");
+	is_int(store_check_keys(st, alice, "bob", key1, sizeof(key1)), -ENOENT, "check_keys: another client's name");
+	is_int(store_check_keys(st, alice, "alice", key2, sizeof(key2)), -EPERM, "check_keys: a different key");
+	is_int(store_check_keys(st, alice, "alice", key1, sizeof(key1)), 0, "check_keys: the pinned key");
+	is_int(store_check_keys(st, bob, "bob", key2, sizeof(key2)), 0, "check_keys: any key for a client with none");
+	is_int(raw_int(db, "SELECT count(*) FROM clients WHERE last_seen = '" OLD_TIME "'"), 2,
+	       "check_keys changed nothing, not even last seen");
+
+	/* A bad padding destroys the key the upload used, and only that one. */
+	is_int(store_drop_aes_key(st, alice, aes2, sizeof(aes2), &dropped), 0, "drop_aes_key with an older key");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after it");
+	ok(!dropped && c.aes_key_len == sizeof(aes3) && memcmp(c.aes_key, aes3, sizeof(aes3)) == 0,
+	   "a key issued since the upload began is left alone");
+	ok(strcmp(c.last_seen, OLD_TIME) != 0, "and last seen is updated all the same");
+	is_int(store_drop_aes_key(st, alice, aes3, 16, &dropped), 0, "drop_aes_key with a key's first half");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after it");
+	ok(!dropped && c.aes_key_len == sizeof(aes3), "a key must match whole to be dropped");
+	is_int(store_drop_aes_key(st, alice, aes3, sizeof(aes3), &dropped), 0, "drop_aes_key with the current key");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after it");
+	ok(dropped && c.aes_key_len == 0 && c.public_key_len == sizeof(key1),
+	   "the key is destroyed, the public key stays");
+	is_int(store_drop_aes_key(st, other, aes3, sizeof(aes3), &dropped), 0, "drop_aes_key of an unknown id");
+	ok(!dropped, "destroys nothing");
+	is_int(store_set_aes_key(st, alice, aes1, sizeof(aes1)), 0, "a fresh key after the destruction");
 	sqlite3_close(db);
 	explicit_bzero(&c, sizeof(c));
 }
 
 static void test_files(const char *dir, struct store *st)
 {
+	static const enum store_verdict verdicts[] = {STORE_CONFIRM, STORE_RESEND, STORE_GIVE_UP};
 	uint8_t alice[WIRE_ID_SIZE], other[WIRE_ID_SIZE];
 	const char *path = "files/a0a1/report.txt";
-	struct callback pub = {0}, rm = {0};
+	struct disk_log d = {0};
+	struct store_recorded rec;
+	struct store_settled done;
 	struct store_file f, g;
 	struct store_client c;
-	long long attempts = 0;
 	sqlite3 *db;
 
 	make_id(alice, 1, 1);
@@ -350,116 +463,236 @@ static void test_files(const char *dir, struct store *st)
 
 	make_file(&f, alice, "docs/report.txt", path, 1000, 0xdeadbeef);
 	for (long long i = 1; i <= 3; i++) {
-		attempts = 0;
-		is_int(store_record_file(st, &f, callback, &pub, &attempts), 0, "record_file, upload %lld", i);
-		is_int(attempts, i, "upload %lld of the same file name counts attempt %lld", i, i);
+		memset(&rec, 0xee, sizeof(rec));
+		is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "record_file, upload %lld", i);
+		is_int(rec.attempts, i, "upload %lld of the same file name counts attempt %lld", i, i);
+		ok(!rec.aside && rec.dropped[0] == '\0', "upload %lld of a file not verified goes in place", i);
 	}
-	is_int(pub.calls, 3, "publish was called once per upload");
+	ok(d.place_calls == 3 && !d.aside, "place was called once per upload, in place");
 	is_int(store_get_file(st, alice, path, &g), 0, "get_file of the recorded file");
 	ok(strcmp(g.file_name, "docs/report.txt") == 0 && strcmp(g.path_name, path) == 0 &&
 	       memcmp(g.client_id, alice, WIRE_ID_SIZE) == 0,
 	   "the row holds the client, file name and path as recorded");
-	ok(g.status == STORE_FILE_STORED && !g.verified && g.attempts == 3,
-	   "a recorded file is stored, unverified, whatever the caller's struct said");
+	ok(g.status == STORE_FILE_STORED && !g.verified && g.attempts == 3 && !g.pending,
+	   "a recorded file is stored, unverified, nothing kept aside, whatever the caller's struct said");
 	ok(g.size == 1000 && g.checksum == 0xdeadbeef, "size and checksum are stored (full 32-bit checksum)");
 	ok(strlen(g.received) == 24, "received time is set (%s)", g.received);
 	is_int(store_get_client(st, alice, &c), 0, "get alice after uploads");
 	is_int(c.file_count, 1, "three uploads of one file name are one row");
 
 	make_file(&f, alice, "other\\report.txt", path, 2000, 7);
-	is_int(store_record_file(st, &f, callback, &pub, &attempts), 0,
-	       "record a different file name on the same path");
-	is_int(attempts, 1, "a different file name on the same path starts again at attempt 1");
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "record a different file name on the same path");
+	is_int(rec.attempts, 1, "a different file name on the same path starts again at attempt 1");
 	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the new name");
 	ok(strcmp(g.file_name, "other\\report.txt") == 0 && g.size == 2000, "the row holds the latest name as sent");
 
 	db = raw_open(dir);
 	raw_exec(db, "UPDATE clients SET last_seen = '" OLD_TIME "'");
-	pub.ret = -EIO;
+	d.ret = -EIO;
 	make_file(&f, alice, "other\\report.txt", path, 3000, 8);
-	attempts = -1;
-	is_int(store_record_file(st, &f, callback, &pub, &attempts), -EIO,
-	       "record_file returns the error of a failing publish");
+	memset(&rec, 0x5a, sizeof(rec));
+	is_int(record(st, &f, TOKEN_A, &d, &rec), -EIO, "record_file returns the error of a failing place");
 	ok(strcmp(failure_str(-EIO), strerror(EIO)) == 0,
 	   "and that failure is told in its own words, with none of SQLite's");
-	is_int(attempts, -1, "a failed record_file does not write *attempts");
-	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the failed publish");
-	ok(g.attempts == 1 && g.size == 2000 && g.checksum == 7, "the failed publish rolled the row back");
-	is_int(store_get_client(st, alice, &c), 0, "get alice after the failed publish");
-	ok(strcmp(c.last_seen, OLD_TIME) == 0, "the failed publish rolled last seen back too");
-	pub.ret = 0;
+	is_int(rec.attempts, 0x5a5a5a5a5a5a5a5aLL, "a failed record_file does not write its outcome");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the failed place");
+	ok(g.attempts == 1 && g.size == 2000 && g.checksum == 7, "the failed place rolled the row back");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after the failed place");
+	ok(strcmp(c.last_seen, OLD_TIME) == 0, "the failed place rolled last seen back too");
+	d.ret = 0;
 
 	make_file(&f, other, "x.txt", "files/00/x.txt", 1, 1);
-	is_int(store_record_file(st, &f, callback, &pub, &attempts), -ENOENT,
-	       "record_file for an unregistered client is -ENOENT");
+	is_int(record(st, &f, TOKEN_A, &d, &rec), -ENOENT, "record_file for an unregistered client is -ENOENT");
 	ok(strcmp(failure_str(-ENOENT), strerror(ENOENT)) == 0, "a refusal notes no failure of the database");
+	is_int(record(st, &f, "short", &d, &rec), -EINVAL, "a token that is not 32 digits is refused");
 
-	is_int(store_mark_verified(st, alice, "files/a0a1/never.txt", "never.txt"), -ENOENT,
-	       "mark_verified of a never uploaded file is -ENOENT");
-	is_int(store_check_file(st, alice, "files/a0a1/never.txt", "never.txt"), -ENOENT,
-	       "check_file of a never uploaded file is -ENOENT");
-	is_int(store_give_up(st, alice, "files/a0a1/never.txt", "never.txt", callback, &rm), -ENOENT,
-	       "give_up of a never uploaded file is -ENOENT");
-	is_int(rm.calls, 0, "give_up of a never uploaded file does not call remove");
-	is_int(store_mark_verified(st, alice, path, "docs/report.txt"), -ENOENT,
-	       "mark_verified under a file name other than the stored one is -ENOENT");
-	is_int(store_check_file(st, alice, path, "docs/report.txt"), -ENOENT,
-	       "check_file under a file name other than the stored one is -ENOENT");
-	is_int(store_give_up(st, alice, path, "docs/report.txt", callback, &rm), -ENOENT,
-	       "give_up under a file name other than the stored one is -ENOENT");
-	is_int(store_mark_verified(st, other, path, "other\\report.txt"), -ENOENT,
-	       "mark_verified for another client's path is -ENOENT");
+	d = (struct disk_log){0};
+	for (size_t i = 0; i < 3; i++) {
+		is_int(settle(st, verdicts[i], alice, "files/a0a1/never.txt", "never.txt", &d, &done), -ENOENT,
+		       "verdict %zu on a never uploaded file is -ENOENT", i);
+		is_int(settle(st, verdicts[i], alice, path, "docs/report.txt", &d, &done), -ENOENT,
+		       "verdict %zu under a file name other than the latest upload's is -ENOENT", i);
+		is_int(settle(st, verdicts[i], other, path, "other\\report.txt", &d, &done), -ENOENT,
+		       "verdict %zu for another client's path is -ENOENT", i);
+	}
+	ok(d.remove_calls == 0 && d.promote_calls == 0, "refused verdicts touch no file");
 	is_int(store_get_client(st, alice, &c), 0, "get alice after the refusals");
 	ok(strcmp(c.last_seen, OLD_TIME) == 0, "refused file operations changed nothing, not even last seen");
 
-	is_int(store_check_file(st, alice, path, "other\\report.txt"), 0, "check_file of the stored file");
-	is_int(store_get_client(st, alice, &c), 0, "get alice after check_file");
-	ok(strcmp(c.last_seen, OLD_TIME) != 0, "check_file updated last seen");
-	is_int(store_get_file(st, alice, path, &g), 0, "get_file after check_file");
-	ok(!g.verified && g.status == STORE_FILE_STORED && g.attempts == 1, "check_file changed no file column");
+	is_int(settle(st, STORE_RESEND, alice, path, "other\\report.txt", &d, &done), 0, "resend of the stored file");
+	is_int(done.outcome, STORE_SETTLED_DONE, "a resend of a file not verified is done");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after the resend");
+	ok(strcmp(c.last_seen, OLD_TIME) != 0, "the resend updated last seen");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the resend");
+	ok(!g.verified && g.status == STORE_FILE_STORED && g.attempts == 1, "the resend changed no file column");
 
 	raw_exec(db, "UPDATE clients SET last_seen = '" OLD_TIME "'");
-	is_int(store_mark_verified(st, alice, path, "other\\report.txt"), 0, "mark_verified of the stored file");
-	is_int(store_get_file(st, alice, path, &g), 0, "get_file after mark_verified");
-	ok(g.verified && g.status == STORE_FILE_STORED, "mark_verified sets verified");
-	is_int(store_get_client(st, alice, &c), 0, "get alice after mark_verified");
-	ok(strcmp(c.last_seen, OLD_TIME) != 0, "mark_verified updated last seen");
-	is_int(store_mark_verified(st, alice, path, "other\\report.txt"), 0, "mark_verified twice is fine");
+	is_int(settle(st, STORE_CONFIRM, alice, path, "other\\report.txt", &d, &done), 0, "confirm the stored file");
+	ok(done.outcome == STORE_SETTLED_DONE && !done.rolled_forward, "a confirmation of a file not verified is done");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the confirmation");
+	ok(g.verified && g.status == STORE_FILE_STORED && g.size == 2000, "the confirmation sets verified");
+	is_int(store_get_client(st, alice, &c), 0, "get alice after the confirmation");
+	ok(strcmp(c.last_seen, OLD_TIME) != 0, "the confirmation updated last seen");
 
+	/* A verified file with nothing kept aside: every verdict is answered and changes nothing. */
+	for (size_t i = 0; i < 3; i++) {
+		raw_exec(db, "UPDATE clients SET last_seen = '" OLD_TIME "'");
+		is_int(settle(st, verdicts[i], alice, path, "other\\report.txt", &d, &done), 0,
+		       "verdict %zu on a verified file with nothing kept aside is answered", i);
+		is_int(done.outcome, STORE_SETTLED_NOTHING, "verdict %zu changes nothing", i);
+		is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+		ok(g.verified && g.status == STORE_FILE_STORED && g.size == 2000 && !g.pending,
+		   "the verified file stays verified and described");
+		is_int(store_get_client(st, alice, &c), 0, "get alice after it");
+		ok(strcmp(c.last_seen, OLD_TIME) != 0, "only last seen changed");
+	}
+	ok(d.remove_calls == 0 && d.promote_calls == 0, "no verdict touched the verified copy");
+
+	/* A give-up of a file not verified removes its copy, and a failing removal rolls it back. */
+	make_file(&f, alice, "g.txt", "files/a0a1/g.txt", 10, 10);
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "record a second file, not verified");
 	raw_exec(db, "UPDATE clients SET last_seen = '" OLD_TIME "'");
-	rm.ret = -EACCES;
-	is_int(store_give_up(st, alice, path, "other\\report.txt", callback, &rm), -EACCES,
-	       "give_up returns the error of a failing remove");
-	is_int(rm.calls, 1, "give_up called remove");
-	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the failed remove");
-	ok(g.verified && g.status == STORE_FILE_STORED, "the failed remove rolled give_up back");
+	d.ret = -EACCES;
+	is_int(settle(st, STORE_GIVE_UP, alice, "files/a0a1/g.txt", "g.txt", &d, &done), -EACCES,
+	       "a give-up returns the error of a failing remove");
+	is_int(d.remove_calls, 1, "the give-up called remove");
+	is_int(store_get_file(st, alice, "files/a0a1/g.txt", &g), 0, "get_file after the failed remove");
+	ok(!g.verified && g.status == STORE_FILE_STORED, "the failed remove rolled the give-up back");
 	is_int(store_get_client(st, alice, &c), 0, "get alice after the failed remove");
 	ok(strcmp(c.last_seen, OLD_TIME) == 0, "the failed remove rolled last seen back too");
-	rm.ret = 0;
-
-	is_int(store_give_up(st, alice, path, "other\\report.txt", callback, &rm), 0, "give_up of the stored file");
-	is_int(rm.calls, 2, "give_up called remove inside its transaction");
-	is_int(store_get_file(st, alice, path, &g), 0, "the row survives give_up");
-	ok(g.status == STORE_FILE_FAILED && !g.verified, "give_up records the file as failed and not verified");
-	is_int(store_mark_verified(st, alice, path, "other\\report.txt"), -ENOENT,
-	       "mark_verified after give_up is -ENOENT");
-	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the refused mark_verified");
-	ok(g.status == STORE_FILE_FAILED && !g.verified, "the refused mark_verified changed nothing");
-	is_int(store_check_file(st, alice, path, "other\\report.txt"), 0, "check_file still finds a given up file");
-
-	make_file(&f, alice, "other\\report.txt", path, 4000, 9);
-	is_int(store_record_file(st, &f, NULL, NULL, &attempts), 0, "a given up file can be uploaded again");
-	is_int(attempts, 2, "the new upload counts on from the earlier attempts of that name");
-	is_int(store_get_file(st, alice, path, &g), 0, "get_file after the new upload");
-	ok(g.status == STORE_FILE_STORED && !g.verified && g.size == 4000, "the new upload is stored again");
+	d.ret = 0;
+	is_int(settle(st, STORE_GIVE_UP, alice, "files/a0a1/g.txt", "g.txt", &d, &done), 0, "give up the file");
+	ok(d.remove_calls == 2 && done.outcome == STORE_SETTLED_DONE,
+	   "the give-up removed the copy inside its transaction");
+	is_int(store_get_file(st, alice, "files/a0a1/g.txt", &g), 0, "the row survives the give-up");
+	ok(g.status == STORE_FILE_FAILED && !g.verified, "the give-up records the file as failed and not verified");
+	is_int(settle(st, STORE_CONFIRM, alice, "files/a0a1/g.txt", "g.txt", &d, &done), -ENOENT,
+	       "a confirmation after the give-up is -ENOENT");
+	is_int(settle(st, STORE_RESEND, alice, "files/a0a1/g.txt", "g.txt", &d, &done), 0,
+	       "a resend still finds a given-up file");
+	is_int(settle(st, STORE_GIVE_UP, alice, "files/a0a1/g.txt", "g.txt", &d, &done), 0,
+	       "and so does another give-up");
+	make_file(&f, alice, "g.txt", "files/a0a1/g.txt", 40, 9);
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a given-up file can be uploaded again");
+	ok(rec.attempts == 2 && !rec.aside, "in place, counting on from the earlier attempts of that name");
+	is_int(store_get_file(st, alice, "files/a0a1/g.txt", &g), 0, "get_file after the new upload");
+	ok(g.status == STORE_FILE_STORED && !g.verified && g.size == 40, "the new upload is stored again");
 	is_int(store_get_file(st, alice, "files/a0a1/never.txt", &g), -ENOENT,
 	       "get_file of a never uploaded path is -ENOENT");
 	sqlite3_close(db);
 }
 
+/* efserver-protocol(7): a verified copy survives everything but its confirmed replacement. */
+static void test_kept_aside(struct store *st)
+{
+	uint8_t alice[WIRE_ID_SIZE];
+	const char *path = "files/a0a1/report.txt", *name = "other\\report.txt";
+	struct disk_log d = {0};
+	struct store_recorded rec;
+	struct store_settled done;
+	struct store_file f, g;
+
+	make_id(alice, 1, 1);
+	make_file(&f, alice, name, path, 5000, 50);
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a new upload of a verified file is recorded");
+	ok(rec.aside && !rec.rolled_forward && rec.dropped[0] == '\0' && rec.attempts == 2,
+	   "kept aside, dropping nothing, attempt 2");
+	ok(d.place_calls == 1 && d.aside && strcmp(d.token, TOKEN_A) == 0,
+	   "place was asked to keep it aside as its token");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+	ok(g.verified && g.size == 2000 && g.checksum == 7, "the row goes on describing the verified copy");
+	ok(g.pending && strcmp(g.pending_name, TOKEN_A) == 0 && g.pending_size == 5000 && g.pending_checksum == 50 &&
+	       strlen(g.pending_received) == 24,
+	   "and the copy kept aside");
+
+	make_file(&f, alice, name, path, 6000, 60);
+	is_int(record(st, &f, TOKEN_B, &d, &rec), 0, "a second new upload");
+	ok(rec.aside && strcmp(rec.dropped, TOKEN_A) == 0 && rec.attempts == 3,
+	   "kept aside too, dropping the first for the caller to remove");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+	ok(g.verified && g.size == 2000 && strcmp(g.pending_name, TOKEN_B) == 0 && g.pending_size == 6000,
+	   "the row names the second");
+
+	d.ret = -EIO;
+	is_int(settle(st, STORE_CONFIRM, alice, path, name, &d, &done), -EIO,
+	       "a confirmation whose rename fails returns its error");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+	ok(g.size == 2000 && g.pending && strcmp(g.pending_name, TOKEN_B) == 0, "and changed nothing");
+	d.ret = 0;
+	is_int(settle(st, STORE_CONFIRM, alice, path, name, &d, &done), 0, "the confirmation");
+	ok(done.outcome == STORE_SETTLED_REPLACED && strcmp(d.token, TOKEN_B) == 0,
+	   "puts the kept-aside copy in place through promote");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+	ok(g.verified && g.size == 6000 && g.checksum == 60 && !g.pending && g.attempts == 3,
+	   "the row describes the new copy, verified, nothing kept aside");
+
+	for (int v = STORE_RESEND; v <= STORE_GIVE_UP; v++) {
+		make_file(&f, alice, name, path, 7000, 70);
+		is_int(record(st, &f, TOKEN_C, &d, &rec), 0, "another new upload");
+		is_int(settle(st, (enum store_verdict)v, alice, path, name, &d, &done), 0, "then verdict %d", v);
+		ok(done.outcome == STORE_SETTLED_DISCARDED && strcmp(done.dropped, TOKEN_C) == 0,
+		   "drops the kept-aside copy for the caller to remove");
+		is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+		ok(g.verified && g.status == STORE_FILE_STORED && g.size == 6000 && !g.pending,
+		   "the verified copy stays, verified, as it was");
+	}
+	ok(d.remove_calls == 0, "no verdict removed the verified copy");
+
+	/* Killed between the rename of a confirmation and its commit: the kept-aside copy is gone, the row names it. */
+	make_file(&f, alice, name, path, 8000, 80);
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a new upload kept aside");
+	d.gone = true;
+	is_int(settle(st, STORE_GIVE_UP, alice, path, name, &d, &done), 0, "a give-up meets it gone");
+	ok(done.rolled_forward && done.outcome == STORE_SETTLED_NOTHING,
+	   "the interrupted confirmation is completed first, then there is nothing to drop");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+	ok(g.verified && g.size == 8000 && g.checksum == 80 && !g.pending, "the row describes the copy put in place");
+
+	make_file(&f, alice, name, path, 9000, 90);
+	d.gone = false;
+	is_int(record(st, &f, TOKEN_B, &d, &rec), 0, "a new upload kept aside");
+	d.gone = true;
+	make_file(&f, alice, name, path, 9500, 95);
+	is_int(record(st, &f, TOKEN_C, &d, &rec), 0, "the next upload meets the first gone");
+	ok(rec.rolled_forward && rec.aside && rec.dropped[0] == '\0',
+	   "rolled forward first, then kept aside with nothing to drop");
+	is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+	ok(g.verified && g.size == 9000 && strcmp(g.pending_name, TOKEN_C) == 0 && g.pending_size == 9500,
+	   "the row describes the rolled-forward copy and the new one kept aside");
+
+	is_int(store_pending_referenced(st, alice, TOKEN_C), 1, "a token a row names is referenced");
+	is_int(store_pending_referenced(st, alice, TOKEN_A), 0, "a token no row names is not");
+	d.gone = false;
+	{
+		struct callback rm = {0};
+
+		is_int(store_forget_pending(st, alice, TOKEN_C, callback, &rm), -EBUSY,
+		       "forget_pending of a token a row names is -EBUSY");
+		is_int(rm.calls, 0, "and removes nothing");
+		is_int(store_forget_pending(st, alice, TOKEN_A, callback, &rm), 0,
+		       "forget_pending of one no row names");
+		is_int(rm.calls, 1, "removes it inside its transaction");
+	}
+	d.gone = true;
+	{
+		struct store_disk disk = disk_of(&d);
+		struct walk w = {0};
+
+		is_int(store_repair_files(st, &disk, walk_file, &w), 0, "repair_files");
+		is_int(w.calls, 1, "completes the one row whose kept-aside copy is gone");
+		is_int(store_get_file(st, alice, path, &g), 0, "get_file after it");
+		ok(g.verified && g.size == 9500 && !g.pending, "the row describes the copy put in place");
+		w.calls = 0;
+		is_int(store_repair_files(st, &disk, walk_file, &w), 0, "repair_files again");
+		is_int(w.calls, 0, "finds nothing more");
+	}
+}
+
 static void test_iteration(struct store *st)
 {
 	uint8_t alice[WIRE_ID_SIZE], carol[WIRE_ID_SIZE];
+	struct disk_log d = {0};
+	struct store_recorded rec;
 	struct store_file f;
 	struct walk w;
 
@@ -467,9 +700,9 @@ static void test_iteration(struct store *st)
 	make_id(carol, 1, 4);
 	is_int(store_register_client(st, carol, "aaron"), 0, "register a third client whose name sorts first");
 	make_file(&f, carol, "b.txt", "files/x/b.txt", 5, 5);
-	is_int(store_record_file(st, &f, NULL, NULL, NULL), 0, "record a file for him");
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "record a file for him");
 	make_file(&f, alice, "a.txt", "files/a0a1/a.txt", 5, 5);
-	is_int(store_record_file(st, &f, NULL, NULL, NULL), 0, "record a second file for alice");
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "record another file for alice");
 
 	memset(&w, 0, sizeof(w));
 	w.ordered = true;
@@ -484,12 +717,12 @@ static void test_iteration(struct store *st)
 	memset(&w, 0, sizeof(w));
 	w.ordered = true;
 	is_int(store_each_file(st, NULL, walk_file, &w), 0, "each_file over all clients");
-	is_int(w.calls, 3, "each_file visits every file");
+	is_int(w.calls, 4, "each_file visits every file");
 	ok(w.ordered, "each_file goes in client then path order");
 	memset(&w, 0, sizeof(w));
 	w.ordered = true;
 	is_int(store_each_file(st, alice, walk_file, &w), 0, "each_file of one client");
-	is_int(w.calls, 2, "each_file of one client visits only hers");
+	is_int(w.calls, 3, "each_file of one client visits only hers");
 	memset(&w, 0, sizeof(w));
 	w.stop_after = 2;
 	is_int(store_each_file(st, NULL, walk_file, &w), 9, "each_file stops with the callback's value");
@@ -504,7 +737,7 @@ static void test_reopen(const char *dir)
 	struct store *st = NULL, *ro = NULL;
 
 	make_id(alice, 1, 1);
-	is_int(store_open(dir, 0, &st), 0, "store_open of an existing database");
+	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "store_open of an existing database");
 	is_int(store_get_client(st, alice, &c), 0, "the data survives close and reopen");
 	is_int(store_open_readonly(dir, 0, &ro), 0, "store_open_readonly beside a writer");
 	is_int(store_find_client_by_name(ro, "alice", &c), 0, "a read-only store reads");
@@ -526,7 +759,8 @@ static void test_versions(void)
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 1);
 	raw_exec(db, sql);
 	sqlite3_close(db);
-	is_int(store_open(newer, 0, &st), -EPROTO, "a database with a newer user_version is refused with -EPROTO");
+	is_int(store_open(newer, 0, NULL, NULL, &st), -EPROTO,
+	       "a database with a newer user_version is refused with -EPROTO");
 	ok(st == NULL, "a refused open returns no store");
 	why = failure_str(-EPROTO);
 	ok(strstr(why, "the database schema is newer than this program knows") != NULL,
@@ -559,7 +793,7 @@ static void test_not_a_database(void)
 		perror(path);
 		exit(99);
 	}
-	r = store_open(dir, 0, &st);
+	r = store_open(dir, 0, NULL, NULL, &st);
 	ok(r < 0 && st == NULL, "store_open of a file that is not a database fails (%d)", r);
 	why = failure_str(r);
 	ok(strstr(why, "SQLite: file is not a database") != NULL, "with SQLite's words for it (%s)", why);
@@ -576,12 +810,35 @@ struct child_result {
 	int first_error;
 };
 
-static int publish_nothing(void *ctx)
+static int place_nothing(void *ctx, bool aside, const char *token)
 {
 	int *published = ctx;
 
+	(void)aside;
+	(void)token;
 	(*published)++;
 	return 0;
+}
+
+static int exists_never(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	(void)ctx;
+	(void)id;
+	(void)token;
+	return 0;
+}
+
+static int promote_nothing(void *ctx, const char *token)
+{
+	(void)ctx;
+	(void)token;
+	return -EIO;
+}
+
+static int remove_nothing(void *ctx)
+{
+	(void)ctx;
+	return -EIO;
 }
 
 static void child_note(struct child_result *res, int r)
@@ -602,16 +859,22 @@ static void child_run(const char *dir, int index, int start_fd, int result_fd)
 	struct child_result res = {.index = index};
 	uint8_t id[WIRE_ID_SIZE], spki[300], aes[32];
 	char name[32], path[64];
+	struct store_disk disk = {.ctx = &res.published,
+	                          .pending_exists = exists_never,
+	                          .place = place_nothing,
+	                          .promote = promote_nothing,
+	                          .remove = remove_nothing};
+	struct store_recorded rec;
+	struct store_settled done;
 	struct store_file f;
 	struct store *st = NULL;
-	long long attempts;
 	char c;
 	int r;
 
 	/* Everyone blocks here until the parent closes the pipe, then all open at once. */
 	while (read(start_fd, &c, 1) > 0)
 		continue;
-	r = store_open(dir, 0, &st);
+	r = store_open(dir, 0, NULL, NULL, &st);
 	if (r < 0) {
 		child_note(&res, r);
 	} else {
@@ -624,10 +887,10 @@ static void child_run(const char *dir, int index, int start_fd, int result_fd)
 			child_note(&res, store_register_client(st, id, name));
 			child_note(&res, store_set_keys(st, id, name, spki, sizeof(spki), aes, sizeof(aes)));
 			make_file(&f, id, "upload.bin", path, (uint64_t)i * 16, (uint32_t)i);
-			attempts = 0;
-			r = store_record_file(st, &f, publish_nothing, &res.published, &attempts);
-			child_note(&res, r == 0 && attempts != 1 ? -EILSEQ : r);
-			child_note(&res, store_mark_verified(st, id, path, "upload.bin"));
+			r = store_record_file(st, &f, TOKEN_A, &disk, &rec);
+			child_note(&res, r == 0 && (rec.attempts != 1 || rec.aside) ? -EILSEQ : r);
+			r = store_settle_file(st, STORE_CONFIRM, id, path, "upload.bin", &disk, &done);
+			child_note(&res, r == 0 && done.outcome != STORE_SETTLED_DONE ? -EILSEQ : r);
 		}
 		store_close(st);
 	}
@@ -693,7 +956,7 @@ static void test_concurrency(void)
 	is_int(total.published, N_PROCS * N_ROUNDS, "publish ran once per recorded file");
 	printf("# %d processes, %d operations, %d errors, %d -EBUSY\n", N_PROCS, total.ops, total.errors, total.busy);
 
-	is_int(store_open(dir, 0, &st), 0, "open the database the processes wrote");
+	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "open the database the processes wrote");
 	memset(&w, 0, sizeof(w));
 	w.all_keyed = true;
 	is_int(store_each_client(st, walk_client, &w), 0, "walk the clients");
@@ -716,53 +979,214 @@ static void test_concurrency(void)
 	free(dir);
 }
 
-/* The publication callback of a process killed before its commit. */
-static int die_in_publish(void *ctx)
+/* Callbacks of a process killed inside its transaction, before its commit. */
+static int die_in_place(void *ctx, bool aside, const char *token)
 {
 	(void)ctx;
+	(void)aside;
+	(void)token;
 	_exit(0);
 }
 
+static int die_in_promote(void *ctx, const char *token)
+{
+	(void)ctx;
+	(void)token;
+	_exit(0);
+}
+
+/* Run fn in a child process that opens its own store and is killed inside the transaction: whether it got there. */
+static bool killed_inside(const char *dir, const struct store_file *f, enum store_verdict v, bool upload)
+{
+	struct disk_log d = {0};
+	struct store_disk disk = disk_of(&d);
+	struct store_recorded rec;
+	struct store_settled done;
+	int status = -1;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		struct store *child = NULL;
+
+		disk.place = die_in_place;
+		disk.promote = die_in_promote;
+		if (store_open(dir, 0, NULL, NULL, &child) == 0) {
+			if (upload)
+				(void)store_record_file(child, f, TOKEN_B, &disk, &rec);
+			else
+				(void)store_settle_file(child, v, f->client_id, f->path_name, f->file_name, &disk,
+				                        &done);
+		}
+		_exit(1);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 /*
- * A session killed after its file replaced the stored copy but before the
- * row recording it committed: the row that said verified must not say so
- * of content the client never confirmed.
+ * Sessions killed inside their transactions: an upload of a verified file
+ * killed while its copy is being kept aside leaves the row as it was; a
+ * confirmation killed after its rename leaves a row naming a kept-aside
+ * copy that is gone, which the next look rolls forward.
  */
-static void test_crash_during_publish(void)
+static void test_crash(void)
 {
 	const char *path = "files/c0/doc.txt";
 	char *dir = make_subdir("crash");
 	uint8_t id[WIRE_ID_SIZE];
+	struct disk_log d = {0};
+	struct store_recorded rec;
+	struct store_settled done;
 	struct store *st = NULL;
 	struct store_file f, g;
-	int status = -1;
-	pid_t pid;
 
 	make_id(id, 7, 7);
 	make_file(&f, id, "doc.txt", path, 100, 1);
-	if (store_open(dir, 0, &st) < 0 || store_register_client(st, id, "crash") < 0 ||
-	    store_record_file(st, &f, NULL, NULL, NULL) < 0 || store_mark_verified(st, id, path, "doc.txt") < 0) {
+	if (store_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "crash") < 0 ||
+	    record(st, &f, TOKEN_A, &d, &rec) < 0 || settle(st, STORE_CONFIRM, id, path, "doc.txt", &d, &done) < 0) {
 		ok(0, "crash set-up: a verified file");
 		store_close(st);
 		free(dir);
 		return;
 	}
-	pid = fork();
-	if (pid == 0) {
-		struct store *child = NULL;
-		make_file(&f, id, "doc.txt", path, 200, 2);
-		if (store_open(dir, 0, &child) == 0)
-			(void)store_record_file(child, &f, die_in_publish, NULL, NULL);
-		_exit(1);
-	}
-	waitpid(pid, &status, 0);
-	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	   "a session replacing a verified file dies inside publication");
+	make_file(&f, id, "doc.txt", path, 200, 2);
+	ok(killed_inside(dir, &f, STORE_CONFIRM, true),
+	   "a session uploading a verified file again dies keeping it aside");
 	is_int(store_get_file(st, id, path, &g), 0, "the row survives the crash");
-	ok(!g.verified, "it no longer says verified: the content under its name may be the unconfirmed new copy");
-	ok(g.size == 100 && g.checksum == 1 && g.attempts == 1, "its size, checksum and attempts are the earlier ones");
-	is_int(store_integrity_check(st), 0, "the database is intact after the crash");
+	ok(g.verified && g.size == 100 && g.checksum == 1 && g.attempts == 1 && !g.pending,
+	   "as it was: verified, describing the verified copy, nothing kept aside");
+
+	is_int(record(st, &f, TOKEN_B, &d, &rec), 0, "the upload again, kept aside");
+	ok(killed_inside(dir, &f, STORE_CONFIRM, false), "a session confirming it dies right after its rename");
+	is_int(store_get_file(st, id, path, &g), 0, "the row survives the crash");
+	ok(g.verified && g.size == 100 && g.pending && strcmp(g.pending_name, TOKEN_B) == 0,
+	   "naming the kept-aside copy, which the rename took away");
+	d.gone = true;
+	is_int(settle(st, STORE_CONFIRM, id, path, "doc.txt", &d, &done), 0, "the client's confirmation again");
+	ok(done.rolled_forward && done.outcome == STORE_SETTLED_NOTHING && d.promote_calls == 0,
+	   "completes the interrupted one and renames nothing more");
+	is_int(store_get_file(st, id, path, &g), 0, "get_file after it");
+	ok(g.verified && g.size == 200 && g.checksum == 2 && !g.pending, "the row describes the confirmed copy");
+	is_int(store_integrity_check(st), 0, "the database is intact after the crashes");
 	store_close(st);
+	free(dir);
+}
+
+/* The schema of version 1, as efsession wrote it before kept-aside copies. */
+static const char schema_v1[] =
+    "CREATE TABLE clients (\n"
+    "	id BLOB NOT NULL PRIMARY KEY CHECK (typeof(id) = 'blob' AND length(id) = 16),\n"
+    "	name TEXT NOT NULL UNIQUE\n"
+    "		CHECK (typeof(name) = 'text' AND length(CAST(name AS BLOB)) BETWEEN 1 AND 254),\n"
+    "	public_key BLOB CHECK (public_key IS NULL OR\n"
+    "		(typeof(public_key) = 'blob' AND length(public_key) BETWEEN 1 AND 1100)),\n"
+    "	aes_key BLOB CHECK (aes_key IS NULL OR\n"
+    "		(typeof(aes_key) = 'blob' AND length(aes_key) BETWEEN 1 AND 32)),\n"
+    "	registered TEXT NOT NULL,\n"
+    "	last_seen TEXT NOT NULL\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE files (\n"
+    "	client_id BLOB NOT NULL REFERENCES clients (id) ON DELETE CASCADE,\n"
+    "	file_name TEXT NOT NULL\n"
+    "		CHECK (typeof(file_name) = 'text' AND length(CAST(file_name AS BLOB)) BETWEEN 1 AND 254),\n"
+    "	path_name TEXT NOT NULL\n"
+    "		CHECK (typeof(path_name) = 'text' AND length(CAST(path_name AS BLOB)) BETWEEN 1 AND 511),\n"
+    "	verified INTEGER NOT NULL CHECK (verified IN (0, 1)),\n"
+    "	status INTEGER NOT NULL CHECK (status IN (0, 1)),\n"
+    "	size INTEGER NOT NULL CHECK (typeof(size) = 'integer' AND size >= 0),\n"
+    "	checksum INTEGER NOT NULL CHECK (typeof(checksum) = 'integer' AND checksum BETWEEN 0 AND 4294967295),\n"
+    "	attempts INTEGER NOT NULL CHECK (typeof(attempts) = 'integer' AND attempts >= 1),\n"
+    "	received TEXT NOT NULL,\n"
+    "	PRIMARY KEY (client_id, path_name),\n"
+    "	CHECK (verified = 0 OR status = 0)\n"
+    ") WITHOUT ROWID;\n";
+
+/* A version-1 database with clients and files migrates in place: every row kept, nothing kept aside. */
+static void test_migration(void)
+{
+	char *dir = make_subdir("v1");
+	uint8_t id[WIRE_ID_SIZE];
+	struct disk_log d = {0};
+	struct store_recorded rec;
+	struct store_client c;
+	struct store *st = NULL;
+	struct store_file f, g;
+	char out[64];
+	sqlite3 *db;
+
+	make_id(id, 9, 9);
+	db = raw_open(dir);
+	raw_exec(db, "PRAGMA journal_mode = WAL");
+	raw_exec(db, schema_v1);
+	raw_exec(db, "INSERT INTO clients VALUES (x'00090009a4a5a6a7a8a9aaabacadaeaf', 'old', x'3082', x'0011', "
+	             "'" OLD_TIME "', '" OLD_TIME "')");
+	raw_exec(db,
+	         "INSERT INTO files VALUES (x'00090009a4a5a6a7a8a9aaabacadaeaf', 'v.txt', 'files/v/v.txt', 1, 0, "
+	         "11, 111, 2, '" OLD_TIME "'), (x'00090009a4a5a6a7a8a9aaabacadaeaf', 'u.txt', 'files/v/u.txt', 0, 1, "
+	         "0, 0, 3, '" OLD_TIME "')");
+	raw_exec(db, "PRAGMA user_version = 1");
+	sqlite3_close(db);
+
+	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "a version-1 database opens");
+	db = raw_open(dir);
+	is_int(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION, "it is migrated to the current version");
+	is_int(raw_int(db, "SELECT count(*) FROM files WHERE pending_name IS NULL AND pending_size IS NULL AND "
+	                   "pending_checksum IS NULL AND pending_received IS NULL"),
+	       2, "every row kept, with nothing kept aside");
+	raw_text(db, "PRAGMA integrity_check", out, sizeof(out));
+	ok(strcmp(out, "ok") == 0, "and the database is intact (%s)", out);
+	sqlite3_close(db);
+	is_int(store_get_client(st, id, &c), 0, "the client is there");
+	ok(strcmp(c.name, "old") == 0 && c.public_key_len == 2 && c.aes_key_len == 2, "with its name and keys");
+	is_int(store_get_file(st, id, "files/v/v.txt", &g), 0, "its verified file is there");
+	ok(g.verified && g.size == 11 && g.checksum == 111 && g.attempts == 2 && !g.pending, "as it was");
+	is_int(store_get_file(st, id, "files/v/u.txt", &g), 0, "its given-up file is there");
+	ok(g.status == STORE_FILE_FAILED && g.attempts == 3, "as it was");
+	make_file(&f, id, "v.txt", "files/v/v.txt", 22, 222);
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a new upload of the verified file");
+	ok(rec.aside && rec.attempts == 3, "is kept aside, counting on");
+	store_close(st);
+	free(dir);
+}
+
+static int refuse_creation(void *ctx)
+{
+	(*(int *)ctx)++;
+	return -EEXIST;
+}
+
+/* No database is made where the caller says one would lose what the state directory holds. */
+static void test_no_creation(void)
+{
+	char *dir = make_subdir("nocreate"), *path = xasprintf(dir, STORE_DB_NAME);
+	struct store *st = NULL;
+	struct stat sb;
+	int asked = 0, fd;
+	sqlite3 *db;
+
+	is_int(store_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "a missing database, creation refused");
+	ok(asked == 1 && st == NULL && stat(path, &sb) < 0, "the callback was asked, nothing was created");
+	ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " is missing") == 0, "the note says what was found");
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	close(fd);
+	is_int(store_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "an empty (0-byte) database, refused");
+	ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " is empty (0 bytes)") == 0, "the note says so");
+	ok(stat(path, &sb) == 0 && sb.st_size == 0, "the file is left as it was");
+	db = raw_open(dir);
+	raw_exec(db, "CREATE TABLE t (x); DROP TABLE t");
+	sqlite3_close(db);
+	is_int(store_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "a database with no schema, refused");
+	ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " has no schema") == 0, "the note says so");
+	asked = 0;
+	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "allowed, the schema is created");
+	store_close(st);
+	is_int(store_open(dir, 0, refuse_creation, &asked, &st), 0,
+	       "an existing database opens, whatever the callback");
+	is_int(asked, 0, "without asking it");
+	store_close(st);
+	free(path);
 	free(dir);
 }
 
@@ -788,13 +1212,16 @@ int main(void)
 		test_clients(dir, st);
 		test_keys(dir, st);
 		test_files(dir, st);
+		test_kept_aside(st);
 		test_iteration(st);
 		store_close(st);
 		test_reopen(dir);
 	}
 	test_versions();
 	test_not_a_database();
-	test_crash_during_publish();
+	test_crash();
+	test_migration();
+	test_no_creation();
 	test_concurrency();
 
 	free(dir);

@@ -1,4 +1,9 @@
-/* The file vault: nothing is visible before publication, publication is atomic, nothing is left by a discard. */
+/*
+ * The file vault: nothing is visible before publication, publication is
+ * atomic, nothing is left by a discard, not even a client directory; a
+ * kept-aside copy is under no file's name until it is promoted over one; a
+ * client directory removed under a publisher is made again.
+ */
 #include "config.h"
 
 #include <dirent.h>
@@ -24,6 +29,14 @@ static int count_dir(const uint8_t *dir_id, bool empty, void *ctx)
 {
 	(void)dir_id;
 	((int *)ctx)[empty ? 1 : 0]++;
+	return 0;
+}
+
+static int count_pending(const uint8_t *dir_id, const char *token, void *ctx)
+{
+	(void)dir_id;
+	(void)token;
+	(*(int *)ctx)++;
 	return 0;
 }
 
@@ -100,22 +113,22 @@ int main(void)
 	   "the path name is files/<lowercase hex id>/<base name>");
 	ok(vault_path_name(id, "a.txt", rel, 20) == -ENAMETOOLONG, "a path name that does not fit is refused");
 
-	ok(vault_create(v, id, &f) == 0, "a file is started for a client");
-	snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b", root);
-	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700, "the client's directory is created, mode 0700");
+	ok(vault_create(v, &f) == 0, "a file is started");
 	ok(vault_write(f, "hello", 5) == 0, "content is written");
-	is_int(entries("files/deadbeef000142038405060708090a0b"), 0, "before publication no file is visible");
-	ok(vault_publish(f, "a.txt") == 0, "the file is published");
+	snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b", root);
+	ok(stat(path, &st) < 0 && errno == ENOENT, "before publication the client has no directory");
+	is_int(entries("tmp"), 0, "nor any named file in tmp/ (O_TMPFILE)");
+	ok(vault_publish(f, id, "a.txt") == 0, "the file is published");
+	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700, "the client's directory is made then, mode 0700");
 	vault_discard(f);
 	ok(read_file("files/deadbeef000142038405060708090a0b/a.txt", buf, sizeof(buf), &mode) == 5 &&
 	       memcmp(buf, "hello", 5) == 0 && mode == 0600,
 	   "the published file holds its content, mode 0600 despite umask 022");
 
-	ok(vault_create(v, id, &f) == 0 && vault_write(f, "second copy", 11) == 0,
-	   "a second upload of a.txt is written");
+	ok(vault_create(v, &f) == 0 && vault_write(f, "second copy", 11) == 0, "a second upload of a.txt is written");
 	ok(read_file("files/deadbeef000142038405060708090a0b/a.txt", buf, sizeof(buf), &mode) == 5,
 	   "until published, readers still see the first copy");
-	ok(vault_publish(f, "a.txt") == 0, "the second copy is published over the first");
+	ok(vault_publish(f, id, "a.txt") == 0, "the second copy is published over the first");
 	vault_discard(f);
 	ok(read_file("files/deadbeef000142038405060708090a0b/a.txt", buf, sizeof(buf), &mode) == 11 &&
 	       memcmp(buf, "second copy", 11) == 0,
@@ -123,34 +136,35 @@ int main(void)
 	is_int(entries("tmp"), 0, "replacing leaves nothing in tmp/");
 	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "replacing leaves exactly one file");
 
-	ok(vault_create(v, id, &f) == 0 && vault_write(f, "dropped", 7) == 0,
-	   "an upload that will be dropped is written");
+	ok(vault_create(v, &f) == 0 && vault_write(f, "dropped", 7) == 0, "an upload that will be dropped is written");
 	vault_discard(f);
+	ok(vault_create(v, &f) == 0 && vault_write(f, "dropped", 7) == 0, "so is one of a client with no directory");
+	vault_discard(f);
+	is_int(entries("files"), 1, "a discarded upload makes no client directory");
 	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "a discarded upload leaves no file");
 	is_int(entries("tmp"), 0, "a discarded upload leaves nothing in tmp/");
 
-	ok(vault_create(v, id, &f) == 0, "a file for unsafe names is started");
-	ok(vault_publish(f, "..") == -EINVAL, "publishing as '..' is refused");
-	ok(vault_publish(f, ".") == -EINVAL, "publishing as '.' is refused");
-	ok(vault_publish(f, "") == -EINVAL, "publishing under an empty name is refused");
-	ok(vault_publish(f, "x/y") == -EINVAL, "publishing a name with a slash is refused");
+	ok(vault_create(v, &f) == 0, "a file for unsafe names is started");
+	ok(vault_publish(f, id, "..") == -EINVAL, "publishing as '..' is refused");
+	ok(vault_publish(f, id, ".") == -EINVAL, "publishing as '.' is refused");
+	ok(vault_publish(f, id, "") == -EINVAL, "publishing under an empty name is refused");
+	ok(vault_publish(f, id, "x/y") == -EINVAL, "publishing a name with a slash is refused");
 	vault_discard(f);
 	is_int(entries("files/deadbeef000142038405060708090a0b"), 1, "refused publications leave nothing");
 
 	big = calloc(1, 9u << 20);
-	ok(vault_create(v, id, &f) == 0 && vault_write(f, big, 9u << 20) == 0 && vault_write(f, big, 1) == 0 &&
-	       vault_publish(f, "big") == 0,
+	ok(vault_create(v, &f) == 0 && vault_write(f, big, 9u << 20) == 0 && vault_write(f, big, 1) == 0 &&
+	       vault_publish(f, id, "big") == 0,
 	   "a 9 MiB file (past the writeback step) is written and published");
 	vault_discard(f);
 	free(big);
 	snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b/big", root);
 	ok(stat(path, &st) == 0 && st.st_size == (9 << 20) + 1, "it has all its bytes");
 
-	ok(vault_create(v, id, &f) == 0 && vault_write(f, "flushed", 7) == 0 && vault_flush(f) == 0 &&
-	       vault_flush(f) == 0,
+	ok(vault_create(v, &f) == 0 && vault_write(f, "flushed", 7) == 0 && vault_flush(f) == 0 && vault_flush(f) == 0,
 	   "an upload is flushed to disk before publication, and flushing twice is harmless");
 	is_int(entries("files/deadbeef000142038405060708090a0b"), 2, "a flushed file is still invisible");
-	ok(vault_publish(f, "flushed") == 0, "a flushed file is published");
+	ok(vault_publish(f, id, "flushed") == 0, "a flushed file is published");
 	vault_discard(f);
 	ok(read_file("files/deadbeef000142038405060708090a0b/flushed", buf, sizeof(buf), &mode) == 7 &&
 	       memcmp(buf, "flushed", 7) == 0,
@@ -166,7 +180,7 @@ int main(void)
 
 	{
 		static const uint8_t other[16] = {1, 2, 3};
-		struct vault_file *g = NULL;
+
 		struct seal_key *key = NULL;
 		struct seal_reader *rd = NULL;
 		const uint8_t *p;
@@ -179,7 +193,7 @@ int main(void)
 		       seal_key_load(path, &key) == 0,
 		   "a storage key is loaded");
 		vault_set_storage_key(v, key);
-		ok(vault_create(v, id, &f) == 0 && vault_write(f, "sealed", 6) == 0 && vault_publish(f, "s.txt") == 0,
+		ok(vault_create(v, &f) == 0 && vault_write(f, "sealed", 6) == 0 && vault_publish(f, id, "s.txt") == 0,
 		   "with a storage key, a file is written and published");
 		vault_discard(f);
 		snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b/s.txt", root);
@@ -192,20 +206,20 @@ int main(void)
 		close(fd);
 		vault_set_storage_key(v, NULL);
 
-		ok(vault_create(v, other, &f) == 0, "an upload holds a new client's empty directory");
-		ok(vault_each_client_dir(v, count_dir, counts) == 0 && counts[0] == 1 && counts[1] == 1,
+		ok(vault_create(v, &f) == 0 && vault_write(f, "x", 1) == 0 && vault_publish(f, other, "x") == 0,
+		   "a file of a second client");
+		vault_discard(f);
+		ok(vault_remove(v, other, "x") == 0, "removed, it leaves its client's directory empty");
+		ok(vault_each_client_dir(v, VAULT_FILES, count_dir, counts) == 0 && counts[0] == 1 && counts[1] == 1,
 		   "client directories are listed, one with files and one empty");
-		ok(vault_remove_dir(v, other, false, true) == -EBUSY, "a directory in use by an upload is left alone");
-		ok(vault_create(v, other, &g) == 0, "a second upload shares the directory");
-		vault_discard(g);
+		ok(vault_remove_dir(v, VAULT_FILES, other, false) == 0 && entries("files") == 1,
+		   "the empty directory is removed");
+		ok(vault_create(v, &f) == 0 && vault_write(f, "y", 1) == 0 && vault_publish(f, other, "y") == 0,
+		   "a publisher that finds the directory gone makes it again");
 		vault_discard(f);
-		ok(vault_remove_dir(v, other, false, true) == 0, "once idle, the empty directory is removed");
-		ok(vault_create(v, other, &f) == 0 && vault_write(f, "x", 1) == 0 && vault_publish(f, "x") == 0,
-		   "an upload after that recreates it");
-		vault_discard(f);
-		ok(vault_remove_dir(v, other, false, true) == -ENOTEMPTY,
+		ok(vault_remove_dir(v, VAULT_FILES, other, false) == -ENOTEMPTY,
 		   "a directory with files is not removed as empty");
-		ok(vault_remove_dir(v, other, true, false) == 0 && entries("files") == 1,
+		ok(vault_remove_dir(v, VAULT_FILES, other, true) == 0 && entries("files") == 1,
 		   "with its content, it is removed");
 
 		snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "%d-00", root, (int)getpid());
@@ -220,6 +234,71 @@ int main(void)
 		ok(vault_each_leftover(v, true, count_name, &names) == 0 && names == 1 && entries("tmp") == 2,
 		   "and removed on request");
 		seal_key_free(key);
+	}
+
+	{
+		char token[VAULT_TOKEN_SIZE], other_token[VAULT_TOKEN_SIZE], aside[600];
+		int found = 0;
+
+		vault_new_token(token);
+		vault_new_token(other_token);
+		ok(vault_token_ok(token) && strlen(token) == 32 && strcmp(token, other_token) != 0,
+		   "tokens are 32 hex digits, a fresh one each time");
+		ok(!vault_token_ok("../../files/x/a.txt0123456789abc") &&
+		       !vault_token_ok("0123456789ABCDEF0123456789abcdef") &&
+		       !vault_token_ok("0123456789abcdef0123456789abcde"),
+		   "a path, upper case or 31 digits is no token");
+		ok(vault_pending_path(id, token, aside, sizeof(aside)) == 0 &&
+		       strncmp(aside, "pending/deadbeef", 16) == 0,
+		   "a kept-aside copy is pending/<hex>/<token>");
+		snprintf(path, sizeof(path), "%s/pending", root);
+		ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0700, "pending/ was created, mode 0700");
+		is_int(vault_pending_exists(v, id, token), 0, "a token not yet used names nothing");
+		ok(vault_create(v, &f) == 0 && vault_write(f, "new one", 7) == 0 &&
+		       vault_publish_aside(f, id, token) == 0,
+		   "a file is kept aside");
+		vault_discard(f);
+		is_int(vault_pending_exists(v, id, token), 1, "it exists as its token");
+		snprintf(path, sizeof(path), "%s/files/deadbeef000142038405060708090a0b/big", root);
+		ok(stat(path, &st) == 0 && st.st_size == (9 << 20) + 1, "the file under its name is untouched");
+		ok(vault_create(v, &f) == 0 && vault_publish_aside(f, id, token) == -EEXIST,
+		   "a token is never used twice: a second copy under it is refused");
+		vault_discard(f);
+		ok(vault_create(v, &f) == 0 && vault_publish_aside(f, id, "../x") == -EINVAL,
+		   "a name that is no token is refused");
+		vault_discard(f);
+		ok(vault_create(v, &f) == 0 && vault_write(f, "other", 5) == 0 &&
+		       vault_publish_aside(f, id, other_token) == 0,
+		   "a second copy is kept aside under its own token");
+		vault_discard(f);
+		ok(vault_each_pending(v, count_pending, &found) == 0 && found == 2, "both are listed");
+		ok(vault_promote(v, id, token, "big") == 0, "the first is put in place of a stored file");
+		ok(read_file("files/deadbeef000142038405060708090a0b/big", buf, sizeof(buf), &mode) == 7 &&
+		       memcmp(buf, "new one", 7) == 0,
+		   "the name holds it now");
+		is_int(vault_pending_exists(v, id, token), 0, "and its token names nothing any more");
+		ok(vault_promote(v, id, token, "big") == -ENOENT, "a token gone cannot be promoted");
+		ok(vault_remove_pending(v, id, other_token) == 0 && vault_pending_exists(v, id, other_token) == 0,
+		   "the second is removed");
+		ok(vault_remove_pending(v, id, other_token) == 0, "removing it again is not an error");
+		{
+			int counts[2] = {0, 0};
+
+			ok(vault_each_client_dir(v, VAULT_PENDING, count_dir, counts) == 0 && counts[0] == 0 &&
+			       counts[1] == 1,
+			   "the client's pending/ directory is listed, empty");
+		}
+		ok(vault_remove_dir(v, VAULT_PENDING, id, false) == 0 && entries("pending") == 0, "and is removed");
+		vault_new_token(token);
+		ok(vault_create(v, &f) == 0 && vault_write(f, "again", 5) == 0 &&
+		       vault_publish_aside(f, id, token) == 0 && vault_pending_exists(v, id, token) == 1,
+		   "a copy kept aside after that makes the directory again");
+		vault_discard(f);
+		ok(vault_remove_dir(v, VAULT_PENDING, id, false) == -ENOTEMPTY,
+		   "a directory of kept-aside copies that is not empty stays");
+		ok(vault_remove_dir(v, VAULT_PENDING, id, true) == 0 && entries("pending") == 0,
+		   "with its content, it is removed");
+		is_int(entries("tmp"), 2, "nothing of all that is left in tmp/ (but the two names put there above)");
 	}
 
 	vault_close(v);

@@ -441,6 +441,57 @@ static void test_ids(void)
 	ok(wire_id_from_hex("0-123456789ab4def80112233445566ff", back) == -EINVAL,
 	   "hex to id: a dash inside a byte refused");
 	ok(wire_id_from_hex("", back) == -EINVAL, "hex to id: empty refused");
+	ok(wire_id_from_hex("0123456789ab4def80112233445566FF", back) == 0 && memcmp(back, id, 16) == 0,
+	   "hex to id: plain digits in mixed case accepted");
+	ok(wire_id_from_hex("01-23456789ab4def80112233445566ff", back) == -EINVAL,
+	   "hex to id: a dash between bytes outside the 8-4-4-4-12 places refused");
+	ok(wire_id_from_hex("01234567-89ab4def80112233445566ff", back) == -EINVAL,
+	   "hex to id: only some of the dashes of 8-4-4-4-12 refused");
+	ok(wire_id_from_hex("01234567-89ab-4def-8011-2233445566ff-", back) == -EINVAL,
+	   "hex to id: a trailing dash refused");
+	ok(wire_id_from_hex("0123456789ab-4def-8011-2233-445566ff", back) == -EINVAL,
+	   "hex to id: four dashes in other places refused");
+	ok(wire_id_from_hex("01234567-89ab-4def-8011-2233445566f-", back) == -EINVAL,
+	   "hex to id: a dash in place of a digit refused");
+	ok(wire_id_from_hex("{01234567-89ab-4def-8011-2233445566ff}", back) == -EINVAL, "hex to id: braces refused");
+	ok(wire_id_from_hex(" 0123456789ab4def80112233445566ff", back) == -EINVAL, "hex to id: a space refused");
+}
+
+/* A name shaped like an id is valid but refused to a new client (efserver-protocol(7), Names). */
+static void test_new_client_name(void)
+{
+	static const struct {
+		const char *name;
+		enum wire_name_error want;
+	} cases[] = {
+	    {"0123456789ab4def80112233445566ff", WIRE_NAME_LIKE_ID},
+	    {"0123456789AB4DEF80112233445566FF", WIRE_NAME_LIKE_ID},
+	    {"01234567-89ab-4def-8011-2233445566ff", WIRE_NAME_LIKE_ID},
+	    {"01234567-89AB-4dEf-8011-2233445566Ff", WIRE_NAME_LIKE_ID},
+	    {"00000000000000000000000000000000", WIRE_NAME_LIKE_ID},
+	    {"0123456789ab4def80112233445566f", WIRE_NAME_OK},
+	    {"0123456789ab4def80112233445566fff", WIRE_NAME_OK},
+	    {"0123456789ab4def80112233445566fg", WIRE_NAME_OK},
+	    {"01-23456789ab4def80112233445566ff", WIRE_NAME_OK},
+	    {"{01234567-89ab-4def-8011-2233445566ff}", WIRE_NAME_OK},
+	    {"0123456789ab4def80112233445566ff ", WIRE_NAME_OK},
+	    {"alice", WIRE_NAME_OK},
+	    {"caf\xc3\xa9", WIRE_NAME_OK},
+	    {"bad\xff", WIRE_NAME_NOT_UTF8},
+	    {"", WIRE_NAME_EMPTY},
+	};
+	uint8_t field[WIRE_NAME_SIZE];
+	size_t i, len;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(field, 0, sizeof(field));
+		memcpy(field, cases[i].name, strlen(cases[i].name));
+		len = 0;
+		is_int(wire_check_new_client_name(field, &len), cases[i].want, "new client name '%s': %s",
+		       cases[i].name, wire_name_error_str(cases[i].want));
+		if (cases[i].want == WIRE_NAME_OK || cases[i].want == WIRE_NAME_LIKE_ID)
+			is_int(len, strlen(cases[i].name), "new client name '%s': its length is given", cases[i].name);
+	}
 }
 
 int main(void)
@@ -455,5 +506,6 @@ int main(void)
 	test_names();
 	test_base_names();
 	test_ids();
+	test_new_client_name();
 	return tap_done();
 }

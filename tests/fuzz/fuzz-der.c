@@ -39,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (k.bits < DER_RSA_MIN_BITS || k.bits > DER_RSA_MAX_BITS || k.n_len != (k.bits + 7) / 8 ||
 		    k.n[0] == 0)
 			abort();
-		if (k.e_len == 0 || !(k.e[k.e_len - 1] & 1) || (k.e_len == 1 && k.e[0] < 3))
+		if (!(k.n[k.n_len - 1] & 1) || k.e_len == 0 || k.e_len > DER_RSA_EXPONENT_MAX_BYTES ||
+		    !(k.e[k.e_len - 1] & 1) || (k.e_len == 1 && k.e[0] < 3))
 			abort();
 		for (i = k.der_len; i < size; i++)
 			if (buf[i] != 0)

@@ -67,7 +67,8 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 /* Empty the state directory, keeping the directory itself. */
 static void clear_state(void)
 {
-	static const char *const names[] = {"files", "tmp", STORE_DB_NAME, STORE_DB_NAME "-wal", STORE_DB_NAME "-shm"};
+	static const char *const names[] = {
+	    "files", "tmp", "pending", STORE_DB_NAME, STORE_DB_NAME "-wal", STORE_DB_NAME "-shm"};
 	char path[400];
 	size_t i;
 
@@ -170,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    lseek(F.in, 0, SEEK_SET) < 0)
 		fatal("memfd");
 	restore_fixture();
-	if (vault_open(F.state, &v) < 0 || store_open(F.state, 0, &st) < 0)
+	if (vault_open(F.state, &v) < 0 || store_open(F.state, 0, NULL, NULL, &st) < 0)
 		fatal("cannot open the state directory");
 	(void)session_run(&cfg, st, v, F.in, F.out);
 	store_close(st);
