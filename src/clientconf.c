@@ -226,7 +226,7 @@ int clientconf_check_name(const char *s, size_t len, const char **why)
 	size_t n;
 
 	if (len > WIRE_NAME_MAX) {
-		*why = "longer than 254 bytes";
+		*why = "is longer than 254 bytes";
 		return -EINVAL;
 	}
 	if (memchr(s, '\0', len)) {

@@ -480,7 +480,7 @@ static int resolve_settings(struct run *run, char *const *args, size_t nargs)
 		return EXIT_USAGE;
 	}
 	if (clientconf_check_name(run->name, strlen(run->name), &why) < 0) {
-		say("--name '%s': %s", run->name, why);
+		say("--name '%s': the client name %s", run->name, why);
 		return EXIT_USAGE;
 	}
 	if (nargs == 0) {

@@ -207,7 +207,7 @@ static enum outcome take_client_name(struct session *s, const struct wire_reques
 	if ((o = take_body(s, rq, b)) != OUT_CONTINUE)
 		return o;
 	if (!take_name(b->name, true, name, &ne))
-		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
+		return format_error(s, rq, "the client name %s", wire_name_error_str(ne));
 	return OUT_CONTINUE;
 }
 
@@ -229,7 +229,7 @@ static enum outcome take_file_name(struct session *s, const struct wire_request_
 	size_t blen;
 
 	if (!take_name(field, false, name, &ne))
-		return format_error(s, rq, "the file name is %s", wire_name_error_str(ne));
+		return format_error(s, rq, "the file name %s", wire_name_error_str(ne));
 	if (wire_base_name(name, strlen(name), &b, &blen) < 0)
 		return format_error(s, rq, "the file name '%s' has no usable base name", esc(name, e1));
 	memcpy(base, b, blen);
@@ -514,7 +514,7 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	s->touched = true;
 	reported = (uint64_t)attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
 	log_context_file(name, (long long)plain_size);
-	log_info("Stored %s for %s: %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
+	log_info("Stored '%s' for '%s': %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
 	         opts_human_size(plain_size, hs, sizeof(hs)), sum,
 	         reported != sum ? " (reporting a wrong one on purpose)" : "");
 
@@ -540,10 +540,25 @@ static int remove_copy(void *ctx)
 	return vault_remove(rm->v, rm->id, rm->base);
 }
 
+/* How a log line names the request's client: by its name, quoted, or by its id when it has none. */
+static const char *client_label(struct session *s, char *buf, size_t size)
+{
+	char e1[NAME_ESC_MAX];
+	struct store_client c;
+
+	if (store_get_client(s->st, s->hdr.client_id, &c) < 0) {
+		snprintf(buf, size, "client %s", s->id_hex);
+		return buf;
+	}
+	crypto_wipe(c.aes_key, sizeof(c.aes_key));
+	snprintf(buf, size, "'%s'", esc(c.name, e1));
+	return buf;
+}
+
 /* 1029-1031 and 1104-1106 (efserver-protocol(7), "Uploads, resends and giving up"). */
 static enum outcome handle_crc(struct session *s, const struct wire_request_spec *rq)
 {
-	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX];
+	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX], who[NAME_ESC_MAX + 40];
 	struct removal rm = {s->v, s->hdr.client_id, base};
 	struct wire_request_body b;
 	const char *verb;
@@ -570,16 +585,16 @@ static enum outcome handle_crc(struct session *s, const struct wire_request_spec
 		r = store_give_up(s->st, s->hdr.client_id, path, name, remove_copy, &rm);
 		break;
 	}
+	client_label(s, who, sizeof(who));
 	if (r == -ENOENT)
-		return refuse(s, rq->refusal, NULL, "client %s has no file '%s' to confirm", s->id_hex, esc(name, e1));
+		return refuse(s, rq->refusal, NULL, "%s has no file '%s' to confirm", who, esc(name, e1));
 	if (r < 0)
-		return server_error(s, r, "Could not record that client %s %s '%s'", s->id_hex, verb, esc(name, e1));
+		return server_error(s, r, "Could not record that %s %s '%s'", who, verb, esc(name, e1));
 	s->touched = true;
 	if (rq->kind == WIRE_KIND_CRC_ABORT)
-		log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.", s->id_hex,
-		            esc(name, e1));
+		log_warning("%s gave up on '%s' after checksum mismatches; its copy was removed.", who, esc(name, e1));
 	else
-		log_info("Client %s %s '%s'.", s->id_hex, verb, esc(name, e1));
+		log_info("%s %s '%s'.", who, verb, esc(name, e1));
 	if (rq->flags & WIRE_SILENT)
 		return OUT_CONTINUE;
 	return answer(s, rq->success,

@@ -438,17 +438,17 @@ const char *wire_name_error_str(enum wire_name_error e)
 {
 	switch (e) {
 	case WIRE_NAME_OK:
-		return "valid";
+		return "is valid";
 	case WIRE_NAME_NO_NUL:
-		return "no NUL terminator in the 255-byte field";
+		return "has no NUL terminator in its 255-byte field";
 	case WIRE_NAME_EMPTY:
-		return "empty";
+		return "is empty";
 	case WIRE_NAME_CONTROL:
 		return "holds a control character";
 	case WIRE_NAME_NOT_UTF8:
-		return "not valid UTF-8";
+		return "is not valid UTF-8";
 	}
-	return "invalid";
+	return "is invalid";
 }
 
 /* efserver-protocol(7), "Names": the part after the last '/' or '\'. */

@@ -276,6 +276,7 @@ enum wire_name_error {
  * and valid UTF-8 when utf8 is set. On success *len is the string length.
  */
 enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool utf8, size_t *len);
+/* What is wrong, as the rest of a sentence about the name: "is empty", "holds a control character". */
 const char *wire_name_error_str(enum wire_name_error e);
 
 /*

@@ -121,12 +121,12 @@ static void test_name(void)
 	ok(clientconf_check_name("alice", 5, &why) == 0, "\"alice\" is a valid name");
 	ok(clientconf_check_name("Zoë", strlen("Zoë"), &why) == 0, "so is a UTF-8 name");
 	ok(clientconf_check_name(long_name, 254, &why) == 0, "254 bytes are allowed");
-	ok(clientconf_check_name(long_name, 255, &why) == -EINVAL && strcmp(why, "longer than 254 bytes") == 0,
+	ok(clientconf_check_name(long_name, 255, &why) == -EINVAL && strcmp(why, "is longer than 254 bytes") == 0,
 	   "255 are not");
-	ok(clientconf_check_name("", 0, &why) == -EINVAL && strcmp(why, "empty") == 0, "an empty name is refused");
+	ok(clientconf_check_name("", 0, &why) == -EINVAL && strcmp(why, "is empty") == 0, "an empty name is refused");
 	ok(clientconf_check_name("a\tb", 3, &why) == -EINVAL && strcmp(why, "holds a control character") == 0,
 	   "a control character is refused");
-	ok(clientconf_check_name("\xff", 1, &why) == -EINVAL && strcmp(why, "not valid UTF-8") == 0,
+	ok(clientconf_check_name("\xff", 1, &why) == -EINVAL && strcmp(why, "is not valid UTF-8") == 0,
 	   "invalid UTF-8 is refused");
 }
 
@@ -138,7 +138,7 @@ static void test_transfer(void)
 	    {"", "DIR/transfer.info:1: missing the server address (host:port)"},
 	    {"localhost\nalice\n", "DIR/transfer.info:1: server address no port, expected host:port"},
 	    {"127.0.0.1:1357\nal\x01ice\n", "DIR/transfer.info:2: client name holds a control character"},
-	    {"127.0.0.1:1357\n\nx\n", "DIR/transfer.info:2: client name empty"},
+	    {"127.0.0.1:1357\n\nx\n", "DIR/transfer.info:2: client name is empty"},
 	    {"127.0.0.1:1357\nalice\na\n\nb\n", "DIR/transfer.info:4: empty line, expected one file path per line"},
 	    {"127.0.0.1:1357\nalice\na\nb\0c\n", "DIR/transfer.info:4: holds a NUL byte"},
 	};
