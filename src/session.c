@@ -172,7 +172,7 @@ static enum outcome take_body(struct session *s, const struct wire_request_spec 
 		log_hexdump("request payload", s->buf, len < rq->dump ? len : rq->dump, DUMP_MAX);
 	if ((r = wire_parse_request_body(s->dialect, rq, s->buf, len, b)) < 0)
 		return server_error(s, r, "The body of request %u could not be split into its fields", rq->code);
-	switch (wire_check_request_body(s->dialect, rq, &s->hdr, b)) {
+	switch (wire_check_request_body(s->dialect, rq, &s->hdr, b, &s->frame)) {
 	case WIRE_BODY_OK:
 		break;
 	case WIRE_BODY_ID_DIFFERS:
@@ -180,6 +180,10 @@ static enum outcome take_body(struct session *s, const struct wire_request_spec 
 	case WIRE_BODY_SIZE_DIFFERS:
 		return format_error(s, rq, "content_size %u does not match payload_size %u (it should be %u)",
 		                    b->content_size, s->hdr.payload_size, s->frame.content);
+	case WIRE_BODY_NAME_COUNT:
+	case WIRE_BODY_NAME_NUL:
+		return format_error(s, rq, "payload_size %u does not count the fields as the %s dialect does",
+		                    s->hdr.payload_size, wire_dialect_name(s->dialect));
 	}
 	return OUT_CONTINUE;
 }
