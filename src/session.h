@@ -14,6 +14,7 @@
 
 struct store;
 struct vault;
+struct wire_dialect;
 
 /* Bytes read, decrypted, checksummed and written per step of an upload. */
 #define SESSION_CHUNK (256u * 1024)
@@ -25,6 +26,10 @@ struct session_config {
 	size_t aes_key_len;      /* 16 or 32 */
 	uint64_t fault_checksum; /* report a wrong checksum for the first N uploads of each file */
 	bool debug;              /* hex dumps of headers and payload starts */
+	/* The standard dialect with the tolerances of --compat; NULL: wire_standard, strict. */
+	const struct wire_dialect *dialect;
+	/* --compat seed004: the dialect of a connection that opens as the seed-004 client's do; NULL: none. */
+	const struct wire_dialect *seed004;
 };
 
 /* How a session ended; efsession's exit status. */
