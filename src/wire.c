@@ -172,9 +172,8 @@ struct wire_dialect {
 	const char *name;
 	enum layout layout;
 	unsigned tolerances; /* WIRE_TOLERATE_* */
-	size_t response_header_size;
-	void (*build_response_header)(uint8_t *buf, uint16_t code, uint32_t payload_size);
-	void (*parse_response_header)(const uint8_t *buf, struct wire_response_header *h);
+	/* The response header: version, zero bytes up to code_at, code (2 bytes), payload_size (4). */
+	size_t code_at;
 	/* The server's side: payload_size bounds, how the request is read, what its body must agree on. */
 	void (*bounds)(const struct wire_request_spec *rq, uint32_t *min, uint32_t *max);
 	int (*frame_request)(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t payload_size,
@@ -196,20 +195,6 @@ struct wire_dialect {
 	bool mute_silent;    /* nothing answers a WIRE_SILENT request, not even a refusal */
 	bool frames_by_read; /* its server frames each request by one read */
 };
-
-static void standard_build_response_header(uint8_t *buf, uint16_t code, uint32_t payload_size)
-{
-	buf[0] = WIRE_SERVER_VERSION;
-	wire_put_u16(buf + 1, code);
-	wire_put_u32(buf + 3, payload_size);
-}
-
-static void standard_parse_response_header(const uint8_t *buf, struct wire_response_header *h)
-{
-	h->version = buf[0];
-	h->code = wire_get_u16(buf + 1);
-	h->payload_size = wire_get_u32(buf + 3);
-}
 
 static void standard_bounds(const struct wire_request_spec *rq, uint32_t *min, uint32_t *max)
 {
@@ -286,22 +271,6 @@ static int standard_get_checksum(const uint8_t *field, size_t len, uint32_t *sum
 	(void)len;
 	*sum = wire_get_u32(field);
 	return 0;
-}
-
-/* Version, a zero byte, code, payload_size: an 8-byte header. */
-static void seed004_build_response_header(uint8_t *buf, uint16_t code, uint32_t payload_size)
-{
-	buf[0] = WIRE_SERVER_VERSION;
-	buf[1] = 0;
-	wire_put_u16(buf + 2, code);
-	wire_put_u32(buf + 4, payload_size);
-}
-
-static void seed004_parse_response_header(const uint8_t *buf, struct wire_response_header *h)
-{
-	h->version = buf[0];
-	h->code = wire_get_u16(buf + 2);
-	h->payload_size = wire_get_u32(buf + 4);
 }
 
 /* The rows the seed-004 dialect lays out its own way: 1100, 1101 and 1103. */
@@ -388,8 +357,9 @@ static uint64_t seed004_payload_size(const struct wire_request_spec *rq, const s
 		return standard_payload_size(rq, b, body_len);
 	if (rq->kind == WIRE_KIND_REGISTER)
 		return len;
+	/* A key of another size could not be framed: payload_size beyond what fits says so. */
 	if (rq->kind == WIRE_KIND_PUBLIC_KEY)
-		return len + b->key_len;
+		return b->key_len == SEED004_KEY ? len + SEED004_KEY : (uint64_t)UINT32_MAX + 1;
 	return ID + (uint64_t)b->content_size + len + SEED004_SUFFIX_LEN;
 }
 
@@ -441,23 +411,21 @@ static bool seed004_opens(const struct wire_request_header *h)
 
 #define STANDARD_DIALECT(tol)                                                                                          \
 	{                                                                                                              \
-		.name = "standard", .layout = LAYOUT_STANDARD, .tolerances = (tol),                                    \
-		.response_header_size = WIRE_RESPONSE_HEADER_SIZE,                                                     \
-		.build_response_header = standard_build_response_header,                                               \
-		.parse_response_header = standard_parse_response_header, .bounds = standard_bounds,                    \
-		.frame_request = standard_frame_request, .check_body = standard_check_body,                            \
+		.name = "standard", .layout = LAYOUT_STANDARD, .tolerances = (tol), .code_at = 1,                      \
+		.bounds = standard_bounds, .frame_request = standard_frame_request, .check_body = standard_check_body, \
 		.payload_size = standard_payload_size, .put_name = standard_put_name, .checksum_min = SIZE,            \
 		.checksum_size = SIZE, .put_checksum = standard_put_checksum, .get_checksum = standard_get_checksum,   \
 		.opens = NULL, .checksum = -1, .aes_key_len = 0, .mute_silent = false, .frames_by_read = false,        \
 	}
 
-/* crc32 and 128-bit AES keys, whatever the server's settings: its client knows no other. */
+/*
+ * A zero byte after the version in the response header; crc32 and 128-bit
+ * AES keys, whatever the server's settings: its client knows no other.
+ */
 #define SEED004_DIALECT(tol)                                                                                           \
 	{                                                                                                              \
-		.name = "seed004", .layout = LAYOUT_SEED004, .tolerances = (tol), .response_header_size = 8,           \
-		.build_response_header = seed004_build_response_header,                                                \
-		.parse_response_header = seed004_parse_response_header, .bounds = seed004_bounds,                      \
-		.frame_request = seed004_frame_request, .check_body = seed004_check_body,                              \
+		.name = "seed004", .layout = LAYOUT_SEED004, .tolerances = (tol), .code_at = 2,                        \
+		.bounds = seed004_bounds, .frame_request = seed004_frame_request, .check_body = seed004_check_body,    \
 		.payload_size = seed004_payload_size, .put_name = seed004_put_name, .checksum_min = 1,                 \
 		.checksum_size = SEED004_CHECKSUM, .put_checksum = seed004_put_checksum,                               \
 		.get_checksum = seed004_get_checksum, .opens = seed004_opens, .checksum = CKSUM_CRC32,                 \
@@ -522,14 +490,21 @@ bool wire_dialect_frames_by_read(const struct wire_dialect *d)
 	return d->frames_by_read;
 }
 
+size_t wire_dialect_key_field(const struct wire_dialect *d)
+{
+	return d->layout == LAYOUT_SEED004 ? SEED004_KEY : 0;
+}
+
 size_t wire_response_header_size(const struct wire_dialect *d)
 {
-	return d->response_header_size;
+	return d->code_at + 2 + 4;
 }
 
 void wire_parse_response_header(const struct wire_dialect *d, const uint8_t *buf, struct wire_response_header *h)
 {
-	d->parse_response_header(buf, h);
+	h->version = buf[0];
+	h->code = wire_get_u16(buf + d->code_at);
+	h->payload_size = wire_get_u32(buf + d->code_at + 2);
 }
 
 int wire_frame_request(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t payload_size,
@@ -674,6 +649,7 @@ int wire_build_response(const struct wire_dialect *d, uint16_t code, const struc
 {
 	static const struct wire_response_body none;
 	const struct wire_response_spec *rs = wire_find_response(code);
+	const size_t head = wire_response_header_size(d);
 	const uint8_t *id;
 	size_t payload, key_len;
 	uint8_t *p;
@@ -686,10 +662,13 @@ int wire_build_response(const struct wire_dialect *d, uint16_t code, const struc
 	id = rs->fields & (WIRE_FIELD_ID | WIRE_FIELD_ID_OPT) ? b->id : NULL;
 	key_len = rs->fields & WIRE_FIELD_KEY ? b->key_len : 0;
 	payload = response_fixed(d, rs) + (rs->fields & WIRE_FIELD_ID_OPT && id ? ID : 0) + key_len;
-	if (cap < d->response_header_size + payload)
+	if (cap < head + payload)
 		return -EMSGSIZE;
-	d->build_response_header(buf, code, (uint32_t)payload);
-	p = buf + d->response_header_size;
+	buf[0] = WIRE_SERVER_VERSION;
+	memset(buf + 1, 0, d->code_at - 1);
+	wire_put_u16(buf + d->code_at, code);
+	wire_put_u32(buf + d->code_at + 2, (uint32_t)payload);
+	p = buf + head;
 	if (id) {
 		memcpy(p, id, ID);
 		p += ID;
@@ -703,7 +682,7 @@ int wire_build_response(const struct wire_dialect *d, uint16_t code, const struc
 		memcpy(p + SIZE, b->name, NAME);
 		d->put_checksum(p + SIZE + NAME, b->checksum);
 	}
-	*len = d->response_header_size + payload;
+	*len = head + payload;
 	return 0;
 }
 

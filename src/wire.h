@@ -207,6 +207,8 @@ enum cksum_algo wire_dialect_checksum(const struct wire_dialect *d, enum cksum_a
 size_t wire_dialect_aes_key_len(const struct wire_dialect *d, size_t configured);
 /* Whether anything answers rq in d, a refusal included (the seed-004 dialect answers nothing to 1105, 1106). */
 bool wire_dialect_answers(const struct wire_dialect *d, const struct wire_request_spec *rq);
+/* The public key field of d: 160 bytes in seed004 (RSA-1024, e = 17); 0 when K may be 1 to 1024. */
+size_t wire_dialect_key_field(const struct wire_dialect *d);
 /*
  * Whether a server of d frames each request by what one read returns (the
  * seed-004 server): a client sends a request's fixed part in a write of its

@@ -518,6 +518,10 @@ static void test_seed004(void)
 	       wire_parse_request_body(s4, wire_find_request(1101), buf + 23, 415, &back) == 0 && back.key_len == 160 &&
 	       wire_check_request_body(s4, wire_find_request(1101), &h, &back, &f) == WIRE_BODY_OK,
 	   "seed004: 1101 is framed as the field and a 160-byte key, and agrees with its header");
+	b.key_len = 162;
+	ok(wire_build_request(s4, wire_find_request(1101), james, &b, buf, sizeof(buf), &len) == -EMSGSIZE &&
+	       wire_dialect_key_field(s4) == 160 && wire_dialect_key_field(std) == 0,
+	   "seed004: its 1101 carries a 160-byte key, no other");
 	ok(wire_frame_request(s4, wire_find_request(1101), 160, &f) == -EMSGSIZE &&
 	       wire_frame_request(s4, wire_find_request(1101), 415, &f) == -EMSGSIZE,
 	   "seed004: a 1101 of 160 or 415 is refused");
