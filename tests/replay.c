@@ -1242,6 +1242,17 @@ static long make_key(unsigned bits, unsigned e, gcry_sexp_t *priv, uint8_t *spki
 	return r;
 }
 
+/* A line that changes the state before the first run, on the fixture unless a state line said otherwise. */
+static void before_runs(const char *directive, bool *seeded)
+{
+	if (R.run_no > 0)
+		die("%s must come before the first run", directive);
+	if (!*seeded) {
+		seed_state("fixture");
+		*seeded = true;
+	}
+}
+
 static char *trim(char *s)
 {
 	size_t n;
@@ -1340,12 +1351,7 @@ int main(int argc, char **argv)
 			seed_state(trim(l + 6));
 			seeded = true;
 		} else if (strncmp(l, "client ", 7) == 0) {
-			if (R.run_no > 0)
-				die("client must come before the first run");
-			if (!seeded) {
-				seed_state("fixture");
-				seeded = true;
-			}
+			before_runs("client", &seeded);
 			seed_client(trim(l + 7));
 		} else if (strncmp(l, "dialect ", 8) == 0) {
 			if (!R.pending)
@@ -1357,12 +1363,7 @@ int main(int argc, char **argv)
 			else
 				die("unknown dialect '%s'", l + 8);
 		} else if (strncmp(l, "prepare ", 8) == 0) {
-			if (R.run_no > 0)
-				die("prepare must come before the first run");
-			if (!seeded) {
-				seed_state("fixture");
-				seeded = true;
-			}
+			before_runs("prepare", &seeded);
 			prepare_state(trim(l + 8));
 		} else if (strncmp(l, "run", 3) == 0 && (l[3] == '\0' || l[3] == ' ')) {
 			if (!seeded) {
