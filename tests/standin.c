@@ -253,8 +253,10 @@ static bool receive_file(int fd, struct client *c, uint32_t content_size, const 
 	snprintf(path, sizeof(path), "%s/files/%s", S.dir, hex);
 	mkdir(path, 0700);
 	snprintf(path, sizeof(path), "%s/files/%s/%s", S.dir, hex, name);
-	if (good && (crypto_cbc_new(&cbc, c->aes, c->aes_len, false) < 0 || !(f = fopen(path, "wbe"))))
+	if (good && (crypto_cbc_new(&cbc, c->aes, c->aes_len, false) < 0 || !(f = fopen(path, "wbe")))) {
+		log_notice("file: cannot write %s: %s", path, strerror(errno));
 		good = false;
+	}
 	while (left > 0) {
 		n = left < sizeof(buf) ? left : sizeof(buf);
 		if (!recv_all(fd, buf, n)) {
@@ -305,10 +307,12 @@ static void serve_one_request(int fd)
 		uint8_t fixed[4 + NAME_FIELD];
 		if (!recv_all(fd, fixed, sizeof(fixed)) || !c || !field_name(fixed + 4, name) ||
 		    get32(fixed) != size - sizeof(fixed)) {
+			log_notice("file: refused (no client, bad name or sizes): 2107");
 			respond(fd, 2107, NULL, 0);
 			return;
 		}
 		if (!receive_file(fd, c, get32(fixed), name, true, &sum)) {
+			log_notice("file: '%s' could not be received: 2107", name);
 			respond(fd, 2107, NULL, 0);
 			return;
 		}
@@ -321,6 +325,7 @@ static void serve_one_request(int fd)
 	}
 	if (size < NAME_FIELD || size > NAME_FIELD + SPKI_MAX || !(payload = malloc(size)) ||
 	    !recv_all(fd, payload, size)) {
+		log_notice("request %u of %u bytes refused: 2107", code, size);
 		respond(fd, 2107, NULL, 0);
 		free(payload);
 		return;
@@ -504,10 +509,11 @@ int main(int argc, char **argv)
 	log_open("standin", LOG_TARGET_STDERR);
 	signal(SIGPIPE, SIG_IGN);
 	alarm(LIFETIME_S);
-	if (crypto_init() < 0 || (lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	if ((mkdir(S.dir, 0700) < 0 && errno != EEXIST) || crypto_init() < 0 ||
+	    (lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 8) < 0 ||
 	    getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0) {
-		log_notice("cannot listen: %s", strerror(errno));
+		log_notice("cannot make %s or listen: %s", S.dir, strerror(errno));
 		return 1;
 	}
 	if (!(f = fopen(port_file, "we")) || fprintf(f, "%u\n", ntohs(sa.sin_port)) < 0 || fclose(f) != 0) {
