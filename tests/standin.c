@@ -134,7 +134,8 @@ static bool respond(int fd, uint16_t code, const uint8_t *payload, size_t len)
 	msg[head - 6] = (uint8_t)code;
 	msg[head - 5] = (uint8_t)(code >> 8);
 	put32(msg + head - 4, (uint32_t)len);
-	memcpy(msg + head, payload, len);
+	if (len)
+		memcpy(msg + head, payload, len);
 	return send_all(fd, msg, head + len);
 }
 

@@ -459,6 +459,7 @@ static void test_seed004(void)
 {
 	static const uint8_t james[16] = {0x8b, 0xeb, 0xa2, 0x28, 0x22, 0x6e, 0x41, 0x11,
 	                                  0xab, 0x6c, 0xd0, 0x8e, 0x3c, 0x8f, 0x10, 0x42};
+	static const uint8_t key[160] = {0x30, 0x81, 0x9d};
 	const struct wire_dialect *s4 = &wire_seed004;
 	uint8_t name[255] = "James Brice", file[255] = "1KB.txt", buf[WIRE_REQUEST_HEAD_MAX], want[300];
 	uint8_t resp[WIRE_RESPONSE_HEADER_MAX + WIRE_RESPONSE_PAYLOAD_MAX];
@@ -507,9 +508,8 @@ static void test_seed004(void)
 	ok(wire_check_request_body(s4, wire_find_request(1100), &h, &back, &f) == WIRE_BODY_NAME_COUNT,
 	   "seed004: a payload_size that is not the name's length is caught");
 
-	b.key = (const uint8_t *)"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234"
-	                         "5678901234567890123456789012345678901234567890123456789012345678901234";
-	b.key_len = 160;
+	b.key = key;
+	b.key_len = sizeof(key);
 	ok(wire_build_request(s4, wire_find_request(1101), james, &b, buf, sizeof(buf), &len) == 0 && len == 438 &&
 	       wire_get_u32(buf + 19) == 171,
 	   "seed004: 1101 has payload_size 11 + 160, then the field and the key: 438 bytes");
