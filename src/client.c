@@ -1,6 +1,7 @@
 /*
  * The protocol client (efserver-protocol(7)): requests built and responses
- * read through the codec, over one connection or one per request.
+ * read through the codec, over one connection or one per request, in the
+ * standard dialect or the seed-004 one.
  */
 #include "config.h"
 
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gcrypt.h>
@@ -32,6 +34,12 @@
  * little of a slow link.
  */
 #define CLIENT_CHUNK (64 * 1024)
+/*
+ * The pause after a request's fixed part, for a server that frames requests
+ * by what one read returns (efserver-protocol(7), "Dialects and
+ * tolerances"): a few hundred milliseconds were enough in every trial.
+ */
+#define CLIENT_FRAME_PAUSE_MS 300
 
 struct client {
 	struct client_params p;
@@ -47,6 +55,15 @@ struct client {
 	uint8_t *chunk; /* CLIENT_CHUNK + WIRE_AES_BLOCK */
 	/* A 1105 went out without a response: a 2107 read next may be its answer. */
 	bool after_retry_notice;
+	/* The connection's last exchange ended with a complete response, and nothing went out since. */
+	bool answered;
+	/* The request going out is the first after such a response: a server that closed may not have read it. */
+	bool after_answer;
+	/* Seed-004: the connection had its 1100, and how many files it carried. */
+	bool greeted;
+	unsigned files;
+	char name[WIRE_NAME_SIZE];     /* seed-004: the name and key each connection opens with */
+	const struct keyfile_rsa *key; /* borrowed */
 	struct client_error error;
 };
 
@@ -102,7 +119,9 @@ int client_new(struct client **out, const struct client_params *params, const st
 
 	if ((params->code_set != CLIENT_SET_1025 && params->code_set != CLIENT_SET_1100) ||
 	    params->timeout_seconds == 0 || params->timeout_seconds > CLIENT_TIMEOUT_MAX ||
-	    params->retries > CLIENT_RETRIES_MAX)
+	    params->retries > CLIENT_RETRIES_MAX ||
+	    (params->seed004 && (params->code_set != CLIENT_SET_1100 || params->connection_per_request ||
+	                         params->algo != wire_dialect_checksum(&wire_seed004, params->algo))))
 		return -EINVAL;
 	if (!(c = calloc(1, sizeof(*c))))
 		return -ENOMEM;
@@ -110,7 +129,7 @@ int client_new(struct client **out, const struct client_params *params, const st
 	if (hooks)
 		c->hooks = *hooks;
 	c->fd = -1;
-	c->dialect = &wire_standard;
+	c->dialect = params->seed004 ? &wire_seed004 : &wire_standard;
 	c->timeout_ms = (int)params->timeout_seconds * 1000;
 	c->host = strdup(params->host);
 	c->port = strdup(params->port);
@@ -133,6 +152,33 @@ void client_close(struct client *c)
 		c->fd = -1;
 	}
 	c->after_retry_notice = false;
+	c->answered = false;
+	c->greeted = false;
+	c->files = 0;
+}
+
+/* Whether the server has closed its end: the end of the stream waits to be read. */
+static bool peer_closed(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	char byte;
+
+	if (poll(&pfd, 1, 0) <= 0)
+		return false;
+	return (pfd.revents & (POLLHUP | POLLERR)) || recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/*
+ * A server that serves one request per connection closed this one after its
+ * last response (efserver-protocol(7), "Dialects and tolerances"): the
+ * request goes out again on a new connection. -EAGAIN tells the caller so.
+ */
+static int reopen(struct client *c, uint16_t request)
+{
+	if (c->hooks.reopened)
+		c->hooks.reopened(c->hooks.ctx, request);
+	client_close(c);
+	return -EAGAIN;
 }
 
 void client_free(struct client *c)
@@ -170,6 +216,9 @@ static int connect_to(struct client *c, uint16_t request)
 	socklen_t len = sizeof(int);
 	int r, err = ECONNREFUSED, so_error, one = 1;
 
+	/* A seed-004 connection opens with 1100 and 1101: it is never opened again behind the caller's back. */
+	if (c->fd >= 0 && c->answered && !c->p.seed004 && peer_closed(c->fd))
+		(void)reopen(c, request);
 	if (c->fd >= 0)
 		return 0;
 	if ((r = getaddrinfo(c->host, c->port, &hints, &res)) != 0)
@@ -253,11 +302,17 @@ static int response_failed(struct client *c, uint16_t request, const struct resp
 	}
 }
 
+/* The response to request; -EAGAIN when it must go out again on a new connection (reopen). */
 static int read_response(struct client *c, uint16_t request, struct response *resp)
 {
 	int r = recv_response(c, resp);
 
-	return r < 0 ? response_failed(c, request, resp, r) : 0;
+	if ((r == -ENODATA || r == -ECONNRESET) && c->after_answer && !c->p.seed004)
+		return reopen(c, request);
+	if (r < 0)
+		return response_failed(c, request, resp, r);
+	c->answered = true;
+	return 0;
 }
 
 static int bad_payload(struct client *c, uint16_t request, const struct response *resp)
@@ -284,7 +339,11 @@ static int expect(struct client *c, const struct wire_request_spec *rq, struct r
 	return 0;
 }
 
-/* After a send failed, the server may have answered (a 2107) before closing: prefer that to the bare error. */
+/*
+ * After a send failed, the server may have answered (a 2107) before closing:
+ * prefer that to the bare error. A server that closed after its previous
+ * response without a word gets the request on a new connection (-EAGAIN).
+ */
 static int send_failed(struct client *c, uint16_t request, int r)
 {
 	struct response resp;
@@ -298,7 +357,26 @@ static int send_failed(struct client *c, uint16_t request, int r)
 	}
 	if (got == 0 && resp.code == RESP_ERROR)
 		return fail(c, CLIENT_FAIL_REFUSED, 0, request, resp.code, NULL);
+	if ((got == -ENODATA || got == -ECONNRESET) && c->after_answer && !c->p.seed004)
+		return reopen(c, request);
 	return fail(c, CLIENT_FAIL_NETWORK, -r, request, 0, NULL);
+}
+
+/* A request is going out on the connection: note whether it follows a complete response. */
+static void sending(struct client *c)
+{
+	c->after_answer = c->answered;
+	c->answered = false;
+}
+
+/* Wait before what follows a request on a connection whose server frames requests by one read. */
+static void frame_pause(const struct client *c)
+{
+	struct timespec ts = {0, CLIENT_FRAME_PAUSE_MS * 1000000L};
+
+	if (wire_dialect_frames_by_read(c->dialect))
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
 }
 
 /* A small request sent whole: header and body in one write. */
@@ -313,9 +391,24 @@ static int send_request(struct client *c, const uint8_t id[WIRE_ID_SIZE], const 
 		return fail(c, CLIENT_FAIL_LOCAL, EMSGSIZE, rq->code, 0, NULL);
 	if ((r = connect_to(c, rq->code)) < 0)
 		return r;
+	sending(c);
 	if ((r = io_write_full(c->fd, buf, n, c->timeout_ms)) < 0)
 		return send_failed(c, rq->code, r);
 	return 0;
+}
+
+/* A request and its response, sent again on a new connection if the server had closed this one (reopen). */
+static int exchange(struct client *c, const uint8_t id[WIRE_ID_SIZE], const struct wire_request_spec *rq,
+                    const struct wire_request_body *b, struct response *resp)
+{
+	int r;
+
+	/* Twice at most: a new connection has answered nothing yet, so it cannot ask for a third. */
+	do
+		if ((r = send_request(c, id, rq, b)) == 0)
+			r = read_response(c, rq->code, resp);
+	while (r == -EAGAIN);
+	return r;
 }
 
 /* In the per-request mode every request ends its connection. */
@@ -362,14 +455,42 @@ int client_register(struct client *c, const char *name, uint8_t id[WIRE_ID_SIZE]
 
 	if (wire_put_name(field, name) < 0)
 		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, rq->code, 0, NULL);
-	if ((r = send_request(c, NULL, rq, &(struct wire_request_body){.name = field})) < 0 ||
-	    (r = read_response(c, rq->code, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
+	if ((r = exchange(c, NULL, rq, &(struct wire_request_body){.name = field}, &resp)) < 0 ||
+	    (r = expect(c, rq, &resp)) < 0)
 		return r;
 	if (memcmp(resp.body.id, zero, WIRE_ID_SIZE) == 0)
 		return fail(c, CLIENT_FAIL_PROTOCOL, 0, rq->code, resp.code, "an all-zero client id");
 	memcpy(c->id, resp.body.id, WIRE_ID_SIZE);
 	memcpy(id, resp.body.id, WIRE_ID_SIZE);
+	c->greeted = true;
 	request_done(c);
+	return 0;
+}
+
+/*
+ * The 1100 a seed-004 connection opens with, for a client the server knows
+ * already: 2101 "already registered" is the answer expected
+ * (efserver-protocol(7), "Dialects and tolerances").
+ */
+static int seed004_hello(struct client *c)
+{
+	const struct wire_request_spec *rq = request_of(c, WIRE_KIND_REGISTER);
+	uint8_t field[WIRE_NAME_SIZE];
+	struct response resp;
+	int r;
+
+	if (wire_put_name(field, c->name) < 0)
+		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, rq->code, 0, NULL);
+	if ((r = exchange(c, NULL, rq, &(struct wire_request_body){.name = field}, &resp)) < 0)
+		return r;
+	if (resp.code == RESP_REGISTERED)
+		return fail(c, CLIENT_FAIL_PROTOCOL, 0, rq->code, resp.code,
+		            "the server registered the name as a new client: it does not know this identity");
+	if (resp.code != RESP_REGISTER_REFUSED)
+		return expect(c, rq, &resp);
+	if (resp.size != 0)
+		return bad_payload(c, rq->code, &resp);
+	c->greeted = true;
 	return 0;
 }
 
@@ -390,9 +511,11 @@ static int take_aes_key(struct client *c, uint16_t request, const struct respons
 	if (r < 0)
 		return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code,
 		            "the AES key does not decrypt with our private key");
-	if (len != 16 && len != 24 && len != 32) {
+	/* efserver-protocol(7), "Cryptography": 128 or 256 bits, nothing else. */
+	if (len != 16 && len != 32) {
 		crypto_wipe(c->aes_key, CRYPTO_AES_MAX_KEY);
-		return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code, "an AES key of %zu bytes", len);
+		return fail(c, CLIENT_FAIL_PROTOCOL, 0, request, resp->code,
+		            "an AES key of %zu bytes, where only 16 or 32 are used", len);
 	}
 	c->aes_len = len;
 	request_done(c);
@@ -413,8 +536,18 @@ int client_send_public_key(struct client *c, const char *name, const uint8_t id[
 		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, rq->code, 0, NULL);
 	if ((r = keyfile_public_spki(key, spki, sizeof(spki), &b.key_len)) < 0)
 		return fail(c, CLIENT_FAIL_LOCAL, -r, rq->code, 0, "cannot encode the public key");
-	if ((r = send_request(c, id, rq, &b)) < 0 || (r = read_response(c, rq->code, &resp)) < 0 ||
-	    (r = expect(c, rq, &resp)) < 0)
+	if (wire_dialect_key_field(c->dialect) && b.key_len != wire_dialect_key_field(c->dialect))
+		return fail(c, CLIENT_FAIL_LOCAL, 0, rq->code, 0,
+		            "the %s dialect carries a %zu-byte public key (RSA-1024, e = 17), not one of %zu bytes",
+		            wire_dialect_name(c->dialect), wire_dialect_key_field(c->dialect), b.key_len);
+	if (c->p.seed004) {
+		if (name != c->name)
+			snprintf(c->name, sizeof(c->name), "%s", name);
+		c->key = key;
+		if (!c->greeted && (r = seed004_hello(c)) < 0)
+			return r;
+	}
+	if ((r = exchange(c, id, rq, &b, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
 		return r;
 	return take_aes_key(c, rq->code, &resp, key);
 }
@@ -430,8 +563,8 @@ int client_reconnect(struct client *c, const char *name, const uint8_t id[WIRE_I
 	memcpy(c->id, id, WIRE_ID_SIZE);
 	if (wire_put_name(field, name) < 0)
 		return fail(c, CLIENT_FAIL_LOCAL, ENAMETOOLONG, rq->code, 0, NULL);
-	if ((r = send_request(c, id, rq, &(struct wire_request_body){.name = field})) < 0 ||
-	    (r = read_response(c, rq->code, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
+	if ((r = exchange(c, id, rq, &(struct wire_request_body){.name = field}, &resp)) < 0 ||
+	    (r = expect(c, rq, &resp)) < 0)
 		return r;
 	return take_aes_key(c, rq->code, &resp, key);
 }
@@ -441,7 +574,13 @@ uint64_t client_max_file_size(enum client_code_set set)
 	return wire_max_plaintext(&wire_standard, wire_request_for((uint16_t)set, WIRE_KIND_FILE));
 }
 
-int client_check_file(const char *path, enum client_code_set set, struct client_file *f)
+size_t client_max_name(bool seed004)
+{
+	return wire_file_name_max(seed004 ? &wire_seed004 : &wire_standard,
+	                          wire_request_for(REQ_REGISTER_1100, WIRE_KIND_FILE));
+}
+
+int client_check_file(const char *path, enum client_code_set set, bool seed004, struct client_file *f)
 {
 	uint8_t field[WIRE_NAME_SIZE];
 	const char *base;
@@ -462,7 +601,7 @@ int client_check_file(const char *path, enum client_code_set set, struct client_
 		return r;
 	if (wire_base_name(path, strlen(path), &base, &base_len) < 0)
 		return -EILSEQ;
-	if (base_len > WIRE_NAME_MAX)
+	if (base_len > client_max_name(seed004))
 		return -ENAMETOOLONG;
 	memset(field, 0, sizeof(field));
 	memcpy(field, base, base_len);
@@ -523,10 +662,13 @@ static int send_file(struct client *c, const struct client_file *f, unsigned att
 	}
 	if ((r = connect_to(c, code)) < 0)
 		goto out;
+	sending(c);
 	if ((r = io_write_full(c->fd, head, head_len, c->timeout_ms)) < 0) {
 		r = send_failed(c, code, r);
 		goto out;
 	}
+	/* The fixed part arrives on its own at a server that frames requests by one read. */
+	frame_pause(c);
 	if (c->hooks.progress)
 		c->hooks.progress(c->hooks.ctx, f->name, attempt, 0, size);
 	for (;;) {
@@ -588,26 +730,33 @@ out:
 static int send_verdict(struct client *c, enum wire_kind kind, const struct client_file *f)
 {
 	const struct wire_request_spec *rq = request_of(c, kind);
+	const struct wire_request_body b = {.name = (const uint8_t *)f->name};
 	struct response resp;
 	int r;
 
-	if ((r = send_request(c, c->id, rq, &(struct wire_request_body){.name = (const uint8_t *)f->name})) < 0)
-		return r;
-	if ((rq->flags & WIRE_SILENT) && kind == WIRE_KIND_CRC_RETRY && !c->p.connection_per_request) {
-		/* The file follows at once on this connection. */
-		c->after_retry_notice = true;
+	if (!(rq->flags & WIRE_SILENT)) {
+		/* 2104 comes with the client id or, from some servers, with nothing: the codec takes both. */
+		if ((r = exchange(c, c->id, rq, &b, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
+			return r;
+		if ((rq->flags & WIRE_ACK_ID) && resp.body.id && memcmp(resp.body.id, c->id, WIRE_ID_SIZE) != 0)
+			return fail(c, CLIENT_FAIL_PROTOCOL, 0, rq->code, resp.code,
+			            "the acknowledgement names another client id");
+		request_done(c);
 		return 0;
 	}
-	if (rq->flags & WIRE_SILENT) {
-		r = settle_no_response(c, rq->code);
-		client_close(c);
+	while ((r = send_request(c, c->id, rq, &b)) == -EAGAIN)
+		;
+	if (r < 0)
 		return r;
+	if (kind == WIRE_KIND_CRC_RETRY && !c->p.connection_per_request) {
+		/* The file follows at once on this connection, once the notice has arrived on its own. */
+		c->after_retry_notice = true;
+		frame_pause(c);
+		return 0;
 	}
-	/* 2104 comes with the client id or, from some servers, with nothing: the codec takes both. */
-	if ((r = read_response(c, rq->code, &resp)) < 0 || (r = expect(c, rq, &resp)) < 0)
-		return r;
-	request_done(c);
-	return 0;
+	r = settle_no_response(c, rq->code);
+	client_close(c);
+	return r;
 }
 
 int client_upload(struct client *c, const struct client_file *f, unsigned *attempts)
@@ -618,9 +767,18 @@ int client_upload(struct client *c, const struct client_file *f, unsigned *attem
 
 	if (c->aes_len == 0)
 		return fail(c, CLIENT_FAIL_LOCAL, ENOKEY, request_of(c, WIRE_KIND_FILE)->code, 0, "no AES key yet");
+	/* Seed-004: one file per connection, each opened with 1100 and 1101 (and so with a fresh key). */
+	if (c->p.seed004 && (c->fd < 0 || c->files > 0)) {
+		client_close(c);
+		if ((r = client_send_public_key(c, c->name, c->id, c->key)) < 0)
+			return r;
+	}
+	c->files++;
 	for (attempt = 1;; attempt++) {
 		*attempts = attempt;
-		if ((r = send_file(c, f, attempt, &ours, &theirs)) < 0)
+		while ((r = send_file(c, f, attempt, &ours, &theirs)) == -EAGAIN)
+			;
+		if (r < 0)
 			return r;
 		if (ours == theirs)
 			return send_verdict(c, WIRE_KIND_CRC_OK, f);

@@ -2,7 +2,9 @@
  * The protocol client: connects to efsession, registers or reconnects,
  * exchanges keys and uploads files, streamed and checksummed in one pass,
  * with the resend rules of efserver-protocol(7), "Uploads, resends and
- * giving up". It prints nothing: a failed call returns a negative errno and
+ * giving up", in the standard dialect or the seed-004 one, to servers that
+ * keep a connection or close it after every response ("Dialects and
+ * tolerances"). It prints nothing: a failed call returns a negative errno and
  * leaves the details in client_error() for the caller to put into words.
  * The program must ignore SIGPIPE: a server that hangs up is an error to
  * report, not a signal.
@@ -38,17 +40,25 @@ struct client_params {
 	unsigned retries; /* resends after a checksum mismatch before giving up */
 	unsigned timeout_seconds;
 	bool connection_per_request;
+	/*
+	 * The seed-004 dialect (code set 1100, crc32): every connection opens with
+	 * 1100 and 1101 and carries one file.
+	 */
+	bool seed004;
 };
 
 /* Progress of an upload: plaintext bytes sent so far of total; attempt counts from 1. */
 typedef void client_progress_fn(void *ctx, const char *name, unsigned attempt, uint64_t done, uint64_t total);
 /* A checksum mismatch on an attempt; a resend or the give-up follows. */
 typedef void client_mismatch_fn(void *ctx, const char *name, unsigned attempt, uint32_t ours, uint32_t theirs);
+/* The server closed the connection after its last response: request goes out on a new one. */
+typedef void client_reopen_fn(void *ctx, uint16_t request);
 
 struct client_hooks {
 	void *ctx;
 	client_progress_fn *progress;
 	client_mismatch_fn *mismatch;
+	client_reopen_fn *reopened;
 };
 
 enum client_failure {
@@ -86,19 +96,26 @@ const struct client_error *client_error(const struct client *c);
 
 /* The largest plaintext the code set's u32 payload_size can carry once padded. */
 uint64_t client_max_file_size(enum client_code_set set);
+/* The longest base name a file may have: 254 bytes, 250 in the seed-004 dialect (it appends ".enc"). */
+size_t client_max_name(bool seed004);
 
 /*
  * Check path before connecting. -ENOENT and friends from open/stat, -EISDIR
  * or -EINVAL (not a regular file), -EFBIG (too large for the protocol),
- * -ENAMETOOLONG or -EILSEQ (base name too long, or empty, "." or "..",
- * or holding a control character).
+ * -ENAMETOOLONG or -EILSEQ (base name longer than client_max_name(), or
+ * empty, "." or "..", or holding a control character).
  */
-int client_check_file(const char *path, enum client_code_set set, struct client_file *f);
+int client_check_file(const char *path, enum client_code_set set, bool seed004, struct client_file *f);
 
 /* 1025/1100: register name. -EEXIST when the server refuses it (2101). */
 int client_register(struct client *c, const char *name, uint8_t id[WIRE_ID_SIZE]);
 
-/* 1026/1101: send the public key of key, receive and decrypt the AES key for the uploads. */
+/*
+ * 1026/1101: send the public key of key, receive and decrypt the AES key for
+ * the uploads. In the seed-004 dialect a connection opens with a 1100 first
+ * (the server knows the name: 2101), and name, id and key are kept to open
+ * the next connection the same way: key must stay valid until client_free.
+ */
 int client_send_public_key(struct client *c, const char *name, const uint8_t id[WIRE_ID_SIZE],
                            const struct keyfile_rsa *key);
 

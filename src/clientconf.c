@@ -14,6 +14,7 @@
 #include <gcrypt.h>
 
 #include "clientconf.h"
+#include "der.h"
 #include "io.h"
 
 /* A whole file in memory; secure memory for the files that hold a key. */
@@ -226,7 +227,7 @@ int clientconf_check_name(const char *s, size_t len, const char **why)
 	size_t n;
 
 	if (len > WIRE_NAME_MAX) {
-		*why = "longer than 254 bytes";
+		*why = "is longer than 254 bytes";
 		return -EINVAL;
 	}
 	if (memchr(s, '\0', len)) {
@@ -372,11 +373,15 @@ void clientconf_identity_free(struct clientconf_identity *me)
 
 /*
  * Decode a Base64 key that runs from line l to the end of the text, wrapped
- * or not, and load it. Errors name the line they are found on.
+ * or not, and load it. Errors name the line they are found on. With pub, a
+ * public key (what seed 000's client writes into me.info) is copied there,
+ * its length into *pub_len, and 1 returned.
  */
 static int read_key_lines(const struct text *text, size_t pos, struct line l, const char *path,
-                          struct keyfile_rsa **key, struct clientconf_error *err)
+                          struct keyfile_rsa **key, uint8_t pub[DER_RSA_SPKI_MAX], size_t *pub_len,
+                          struct clientconf_error *err)
 {
+	struct der_rsa_key public_key;
 	struct keyfile_b64 dec;
 	unsigned first = l.number;
 	uint8_t *der;
@@ -404,11 +409,15 @@ static int read_key_lines(const struct text *text, size_t pos, struct line l, co
 		r = -EINVAL;
 		goto out;
 	}
-	if ((r = keyfile_from_der(key, der, der_len, &why)) < 0) {
-		if (r == -EINVAL)
-			set_error(err, "%s:%u: private key: %s", path, first, why);
-		else
-			set_error(err, "%s:%u: private key: %s", path, first, strerror(-r));
+	if ((r = keyfile_from_der(key, der, der_len, &why)) == -EINVAL && pub &&
+	    der_read_rsa_public(der, der_len, &public_key) == DER_OK && public_key.der_len <= DER_RSA_SPKI_MAX) {
+		memcpy(pub, der, public_key.der_len);
+		*pub_len = public_key.der_len;
+		r = 1;
+	} else if (r == -EINVAL) {
+		set_error(err, "%s:%u: private key: %s", path, first, why);
+	} else if (r < 0) {
+		set_error(err, "%s:%u: private key: %s", path, first, strerror(-r));
 	}
 out:
 	keyfile_secret_free(der, KEYFILE_DER_MAX);
@@ -416,7 +425,8 @@ out:
 }
 
 /* priv.key: the private key in Base64, possibly over several lines. */
-static int read_priv_key(const char *dir, const char *me_path, struct keyfile_rsa **key, struct clientconf_error *err)
+static int read_priv_key(const char *dir, const char *me_path, bool after_public, struct keyfile_rsa **key,
+                         struct clientconf_error *err)
 {
 	struct text text = {0};
 	struct line l = {0};
@@ -428,7 +438,11 @@ static int read_priv_key(const char *dir, const char *me_path, struct keyfile_rs
 		return -ENOMEM;
 	r = text_read(path, CLIENTCONF_SECRET_MAX, true, &text);
 	if (r == -ENOENT) {
-		set_error(err, "%s:3: missing the private key, and there is no %s", me_path, path);
+		set_error(err,
+		          after_public ? "%s:3: a public key, as seed 000's client writes it, and there is no %s with "
+		                         "its private key"
+		                       : "%s:3: missing the private key, and there is no %s",
+		          me_path, path);
 		r = -EINVAL;
 		goto out;
 	}
@@ -441,18 +455,54 @@ static int read_priv_key(const char *dir, const char *me_path, struct keyfile_rs
 		r = -EINVAL;
 		goto out;
 	}
-	r = read_key_lines(&text, pos, l, path, key, err);
+	r = read_key_lines(&text, pos, l, path, key, NULL, NULL, err);
 out:
 	text_free(&text);
 	free(path);
 	return r;
 }
 
+/* Whether key is the private half of the public key pub (DER): the same modulus and exponent. */
+static bool key_matches(const struct keyfile_rsa *key, const uint8_t *pub, size_t pub_len)
+{
+	uint8_t spki[DER_RSA_SPKI_MAX];
+	struct der_rsa_key a, b;
+	size_t len;
+
+	return keyfile_public_spki(key, spki, sizeof(spki), &len) == 0 &&
+	       der_read_rsa_public(spki, len, &a) == DER_OK && der_read_rsa_public(pub, pub_len, &b) == DER_OK &&
+	       a.n_len == b.n_len && a.e_len == b.e_len && memcmp(a.n, b.n, a.n_len) == 0 &&
+	       memcmp(a.e, b.e, a.e_len) == 0;
+}
+
+/*
+ * A seed-000 directory (efserver-protocol(7), "Dialects and tolerances"):
+ * me.info holds the public key, priv.key the private one, which must match.
+ */
+static int read_seed000_key(const char *dir, const char *me_path, const uint8_t *pub, size_t pub_len,
+                            struct keyfile_rsa **key, struct clientconf_error *err)
+{
+	int r = read_priv_key(dir, me_path, true, key, err);
+
+	if (r < 0)
+		return r;
+	if (!key_matches(*key, pub, pub_len)) {
+		set_error(err, "%s/%s: the private key does not match the public key on line 3 of %s", dir,
+		          CLIENTCONF_PRIVKEY, me_path);
+		keyfile_free(*key);
+		*key = NULL;
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int clientconf_read_identity(const char *dir, struct clientconf_identity *out, struct clientconf_error *err)
 {
 	struct clientconf_identity me = {0};
+	uint8_t pub[DER_RSA_SPKI_MAX];
 	struct text text = {0};
 	struct line l = {0};
+	size_t pub_len = 0;
 	char id_text[64];
 	const char *why;
 	size_t pos = 0;
@@ -494,10 +544,10 @@ int clientconf_read_identity(const char *dir, struct clientconf_identity *out, s
 		set_error(err, "%s:2: client id is not 32 hex digits, plain or in the 8-4-4-4-12 form", path);
 		goto out;
 	}
-	if (next_line(&text, &pos, &l))
-		r = read_key_lines(&text, pos, l, path, &me.key, err);
-	else
-		r = read_priv_key(dir, path, &me.key, err);
+	if (!next_line(&text, &pos, &l))
+		r = read_priv_key(dir, path, false, &me.key, err);
+	else if ((r = read_key_lines(&text, pos, l, path, &me.key, pub, &pub_len, err)) == 1)
+		r = read_seed000_key(dir, path, pub, pub_len, &me.key, err);
 	if (r < 0)
 		goto out;
 	*out = me;

@@ -54,8 +54,9 @@ struct clientconf_identity {
 };
 
 /*
- * Read DIR/me.info, and DIR/priv.key when me.info holds no key. -ENOENT
- * when there is no me.info: no identity yet.
+ * Read DIR/me.info, and DIR/priv.key when me.info holds no key, or holds
+ * the public key (as seed 000's client writes it), which the private key
+ * in priv.key must match. -ENOENT when there is no me.info: no identity yet.
  */
 int clientconf_read_identity(const char *dir, struct clientconf_identity *me, struct clientconf_error *err);
 void clientconf_identity_free(struct clientconf_identity *me);

@@ -48,6 +48,8 @@ struct options {
 	unsigned timeout;
 	unsigned rsa_bits;
 	bool per_request;
+	bool seed004; /* --compat seed004 */
+	bool set_given, algo_given, bits_given;
 	int verbosity; /* -1 quiet, 0 normal, 1 verbose */
 };
 
@@ -98,6 +100,10 @@ static void usage(FILE *out)
 	        "  -t, --timeout=SECONDS       limit for connecting and for every read and\n"
 	        "                              write (default %d)\n"
 	        "      --connection-per-request  a new connection for every request\n"
+	        "      --compat=seed004        speak the dialect of the seed-004 server: the\n"
+	        "                              1100 set with its sizes, 8-byte response headers\n"
+	        "                              and crc32, each connection opened with 1100 and\n"
+	        "                              1101 and carrying one file\n"
 	        "      --rsa-bits=BITS         size of a new RSA key, 1024 to 4096 (default %d)\n"
 	        "  -v, --verbose               say what happens, also when stderr is no terminal\n"
 	        "  -q, --quiet                 print errors only: no progress bar, no line\n"
@@ -108,7 +114,9 @@ static void usage(FILE *out)
 	        "Files are sent under their base name. Without files on the command line,\n"
 	        "those listed in transfer.info from line 3 on are sent. The first run\n"
 	        "registers and writes me.info and priv.key; later runs reconnect (1025\n"
-	        "set) or send the stored public key again (1100 set). Each file stored and\n"
+	        "set) or send the stored public key again (1100 set), and send it too when\n"
+	        "the server has none (a registration that was interrupted). A connection\n"
+	        "the server closes after a response is opened again. Each file stored and\n"
 	        "confirmed gets a line on stdout; a progress bar is drawn on stderr when it\n"
 	        "is a terminal.\n"
 	        "\n"
@@ -220,6 +228,16 @@ static void on_progress(void *ctx, const char *name, unsigned attempt, uint64_t 
 	fflush(stderr);
 }
 
+/* efserver-protocol(7), "Dialects and tolerances": a server that serves one request per connection. */
+static void on_reopen(void *ctx, uint16_t request)
+{
+	struct progress *p = ctx;
+
+	if (p->verbose)
+		say("the server closed the connection after its response; connecting again for %s (%u)",
+		    wire_request_name(request), request);
+}
+
 static void on_mismatch(void *ctx, const char *name, unsigned attempt, uint32_t ours, uint32_t theirs)
 {
 	struct progress *p = ctx;
@@ -259,7 +277,11 @@ static int report(const struct client_error *e, const struct run *run, const cha
 			reason(e->err, why, sizeof(why));
 		else
 			snprintf(why, sizeof(why), "%s", e->detail);
-		say("connection to server %s lost during %s (%u)%s: %s", server, what, e->request, about, why);
+		/* A server of the standard dialect answers the seed-004 opening in 7 bytes, and closes. */
+		say("connection to server %s lost during %s (%u)%s: %s%s", server, what, e->request, about, why,
+		    run->o.seed004 && e->request == REQ_REGISTER_1100
+		        ? " (does the server speak the seed-004 dialect? efsession needs --compat seed004)"
+		        : "");
 		return EXIT_NETWORK;
 	case CLIENT_FAIL_REFUSED:
 		if (e->response == RESP_REGISTER_REFUSED)
@@ -293,10 +315,32 @@ static int report(const struct client_error *e, const struct run *run, const cha
 	return EXIT_LOCAL;
 }
 
+/*
+ * The seed-004 dialect is the 1100 set with crc32, RSA-1024 keys and one
+ * connection per file by design (efserver-protocol(7), "Dialects and
+ * tolerances"): options that say otherwise are refused, the rest follow.
+ */
+static int check_seed004(struct options *o)
+{
+	if (!o->seed004)
+		return 0;
+	if ((o->set_given && o->code_set != CLIENT_SET_1100) ||
+	    (o->algo_given && o->algo != wire_dialect_checksum(&wire_seed004, o->algo)) ||
+	    (o->bits_given && o->rsa_bits != KEYFILE_RSA_BITS) || o->per_request) {
+		say("--compat seed004 speaks the 1100 set with crc32 and %d-bit keys, a connection per file: "
+		    "--code-set, --checksum, --rsa-bits and --connection-per-request cannot say otherwise",
+		    KEYFILE_RSA_BITS);
+		return -EINVAL;
+	}
+	o->code_set = CLIENT_SET_1100;
+	o->algo = wire_dialect_checksum(&wire_seed004, o->algo);
+	return 0;
+}
+
 /* 0 to go on, 1 when --help or --version has done all there is to do, -EINVAL on a usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { OPT_PER_REQUEST = 256, OPT_RSA_BITS };
+	enum { OPT_PER_REQUEST = 256, OPT_RSA_BITS, OPT_COMPAT };
 	static const struct option longopts[] = {
 	    {"server", required_argument, NULL, 's'},
 	    {"name", required_argument, NULL, 'n'},
@@ -307,13 +351,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"connection-per-request", no_argument, NULL, OPT_PER_REQUEST},
 	    {"rsa-bits", required_argument, NULL, OPT_RSA_BITS},
+	    {"compat", required_argument, NULL, OPT_COMPAT},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	unsigned set;
+	unsigned set, compat;
+	const char *why;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "s:n:d:c:k:r:t:vqhV", longopts, NULL)) != -1) {
@@ -333,12 +379,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -EINVAL;
 			}
 			o->code_set = (enum client_code_set)set;
+			o->set_given = true;
 			break;
 		case 'k':
 			if (cksum_algo_from_name(optarg, &o->algo) < 0) {
 				say("--checksum: '%s' is not cksum, crc32 or crc32-ciphertext", optarg);
 				return -EINVAL;
 			}
+			o->algo_given = true;
 			break;
 		case 'r':
 			if (parse_unsigned(optarg, 0, CLIENT_RETRIES_MAX, &o->retries) < 0) {
@@ -363,6 +411,19 @@ static int parse_options(int argc, char **argv, struct options *o)
 				    KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS);
 				return -EINVAL;
 			}
+			o->bits_given = true;
+			break;
+		case OPT_COMPAT:
+			if (opts_parse_compat(optarg, &compat, &why) < 0) {
+				say("--compat '%s' %s", optarg, why);
+				return -EINVAL;
+			}
+			if (compat != OPTS_COMPAT_SEED004) {
+				say("--compat: efclient speaks seed004 only; content-after and short-name are what a "
+				    "server tolerates");
+				return -EINVAL;
+			}
+			o->seed004 = true;
 			break;
 		case 'v':
 			o->verbosity = 1;
@@ -380,11 +441,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			return -EINVAL;
 		}
 	}
-	return 0;
+	return check_seed004(o);
 }
 
 /* Why a file cannot be sent, before any connection is made. */
-static void file_error(const char *path, int r, enum client_code_set set)
+static void file_error(const char *path, int r, enum client_code_set set, bool seed004)
 {
 	switch (r) {
 	case -EFBIG:
@@ -394,7 +455,7 @@ static void file_error(const char *path, int r, enum client_code_set set)
 		say("%s: its base name is empty, '.', '..' or holds a control character", path);
 		break;
 	case -ENAMETOOLONG:
-		say("%s: its base name is longer than %d bytes", path, WIRE_NAME_MAX);
+		say("%s: its base name is longer than %zu bytes", path, client_max_name(seed004));
 		break;
 	case -EINVAL:
 		say("%s: not a regular file", path);
@@ -415,8 +476,8 @@ static int check_files(struct run *run, char *const *paths, size_t n)
 		return EXIT_LOCAL;
 	}
 	for (i = 0; i < n; i++) {
-		if ((r = client_check_file(paths[i], run->o.code_set, &run->files[i])) < 0) {
-			file_error(paths[i], r, run->o.code_set);
+		if ((r = client_check_file(paths[i], run->o.code_set, run->o.seed004, &run->files[i])) < 0) {
+			file_error(paths[i], r, run->o.code_set, run->o.seed004);
 			return EXIT_USAGE;
 		}
 		/* The server keeps one file per base name: a second would silently replace the first. */
@@ -483,7 +544,7 @@ static int resolve_settings(struct run *run, char *const *args, size_t nargs)
 		return EXIT_USAGE;
 	}
 	if (clientconf_check_name(run->name, strlen(run->name), &why) < 0) {
-		say("--name '%s': %s", run->name, why);
+		say("--name '%s': the client name %s", run->name, why);
 		return EXIT_USAGE;
 	}
 	if (nargs == 0) {
@@ -496,6 +557,28 @@ static int resolve_settings(struct run *run, char *const *args, size_t nargs)
 		return EXIT_USAGE;
 	}
 	return check_files(run, args, nargs);
+}
+
+/*
+ * A 2106 for an identity we hold may mean that the server has no public key
+ * for it: a registration interrupted between 2100 and 2102
+ * (efserver-protocol(7), "Dialects and tolerances"). The key is sent then;
+ * a server that does not know the identity refuses it too, and the 2106 is
+ * what is reported.
+ */
+static int recover_registration(struct run *run)
+{
+	const struct client_error refused = *client_error(run->client);
+
+	if (client_send_public_key(run->client, run->name, run->me.id, run->me.key) < 0) {
+		if (client_error(run->client)->failure == CLIENT_FAIL_REFUSED)
+			return report(&refused, run, NULL);
+		return report(client_error(run->client), run, NULL);
+	}
+	if (run->progress.verbose)
+		say("the server had no public key for '%s' (a registration that was interrupted): sent it to %s",
+		    run->name, run->server);
+	return EXIT_SUCCESS;
 }
 
 /* Register (and write the identity) or reconnect, and end up with an AES key. */
@@ -532,13 +615,14 @@ static int identify(struct run *run)
 		r = client_reconnect(run->client, run->name, run->me.id, run->me.key);
 	else
 		r = client_send_public_key(run->client, run->name, run->me.id, run->me.key);
+	wire_id_to_hex(run->me.id, hex);
+	if (r == -EPERM)
+		return recover_registration(run);
 	if (r < 0)
 		return report(client_error(run->client), run, NULL);
-	if (run->progress.verbose) {
-		wire_id_to_hex(run->me.id, hex);
+	if (run->progress.verbose)
 		say("%s '%s' (%s) with %s", o->code_set == CLIENT_SET_1025 ? "reconnected" : "sent the public key of",
 		    run->name, hex, run->server);
-	}
 	return EXIT_SUCCESS;
 }
 
@@ -594,8 +678,10 @@ static int start_client(struct run *run)
 	    .retries = o->retries,
 	    .timeout_seconds = o->timeout,
 	    .connection_per_request = o->per_request,
+	    .seed004 = o->seed004,
 	};
-	struct client_hooks hooks = {.ctx = &run->progress, .progress = on_progress, .mismatch = on_mismatch};
+	struct client_hooks hooks = {
+	    .ctx = &run->progress, .progress = on_progress, .mismatch = on_mismatch, .reopened = on_reopen};
 	int r;
 
 	run->progress.bar = o->verbosity >= 0 && isatty(STDERR_FILENO);

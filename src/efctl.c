@@ -1182,7 +1182,7 @@ static int cmd_add(struct ctl *c, const char *name)
 	int r, status = EXIT_SYSTEM;
 
 	if (wire_put_name(field, name) < 0 || (ne = wire_check_new_client_name(field, &len)) != WIRE_NAME_OK) {
-		fprintf(stderr, "efctl: the client name '%s' is %s\n", esc(name, e),
+		fprintf(stderr, "efctl: the client name '%s' %s\n", esc(name, e),
 		        ne == WIRE_NAME_OK ? "longer than 254 bytes" : wire_name_error_str(ne));
 		return EXIT_USAGE;
 	}

@@ -29,6 +29,7 @@
 #include "session.h"
 #include "store.h"
 #include "vault.h"
+#include "wire.h"
 
 /*
  * EXIT STATUS in efsession(8): a super-server's program, 1 the peer's fault
@@ -59,6 +60,13 @@ static void usage(FILE *to)
 	            "      --registration MODE    open (default): anyone may register; closed: register\n"
 	            "                             requests are refused, clients are added with\n"
 	            "                             efctl add-client\n"
+	            "      --compat LIST          accept what some clients send (comma-separated):\n"
+	            "                             seed004, the seed-004 client's dialect on the\n"
+	            "                             connections that open with it; content-after, an\n"
+	            "                             upload whose payload_size counts the fixed fields\n"
+	            "                             only; short-name, a register name without its NUL;\n"
+	            "                             all: seed004 and content-after (short-name does not\n"
+	            "                             combine with seed004)\n"
 	            "      --encrypt-at-rest      store files encrypted under the storage key\n"
 	            "      --storage-key-file FILE  the storage key, 32 raw bytes (default: the\n"
 	            "                             " SEAL_CREDENTIAL " credential of systemd)\n"
@@ -136,6 +144,7 @@ int main(int argc, char **argv)
 	    {"log-target", required_argument, NULL, 'L'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"fault-checksum", required_argument, NULL, 'F'},
+	    {"compat", required_argument, NULL, 'C'},
 	    {"encrypt-at-rest", no_argument, NULL, 'E'},
 	    {"storage-key-file", required_argument, NULL, 'K'},
 	    {"registration", required_argument, NULL, 'R'},
@@ -158,6 +167,8 @@ int main(int argc, char **argv)
 	struct store *st = NULL;
 	struct vault *v = NULL;
 	enum session_end end = SESSION_SYSTEM_ERROR;
+	const char *why;
+	unsigned compat = 0, tolerances;
 	uint64_t u;
 
 	sanitise_fds();
@@ -217,6 +228,12 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'C':
+			if (opts_parse_compat(optarg, &compat, &why) < 0) {
+				fprintf(stderr, "efsession: --compat '%s' %s\n", optarg, why);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'E':
 			encrypt = true;
 			break;
@@ -251,6 +268,16 @@ int main(int argc, char **argv)
 	}
 	if (cfg.debug && !level_set)
 		level = LOG_DEBUG;
+	/* efserver-protocol(7), "Dialects and tolerances". */
+	tolerances = (compat & OPTS_COMPAT_CONTENT_AFTER ? WIRE_TOLERATE_CONTENT_AFTER : 0) |
+	             (compat & OPTS_COMPAT_SHORT_NAME ? WIRE_TOLERATE_SHORT_NAME : 0);
+	cfg.dialect = wire_dialect_tolerant(&wire_standard, tolerances);
+	if (compat & OPTS_COMPAT_SEED004 && !(cfg.seed004 = wire_dialect_tolerant(&wire_seed004, tolerances))) {
+		fprintf(stderr,
+		        "efsession: --compat: seed004 and short-name cannot be combined: both read a 1100 whose "
+		        "payload_size is below 255, each its own way\n");
+		return EXIT_USAGE;
+	}
 
 	/* A client that goes away must not kill us mid-transaction; writes report EPIPE instead. */
 	signal(SIGPIPE, SIG_IGN);

@@ -72,6 +72,40 @@ int opts_parse_code_set(const char *s, unsigned *out)
 	return 0;
 }
 
+int opts_parse_compat(const char *list, unsigned *out, const char **why)
+{
+	static const struct {
+		const char *name;
+		unsigned flags;
+	} names[] = {
+	    {"seed004", OPTS_COMPAT_SEED004},
+	    {"content-after", OPTS_COMPAT_CONTENT_AFTER},
+	    {"short-name", OPTS_COMPAT_SHORT_NAME},
+	    {"all", OPTS_COMPAT_ALL},
+	};
+	unsigned flags = 0;
+	const char *p = list;
+	size_t len, i;
+
+	for (;;) {
+		len = strcspn(p, ",");
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strlen(names[i].name) == len && strncmp(p, names[i].name, len) == 0)
+				break;
+		if (i == sizeof(names) / sizeof(names[0])) {
+			*why = len ? "names something other than seed004, content-after, short-name or all"
+			           : "has an empty item";
+			return -EINVAL;
+		}
+		flags |= names[i].flags;
+		if (!p[len])
+			break;
+		p += len + 1;
+	}
+	*out = flags;
+	return 0;
+}
+
 int opts_state_dir(const char *given, char **out)
 {
 	const char *env = getenv("STATE_DIRECTORY"), *dir = EF_STATE_DIR;

@@ -20,6 +20,20 @@ const char *opts_human_size(uint64_t bytes, char *buf, unsigned long size);
 int opts_parse_code_set(const char *s, unsigned *out);
 
 /*
+ * --compat LIST of efsession(8) and efclient(1): a comma-separated list of
+ * seed004, content-after, short-name and all (seed004 and content-after,
+ * every name that combines with the others), as efserver-protocol(7),
+ * "Dialects and tolerances", names them. 0 and *out, or -EINVAL and *why.
+ */
+enum {
+	OPTS_COMPAT_SEED004 = 1 << 0,
+	OPTS_COMPAT_CONTENT_AFTER = 1 << 1,
+	OPTS_COMPAT_SHORT_NAME = 1 << 2,
+	OPTS_COMPAT_ALL = OPTS_COMPAT_SEED004 | OPTS_COMPAT_CONTENT_AFTER,
+};
+int opts_parse_compat(const char *list, unsigned *out, const char **why);
+
+/*
  * The state directory of efsession(8) and efctl(8): the one given on the
  * command line, else the first entry of $STATE_DIRECTORY (systemd's
  * StateDirectory=, a colon-separated list), else EF_STATE_DIR. *out is

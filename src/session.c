@@ -34,12 +34,15 @@ enum outcome {
 };
 
 struct session {
-	const struct session_config *cfg;
+	const struct session_config *cfg; /* &conn */
+	struct session_config conn;       /* the server's settings, as the connection's dialect overrides them */
 	struct store *st;
 	struct vault *v;
 	int in, out;
 	int timeout_ms;
 	const struct wire_dialect *dialect; /* the connection's */
+	bool opening;                       /* its first request is being served */
+	bool tentative;                     /* reading that request in the seed-004 dialect, not yet confirmed */
 	struct wire_request_header hdr;
 	struct wire_frame frame; /* how this request is read */
 	uint64_t consumed;       /* bytes of its payload read so far */
@@ -64,13 +67,26 @@ static const handler_fn handlers[WIRE_KINDS] = {
     [WIRE_KIND_CRC_ABORT] = handle_crc,
 };
 
-/* A response with the fields of b (NULL: none), in the connection's dialect. */
+/* Whether the dialect leaves this request without any answer, a refusal included (seed004: 1105, 1106). */
+static bool muted(const struct session *s)
+{
+	const struct wire_request_spec *rq = wire_find_request(s->hdr.code);
+
+	return rq && !wire_dialect_answers(s->dialect, rq);
+}
+
+/* A response with the fields of b (NULL: none), in the connection's dialect, in one write. */
 static int respond(struct session *s, uint16_t code, const struct wire_response_body *b)
 {
 	uint8_t msg[WIRE_RESPONSE_HEADER_MAX + WIRE_RESPONSE_PAYLOAD_MAX];
 	size_t head = wire_response_header_size(s->dialect), len;
 	int r;
 
+	if (muted(s)) {
+		log_debug("Not answering %u: the %s dialect answers request %u with nothing.", code,
+		          wire_dialect_name(s->dialect), s->hdr.code);
+		return 0;
+	}
 	if ((r = wire_build_response(s->dialect, code, b, msg, sizeof(msg), &len)) < 0)
 		return r;
 	log_debug("Answering %u (%s) with %zu bytes of payload.", code, wire_response_name(code), len - head);
@@ -101,8 +117,12 @@ format_error(struct session *s, const struct wire_request_spec *rq, const char *
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	log_warning("Malformed request %u (%s): %s; answering %u and closing the connection.", s->hdr.code,
-	            wire_request_name(s->hdr.code), why, rq ? rq->format_error : RESP_ERROR);
+	if (muted(s))
+		log_warning("Malformed request %u (%s): %s; closing the connection without an answer (%s dialect).",
+		            s->hdr.code, wire_request_name(s->hdr.code), why, wire_dialect_name(s->dialect));
+	else
+		log_warning("Malformed request %u (%s): %s; answering %u and closing the connection.", s->hdr.code,
+		            wire_request_name(s->hdr.code), why, rq ? rq->format_error : RESP_ERROR);
 	(void)respond(s, rq ? rq->format_error : RESP_ERROR, NULL);
 	return OUT_CLOSE;
 }
@@ -117,7 +137,12 @@ refuse(struct session *s, uint16_t code, const struct wire_response_body *b, con
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	log_notice("Refused request %u (%s): %s; answered %u.", s->hdr.code, wire_request_name(s->hdr.code), why, code);
+	if (muted(s))
+		log_notice("Refused request %u (%s): %s; not answered (%s dialect).", s->hdr.code,
+		           wire_request_name(s->hdr.code), why, wire_dialect_name(s->dialect));
+	else
+		log_notice("Refused request %u (%s): %s; answered %u.", s->hdr.code, wire_request_name(s->hdr.code),
+		           why, code);
 	return answer(s, code, b);
 }
 
@@ -155,13 +180,52 @@ static bool read_exact(struct session *s, void *buf, size_t len, const char *wha
 }
 
 /*
+ * The first request of a connection read in the seed-004 dialect has shown
+ * whether the connection is one (efserver-protocol(7), "Dialects and
+ * tolerances"): keep the dialect for the connection, with its checksum and
+ * key size, or fall back to the standard one, in which the request is the
+ * format error it always was.
+ */
+static void settle_dialect(struct session *s, bool confirmed)
+{
+	s->tentative = false;
+	if (!confirmed) {
+		s->dialect = s->cfg->dialect ? s->cfg->dialect : &wire_standard;
+		return;
+	}
+	s->conn.checksum = wire_dialect_checksum(s->dialect, s->conn.checksum);
+	s->conn.aes_key_len = wire_dialect_aes_key_len(s->dialect, s->conn.aes_key_len);
+	log_notice(
+	    "The connection opens as a seed-004 client's do (1100 with payload_size %u, the length of the name): "
+	    "it is served in the %s dialect, with %s checksums and %zu-bit AES keys (--compat seed004).",
+	    s->hdr.payload_size, wire_dialect_name(s->dialect), cksum_algo_name(s->conn.checksum),
+	    s->conn.aes_key_len * 8);
+}
+
+/* A request read through a tolerance: accepted, and said so (efserver-protocol(7), "Dialects and tolerances"). */
+static void note_tolerance(struct session *s, const struct wire_request_spec *rq, const struct wire_request_body *b)
+{
+	if (s->frame.tolerated & WIRE_TOLERATE_CONTENT_AFTER)
+		log_notice(
+		    "Request %u (%s) has payload_size %u, the fixed fields only; reading content_size %u bytes of "
+		    "content after them (--compat content-after).",
+		    rq->code, rq->name, s->hdr.payload_size, b->content_size);
+	if (s->frame.tolerated & WIRE_TOLERATE_SHORT_NAME)
+		log_notice(
+		    "Request %u (%s) has payload_size %u and a name of that many bytes without a NUL; reading it "
+		    "as the name (--compat short-name).",
+		    rq->code, rq->name, s->hdr.payload_size);
+}
+
+/*
  * Read the body of the request in one piece into s->buf (all of the payload
  * but a file's content, which follows its fixed fields), split it into its
  * fields and check them against the header (efserver-protocol(7), "Requests").
  */
 static enum outcome take_body(struct session *s, const struct wire_request_spec *rq, struct wire_request_body *b)
 {
-	uint32_t len = s->frame.body;
+	uint32_t len = s->frame.body, min, max;
+	enum wire_body_error e;
 	int r;
 
 	if (len > SESSION_CHUNK)
@@ -172,7 +236,19 @@ static enum outcome take_body(struct session *s, const struct wire_request_spec 
 		log_hexdump("request payload", s->buf, len < rq->dump ? len : rq->dump, DUMP_MAX);
 	if ((r = wire_parse_request_body(s->dialect, rq, s->buf, len, b)) < 0)
 		return server_error(s, r, "The body of request %u could not be split into its fields", rq->code);
-	switch (wire_check_request_body(s->dialect, rq, &s->hdr, b)) {
+	e = wire_check_request_body(s->dialect, rq, &s->hdr, b, &s->frame);
+	if (s->tentative) {
+		settle_dialect(s, e == WIRE_BODY_OK);
+		if (e != WIRE_BODY_OK) {
+			wire_payload_bounds(s->dialect, rq, &min, &max);
+			return format_error(
+			    s, rq,
+			    "payload_size %u is outside %u..%u, and not the length of the name before its "
+			    "NUL either, as the seed-004 client's is",
+			    s->hdr.payload_size, min, max);
+		}
+	}
+	switch (e) {
 	case WIRE_BODY_OK:
 		break;
 	case WIRE_BODY_ID_DIFFERS:
@@ -180,7 +256,13 @@ static enum outcome take_body(struct session *s, const struct wire_request_spec 
 	case WIRE_BODY_SIZE_DIFFERS:
 		return format_error(s, rq, "content_size %u does not match payload_size %u (it should be %u)",
 		                    b->content_size, s->hdr.payload_size, s->frame.content);
+	case WIRE_BODY_NAME_NUL:
+		return format_error(s, rq, "the %u bytes of the name hold a NUL", s->frame.body);
+	case WIRE_BODY_NAME_COUNT:
+		return format_error(s, rq, "payload_size %u does not count the fields as the %s dialect does",
+		                    s->hdr.payload_size, wire_dialect_name(s->dialect));
 	}
+	note_tolerance(s, rq, b);
 	return OUT_CONTINUE;
 }
 
@@ -207,7 +289,7 @@ static enum outcome take_client_name(struct session *s, const struct wire_reques
 	if ((o = take_body(s, rq, b)) != OUT_CONTINUE)
 		return o;
 	if (!take_name(b->name, true, name, &ne))
-		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
+		return format_error(s, rq, "the client name %s", wire_name_error_str(ne));
 	return OUT_CONTINUE;
 }
 
@@ -229,7 +311,7 @@ static enum outcome take_file_name(struct session *s, const struct wire_request_
 	size_t blen;
 
 	if (!take_name(field, false, name, &ne))
-		return format_error(s, rq, "the file name is %s", wire_name_error_str(ne));
+		return format_error(s, rq, "the file name %s", wire_name_error_str(ne));
 	if (wire_base_name(name, strlen(name), &b, &blen) < 0)
 		return format_error(s, rq, "the file name '%s' has no usable base name", esc(name, e1));
 	memcpy(base, b, blen);
@@ -255,7 +337,7 @@ static enum outcome handle_register(struct session *s, const struct wire_request
 	/* A malformed name is a format error; a valid one shaped like an id, a refusal (efserver-protocol(7), Names). */
 	ne = wire_check_new_client_name(b.name, &len);
 	if (ne != WIRE_NAME_OK && ne != WIRE_NAME_LIKE_ID)
-		return format_error(s, rq, "the client name is %s", wire_name_error_str(ne));
+		return format_error(s, rq, "the client name %s", wire_name_error_str(ne));
 	memcpy(name, b.name, len);
 	name[len] = '\0';
 	if (s->cfg->registration_closed)
@@ -514,13 +596,29 @@ static enum outcome refuse_bad_padding(struct session *s, const struct wire_requ
 	return OUT_CLOSE;
 }
 
+/* What the content of an upload must be, decided before a byte of it is read. */
+static enum outcome check_content(struct session *s, const struct wire_request_spec *rq, uint32_t content)
+{
+	char hs[32], hm[32];
+
+	if (content < WIRE_AES_BLOCK)
+		return format_error(s, rq, "content of %u bytes is less than one AES block", content);
+	if (content % WIRE_AES_BLOCK)
+		return format_error(s, rq, "content of %u bytes is not a whole number of AES blocks", content);
+	if (s->cfg->max_file_size && content > s->cfg->max_file_size)
+		return format_error(s, rq, "content of %s is above the limit of %s",
+		                    opts_human_size(content, hs, sizeof(hs)),
+		                    opts_human_size(s->cfg->max_file_size, hm, sizeof(hm)));
+	return OUT_CONTINUE;
+}
+
 static enum outcome handle_file(struct session *s, const struct wire_request_spec *rq)
 {
-	const uint32_t content = s->frame.content;
-	char name[NAME], base[NAME], e1[NAME_ESC_MAX], e2[NAME_ESC_MAX], hs[32], hm[32];
+	uint32_t content;
+	char name[NAME], base[NAME], e1[NAME_ESC_MAX], e2[NAME_ESC_MAX], hs[32];
 	uint8_t field[NAME];
 	struct wire_request_body b;
-	struct wire_response_body received = {.id = s->hdr.client_id, .content_size = content, .name = field};
+	struct wire_response_body received = {.id = s->hdr.client_id, .name = field};
 	struct on_disk pub = {.v = s->v, .id = s->hdr.client_id, .base = base};
 	struct store_disk disk = {.ctx = &pub, .pending_exists = disk_pending_exists, .place = disk_place};
 	struct store_recorded rec;
@@ -536,15 +634,16 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	int r;
 
 	/* Everything decidable from the header is decided before a byte of payload is read. */
-	if (content % WIRE_AES_BLOCK)
-		return format_error(s, rq, "content of %u bytes is not a whole number of AES blocks", content);
-	if (s->cfg->max_file_size && content > s->cfg->max_file_size)
-		return format_error(s, rq, "content of %s is above the limit of %s",
-		                    opts_human_size(content, hs, sizeof(hs)),
-		                    opts_human_size(s->cfg->max_file_size, hm, sizeof(hm)));
+	if (!s->frame.sized_by_body && (o = check_content(s, rq, s->frame.content)) != OUT_CONTINUE)
+		return o;
 	if ((o = take_body(s, rq, &b)) != OUT_CONTINUE)
 		return o;
-	/* 2103 echoes the field byte for byte; s->buf is about to hold the content. */
+	/* A content sized by content_size, from the fixed fields just read. */
+	if (s->frame.sized_by_body && (o = check_content(s, rq, s->frame.content)) != OUT_CONTINUE)
+		return o;
+	content = s->frame.content;
+	received.content_size = content;
+	/* 2103 echoes the field byte for byte (as the dialect means it); s->buf is about to hold the content. */
 	memcpy(field, b.name, NAME);
 	if ((o = take_file_name(s, rq, field, name, base, f.path_name)) != OUT_CONTINUE)
 		return o;
@@ -622,12 +721,13 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	reported = (uint64_t)rec.attempts <= s->cfg->fault_checksum ? sum + 1 : sum;
 	log_context_file(name, (long long)plain_size);
 	if (rec.aside)
-		log_info("Kept %s for %s aside: %s, checksum %u%s; its verified copy stays under the name until the "
-		         "client confirms this one.",
-		         esc(name, e1), esc(c.name, e2), opts_human_size(plain_size, hs, sizeof(hs)), sum,
-		         reported != sum ? " (reporting a wrong one on purpose)" : "");
+		log_info(
+		    "Kept '%s' for '%s' aside: %s, checksum %u%s; its verified copy stays under the name until the "
+		    "client confirms this one.",
+		    esc(name, e1), esc(c.name, e2), opts_human_size(plain_size, hs, sizeof(hs)), sum,
+		    reported != sum ? " (reporting a wrong one on purpose)" : "");
 	else
-		log_info("Stored %s for %s: %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
+		log_info("Stored '%s' for '%s': %s, checksum %u%s.", esc(name, e1), esc(c.name, e2),
 		         opts_human_size(plain_size, hs, sizeof(hs)), sum,
 		         reported != sum ? " (reporting a wrong one on purpose)" : "");
 
@@ -652,7 +752,7 @@ static enum outcome handle_crc(struct session *s, const struct wire_request_spec
 	    [WIRE_KIND_CRC_RETRY] = {STORE_RESEND, "will resend"},
 	    [WIRE_KIND_CRC_ABORT] = {STORE_GIVE_UP, "gave up on"},
 	};
-	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX];
+	char name[NAME], base[NAME], path[STORE_PATH_MAX], e1[NAME_ESC_MAX], e2[NAME_ESC_MAX];
 	struct on_disk d = {.v = s->v, .id = s->hdr.client_id, .base = base};
 	struct store_disk disk = {
 	    .ctx = &d, .pending_exists = disk_pending_exists, .promote = disk_promote, .remove = disk_remove};
@@ -674,29 +774,30 @@ static enum outcome handle_crc(struct session *s, const struct wire_request_spec
 		return server_error(s, r, "Could not record that client %s %s '%s'", s->id_hex, verb, esc(name, e1));
 	s->touched = true;
 	if (done.rolled_forward)
-		log_notice("The interrupted confirmation of '%s' of client %s was completed: its copy kept aside had "
-		           "been put in place.",
-		           esc(name, e1), s->id_hex);
+		log_notice(
+		    "The interrupted confirmation of '%s' of '%s' was completed: its copy kept aside had been put "
+		    "in place.",
+		    esc(name, e1), esc(done.client_name, e2));
 	switch (done.outcome) {
 	case STORE_SETTLED_DONE:
 		if (rq->kind == WIRE_KIND_CRC_ABORT)
-			log_warning("Client %s gave up on '%s' after checksum mismatches; its copy was removed.",
-			            s->id_hex, esc(name, e1));
+			log_warning("'%s' gave up on '%s' after checksum mismatches; its copy was removed.",
+			            esc(done.client_name, e2), esc(name, e1));
 		else
-			log_info("Client %s %s '%s'.", s->id_hex, verb, esc(name, e1));
+			log_info("'%s' %s '%s'.", esc(done.client_name, e2), verb, esc(name, e1));
 		break;
 	case STORE_SETTLED_REPLACED:
-		log_info("Client %s confirmed '%s': the copy kept aside replaced the verified one.", s->id_hex,
-		         esc(name, e1));
+		log_info("'%s' confirmed '%s': the copy kept aside replaced the verified one.",
+		         esc(done.client_name, e2), esc(name, e1));
 		break;
 	case STORE_SETTLED_DISCARDED:
 		drop_pending(s, done.dropped);
-		log_notice("Client %s %s '%s': the copy kept aside was dropped, the verified copy stays.", s->id_hex,
-		           verb, esc(name, e1));
+		log_notice("'%s' %s '%s': the copy kept aside was dropped, the verified copy stays.",
+		           esc(done.client_name, e2), verb, esc(name, e1));
 		break;
 	case STORE_SETTLED_NOTHING:
-		log_notice("Client %s %s '%s', which is verified with nothing kept aside: nothing changed.", s->id_hex,
-		           verb, esc(name, e1));
+		log_notice("'%s' %s '%s', which is verified with nothing kept aside: nothing changed.",
+		           esc(done.client_name, e2), verb, esc(name, e1));
 		break;
 	}
 	if (rq->flags & WIRE_SILENT)
@@ -721,6 +822,32 @@ static enum outcome check_consumed(struct session *s, const struct wire_request_
 	return OUT_FAIL;
 }
 
+/*
+ * A payload_size the code does not allow. For an upload the log line shows
+ * content_size too, read from the fixed fields when the payload holds it:
+ * it tells a client author what payload_size should have counted.
+ */
+static enum outcome refuse_payload_size(struct session *s, const struct wire_request_spec *rq)
+{
+	const struct wire_dialect *after =
+	    wire_dialect_tolerant(s->dialect, wire_dialect_tolerances(s->dialect) | WIRE_TOLERATE_CONTENT_AFTER);
+	size_t lead = wire_content_size_lead(rq);
+	struct wire_frame f;
+	uint32_t min, max;
+	char seen[160] = "";
+
+	wire_payload_bounds(s->dialect, rq, &min, &max);
+	if (lead && s->hdr.payload_size >= lead) {
+		if (!read_exact(s, s->buf, lead, "the fixed fields"))
+			return OUT_DROP;
+		snprintf(seen, sizeof(seen), " (content_size is %u%s)", wire_get_content_size(rq, s->buf),
+		         after && wire_frame_request(after, rq, s->hdr.payload_size, &f) == 0
+		             ? ": payload_size counts the fixed fields only, which --compat content-after accepts"
+		             : "");
+	}
+	return format_error(s, rq, "payload_size %u is outside %u..%u%s", s->hdr.payload_size, min, max, seen);
+}
+
 static enum outcome serve_request(struct session *s)
 {
 	const struct wire_request_spec *rq = wire_find_request(s->hdr.code);
@@ -743,11 +870,16 @@ static enum outcome serve_request(struct session *s)
 	}
 	s->touched = false;
 	s->consumed = 0;
+	/* efserver-protocol(7), "Dialects and tolerances": the first request may open a seed-004 connection. */
+	if (s->opening && rq && s->cfg->seed004 && wire_dialect_opens(s->cfg->seed004, &s->hdr)) {
+		s->dialect = s->cfg->seed004;
+		s->tentative = true;
+	}
+	s->opening = false;
 	if (!rq)
 		o = format_error(s, NULL, "unknown request code");
 	else if (wire_frame_request(s->dialect, rq, s->hdr.payload_size, &s->frame) < 0)
-		o = format_error(s, rq, "payload_size %u is outside %u..%u", s->hdr.payload_size, rq->min_payload,
-		                 rq->max_payload);
+		o = refuse_payload_size(s, rq);
 	else
 		o = check_consumed(s, rq, handlers[rq->kind](s, rq));
 	/*
@@ -762,18 +894,20 @@ static enum outcome serve_request(struct session *s)
 enum session_end session_run(const struct session_config *cfg, struct store *st, struct vault *v, int in_fd, int out_fd)
 {
 	struct session s = {
-	    .cfg = cfg,
+	    .conn = *cfg,
 	    .st = st,
 	    .v = v,
 	    .in = in_fd,
 	    .out = out_fd,
-	    .dialect = &wire_standard,
+	    .dialect = cfg->dialect ? cfg->dialect : &wire_standard,
+	    .opening = true,
 	    .timeout_ms = cfg->idle_timeout && !cfg->debug ? (int)(cfg->idle_timeout * 1000) : -1,
 	};
 	uint8_t hdr[WIRE_REQUEST_HEADER_SIZE];
 	enum session_end end = SESSION_PEER_ERROR;
 	ssize_t n;
 
+	s.cfg = &s.conn;
 	s.buf = malloc(SESSION_CHUNK);
 	if (!s.buf) {
 		log_crit("Out of memory.");

@@ -14,17 +14,22 @@
 
 struct store;
 struct vault;
+struct wire_dialect;
 
 /* Bytes read, decrypted, checksummed and written per step of an upload. */
 #define SESSION_CHUNK (256u * 1024)
 
 struct session_config {
 	enum cksum_algo checksum;
-	unsigned idle_timeout;    /* seconds; 0: none */
-	uint64_t max_file_size;   /* largest content_size (encrypted) accepted; 0: what the protocol allows */
-	size_t aes_key_len;       /* 16 or 32 */
-	uint64_t fault_checksum;  /* report a wrong checksum for the first N uploads of each file */
-	bool debug;               /* hex dumps of headers and payload starts */
+	unsigned idle_timeout;   /* seconds; 0: none */
+	uint64_t max_file_size;  /* largest content_size (encrypted) accepted; 0: what the protocol allows */
+	size_t aes_key_len;      /* 16 or 32 */
+	uint64_t fault_checksum; /* report a wrong checksum for the first N uploads of each file */
+	bool debug;              /* hex dumps of headers and payload starts */
+	/* The standard dialect with the tolerances of --compat; NULL: wire_standard, strict. */
+	const struct wire_dialect *dialect;
+	/* --compat seed004: the dialect of a connection that opens as the seed-004 client's do; NULL: none. */
+	const struct wire_dialect *seed004;
 	bool registration_closed; /* 1025/1100 refused: clients are provisioned with efctl add-client */
 };
 

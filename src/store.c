@@ -149,7 +149,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         ")",
     [ST_CLIENT_BY_ID] = "SELECT " CLIENT_COLUMNS " FROM clients WHERE id = ?1",
     [ST_CLIENT_BY_NAME] = "SELECT " CLIENT_COLUMNS " FROM clients WHERE name = ?1",
-    [ST_CLIENT_TOUCH] = "UPDATE clients SET last_seen = " SQL_NOW " WHERE id = ?1",
+    [ST_CLIENT_TOUCH] = "UPDATE clients SET last_seen = " SQL_NOW " WHERE id = ?1 RETURNING name",
     [ST_CLIENT_KEYS] = "SELECT name, public_key FROM clients WHERE id = ?1",
     [ST_CLIENT_SET_KEYS] =
         "UPDATE clients SET public_key = coalesce(public_key, ?2), aes_key = ?3, last_seen = " SQL_NOW " WHERE id = ?1",
@@ -910,14 +910,23 @@ int store_find_client_by_name(struct store *st, const char *name, struct store_c
 }
 
 /* Within a transaction: last seen of a known id; an unknown id changes nothing. */
-static int touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
+static int touch(struct store *st, const uint8_t id[WIRE_ID_SIZE], char name[WIRE_NAME_SIZE])
 {
 	sqlite3_stmt *s = NULL;
-	int r;
+	const unsigned char *t;
+	int rc, r;
 
 	if ((r = stmt_for(st, ST_CLIENT_TOUCH, id, NULL, &s)) < 0)
 		return r;
-	return stmt_exec(st, s);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		if (name && (t = sqlite3_column_text(s, 0)))
+			snprintf(name, WIRE_NAME_SIZE, "%s", (const char *)t);
+		rc = sqlite3_step(s);
+	}
+	r = rc == SQLITE_DONE ? 0 : fail(st, rc);
+	stmt_done(s);
+	return r;
 }
 
 int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
@@ -930,7 +939,7 @@ int store_touch(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	r = touch(st, id);
+	r = touch(st, id, NULL);
 	if (r < 0) {
 		tx_rollback(st);
 		return r;
@@ -1067,7 +1076,8 @@ int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const u
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	if ((r = aes_key_exec(st, ST_CLIENT_DROP_AES, id, aes, aes_len, &changes)) < 0 || (r = touch(st, id)) < 0) {
+	if ((r = aes_key_exec(st, ST_CLIENT_DROP_AES, id, aes, aes_len, &changes)) < 0 ||
+	    (r = touch(st, id, NULL)) < 0) {
 		tx_rollback(st);
 		return r;
 	}
@@ -1241,7 +1251,7 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 	r = file_attempts(st, f->client_id, f->path_name, &n);
 	if (r < 0)
 		goto rollback;
-	r = touch(st, f->client_id);
+	r = touch(st, f->client_id, NULL);
 	if (r < 0)
 		goto rollback;
 	if ((r = run_callback(disk->place(disk->ctx, aside, token))) < 0)
@@ -1292,27 +1302,26 @@ int store_settle_file(struct store *st, enum store_verdict verdict, const uint8_
 		r = -ENOENT;
 		goto rollback;
 	}
+	if ((r = touch(st, id, done.client_name)) < 0)
+		goto rollback;
 	if (row.verified && row.pending && verdict == STORE_CONFIRM) {
 		if ((r = file_stmt(st, ST_FILE_PROMOTE, id, path_name, row.pending_name)) < 0 ||
-		    (r = touch(st, id)) < 0 || (r = run_callback(disk->promote(disk->ctx, row.pending_name))) < 0)
+		    (r = run_callback(disk->promote(disk->ctx, row.pending_name))) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_REPLACED;
 	} else if (row.verified && row.pending) {
-		if ((r = file_stmt(st, ST_FILE_DISCARD, id, path_name, row.pending_name)) < 0 ||
-		    (r = touch(st, id)) < 0)
+		if ((r = file_stmt(st, ST_FILE_DISCARD, id, path_name, row.pending_name)) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_DISCARDED;
 		memcpy(done.dropped, row.pending_name, sizeof(done.dropped));
 	} else if (row.verified || verdict == STORE_RESEND) {
-		if ((r = touch(st, id)) < 0)
-			goto rollback;
 		done.outcome = row.verified ? STORE_SETTLED_NOTHING : STORE_SETTLED_DONE;
 	} else if (verdict == STORE_CONFIRM) {
-		if ((r = file_stmt(st, ST_FILE_VERIFY, id, path_name, NULL)) < 0 || (r = touch(st, id)) < 0)
+		if ((r = file_stmt(st, ST_FILE_VERIFY, id, path_name, NULL)) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_DONE;
 	} else {
-		if ((r = file_stmt(st, ST_FILE_GIVE_UP, id, path_name, NULL)) < 0 || (r = touch(st, id)) < 0 ||
+		if ((r = file_stmt(st, ST_FILE_GIVE_UP, id, path_name, NULL)) < 0 ||
 		    (r = run_callback(disk->remove(disk->ctx))) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_DONE;

@@ -187,8 +187,9 @@ struct store_settled {
 		STORE_SETTLED_DISCARDED, /* the kept-aside copy dropped: remove it now; the verified copy stays */
 		STORE_SETTLED_NOTHING,   /* a verified file with nothing kept aside: nothing changed */
 	} outcome;
-	char dropped[STORE_TOKEN_SIZE]; /* STORE_SETTLED_DISCARDED: its token */
-	bool rolled_forward;            /* an interrupted confirmation was completed first */
+	char dropped[STORE_TOKEN_SIZE];   /* STORE_SETTLED_DISCARDED: its token */
+	bool rolled_forward;              /* an interrupted confirmation was completed first */
+	char client_name[WIRE_NAME_SIZE]; /* the client's, for the log */
 };
 
 /*

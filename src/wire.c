@@ -6,6 +6,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "utf8.h"
@@ -146,48 +148,104 @@ static uint32_t fixed_size(const struct wire_request_spec *rq)
 	return (rq->flags & WIRE_ID_LEADS ? ID : 0) + (rq->kind == WIRE_KIND_FILE ? SIZE : 0) + NAME;
 }
 
+/* Bytes before the NUL of a name[255] field; NAME when it has none. */
+static size_t name_length(const uint8_t *field)
+{
+	const uint8_t *nul = memchr(field, 0, NAME);
+
+	return nul ? (size_t)(nul - field) : NAME;
+}
+
+/* The seed-004 dialect (efserver-protocol(7), "Dialects and tolerances"). */
+#define SEED004_KEY        160    /* its client's public key: an RSA-1024 SubjectPublicKeyInfo, e = 17 */
+#define SEED004_SUFFIX     ".enc" /* what its client appends to a 1103's file name */
+#define SEED004_SUFFIX_LEN 4
+#define SEED004_CHECKSUM   10 /* 2103's checksum: ASCII decimal digits, NUL-padded */
+
+enum layout { LAYOUT_STANDARD, LAYOUT_SEED004 };
+
 /*
- * What a dialect lays out its own way. Everything else (the request
- * header, the fields of the bodies and their order) is common to all.
+ * What a dialect lays out or decides its own way. Everything else (the
+ * request header, the fields of the bodies and their order) is common to all.
  */
 struct wire_dialect {
 	const char *name;
-	size_t response_header_size;
-	void (*build_response_header)(uint8_t *buf, uint16_t code, uint32_t payload_size);
-	void (*parse_response_header)(const uint8_t *buf, struct wire_response_header *h);
-	/* The server's side: the bounds of payload_size and how the request is read. */
-	int (*frame_request)(const struct wire_request_spec *rq, uint32_t payload_size, struct wire_frame *f);
-	/* The client's side: payload_size of a request with this body of body_len bytes. */
+	enum layout layout;
+	unsigned tolerances; /* WIRE_TOLERATE_* */
+	/* The response header: version, zero bytes up to code_at, code (2 bytes), payload_size (4). */
+	size_t code_at;
+	/* The server's side: payload_size bounds, how the request is read, what its body must agree on. */
+	void (*bounds)(const struct wire_request_spec *rq, uint32_t *min, uint32_t *max);
+	int (*frame_request)(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t payload_size,
+	                     struct wire_frame *f);
+	enum wire_body_error (*check_body)(const struct wire_request_spec *rq, const struct wire_request_header *h,
+	                                   struct wire_request_body *b, struct wire_frame *f);
+	/* The client's side: payload_size of a request with this body of body_len bytes, and the name field sent. */
 	uint64_t (*payload_size)(const struct wire_request_spec *rq, const struct wire_request_body *b,
 	                         uint32_t body_len);
-	/* 2103's checksum field. */
-	size_t checksum_size;
+	int (*put_name)(const struct wire_request_spec *rq, uint8_t *out, const uint8_t *name);
+	/* 2103's checksum field: checksum_min to checksum_size bytes read, checksum_size written. */
+	size_t checksum_min, checksum_size;
 	void (*put_checksum)(uint8_t *field, uint32_t sum);
-	int (*get_checksum)(const uint8_t *field, uint32_t *sum);
+	int (*get_checksum)(const uint8_t *field, size_t len, uint32_t *sum);
+	/* The header of the first request of a connection in this dialect; NULL: any. */
+	bool (*opens)(const struct wire_request_header *h);
+	int checksum;        /* the checksum of its connections, or -1: the server's setting */
+	size_t aes_key_len;  /* the AES key size of its connections, or 0: the server's setting */
+	bool mute_silent;    /* nothing answers a WIRE_SILENT request, not even a refusal */
+	bool frames_by_read; /* its server frames each request by one read */
 };
 
-static void standard_build_response_header(uint8_t *buf, uint16_t code, uint32_t payload_size)
+static void standard_bounds(const struct wire_request_spec *rq, uint32_t *min, uint32_t *max)
 {
-	buf[0] = WIRE_SERVER_VERSION;
-	wire_put_u16(buf + 1, code);
-	wire_put_u32(buf + 3, payload_size);
+	*min = rq->min_payload;
+	*max = rq->max_payload;
 }
 
-static void standard_parse_response_header(const uint8_t *buf, struct wire_response_header *h)
+/*
+ * payload_size is exactly the body and the content; a file's content is
+ * what the fixed fields leave. The tolerances read payload_size values
+ * that are format errors otherwise (efserver-protocol(7), "Dialects and
+ * tolerances").
+ */
+static int standard_frame_request(const struct wire_dialect *d, const struct wire_request_spec *rq,
+                                  uint32_t payload_size, struct wire_frame *f)
 {
-	h->version = buf[0];
-	h->code = wire_get_u16(buf + 1);
-	h->payload_size = wire_get_u32(buf + 3);
-}
+	struct wire_frame out = {0};
 
-/* payload_size is exactly the body and the content; a file's content is what the fixed fields leave. */
-static int standard_frame_request(const struct wire_request_spec *rq, uint32_t payload_size, struct wire_frame *f)
-{
-	if (payload_size < rq->min_payload || payload_size > rq->max_payload)
+	if (payload_size >= rq->min_payload && payload_size <= rq->max_payload) {
+		out.body = rq->kind == WIRE_KIND_FILE ? fixed_size(rq) : payload_size;
+		out.content = payload_size - out.body;
+	} else if ((d->tolerances & WIRE_TOLERATE_CONTENT_AFTER) && rq->kind == WIRE_KIND_FILE &&
+	           payload_size == fixed_size(rq)) {
+		out.body = payload_size;
+		out.sized_by_body = true;
+		out.tolerated = WIRE_TOLERATE_CONTENT_AFTER;
+	} else if ((d->tolerances & WIRE_TOLERATE_SHORT_NAME) && rq->kind == WIRE_KIND_REGISTER && payload_size >= 1 &&
+	           payload_size < NAME) {
+		out.body = payload_size;
+		out.tolerated = WIRE_TOLERATE_SHORT_NAME;
+	} else {
 		return -EMSGSIZE;
-	f->body = rq->kind == WIRE_KIND_FILE ? fixed_size(rq) : payload_size;
-	f->content = payload_size - f->body;
+	}
+	*f = out;
 	return 0;
+}
+
+static enum wire_body_error standard_check_body(const struct wire_request_spec *rq, const struct wire_request_header *h,
+                                                struct wire_request_body *b, struct wire_frame *f)
+{
+	(void)h;
+	/* The short-name tolerance reads n bytes of name, all of them the name. */
+	if ((f->tolerated & WIRE_TOLERATE_SHORT_NAME) && memchr(b->name, 0, f->body))
+		return WIRE_BODY_NAME_NUL;
+	if (rq->kind != WIRE_KIND_FILE)
+		return WIRE_BODY_OK;
+	if (f->sized_by_body)
+		f->content = b->content_size;
+	else if (b->content_size != f->content)
+		return WIRE_BODY_SIZE_DIFFERS;
+	return WIRE_BODY_OK;
 }
 
 static uint64_t standard_payload_size(const struct wire_request_spec *rq, const struct wire_request_body *b,
@@ -196,27 +254,193 @@ static uint64_t standard_payload_size(const struct wire_request_spec *rq, const 
 	return (uint64_t)body_len + (rq->kind == WIRE_KIND_FILE ? b->content_size : 0);
 }
 
+static int standard_put_name(const struct wire_request_spec *rq, uint8_t *out, const uint8_t *name)
+{
+	(void)rq;
+	memcpy(out, name, NAME);
+	return 0;
+}
+
 static void standard_put_checksum(uint8_t *field, uint32_t sum)
 {
 	wire_put_u32(field, sum);
 }
 
-static int standard_get_checksum(const uint8_t *field, uint32_t *sum)
+static int standard_get_checksum(const uint8_t *field, size_t len, uint32_t *sum)
 {
+	(void)len;
 	*sum = wire_get_u32(field);
 	return 0;
 }
 
-const struct wire_dialect wire_standard = {
-    .name = "standard",
-    .response_header_size = WIRE_RESPONSE_HEADER_SIZE,
-    .build_response_header = standard_build_response_header,
-    .parse_response_header = standard_parse_response_header,
-    .frame_request = standard_frame_request,
-    .payload_size = standard_payload_size,
-    .checksum_size = 4,
-    .put_checksum = standard_put_checksum,
-    .get_checksum = standard_get_checksum,
+/* The rows the seed-004 dialect lays out its own way: 1100, 1101 and 1103. */
+static bool seed004_own(const struct wire_request_spec *rq)
+{
+	return rq->set == REQ_REGISTER_1100 &&
+	       (rq->kind == WIRE_KIND_REGISTER || rq->kind == WIRE_KIND_PUBLIC_KEY || rq->kind == WIRE_KIND_FILE);
+}
+
+/* payload_size counts the name's bytes (1-254), not its 255-byte field. */
+static void seed004_bounds(const struct wire_request_spec *rq, uint32_t *min, uint32_t *max)
+{
+	if (!seed004_own(rq)) {
+		standard_bounds(rq, min, max);
+		return;
+	}
+	*min = 1;
+	*max = WIRE_NAME_MAX;
+	if (rq->kind == WIRE_KIND_PUBLIC_KEY) {
+		*min += SEED004_KEY;
+		*max += SEED004_KEY;
+	} else if (rq->kind == WIRE_KIND_FILE) {
+		*min += ID + BLOCK;
+		*max = UINT32_MAX;
+	}
+}
+
+/* The fixed fields are read whatever payload_size says; a file's content is sized by its content_size. */
+static int seed004_frame_request(const struct wire_dialect *d, const struct wire_request_spec *rq,
+                                 uint32_t payload_size, struct wire_frame *f)
+{
+	uint32_t min, max;
+
+	if (!seed004_own(rq))
+		return standard_frame_request(d, rq, payload_size, f);
+	seed004_bounds(rq, &min, &max);
+	if (payload_size < min || payload_size > max)
+		return -EMSGSIZE;
+	*f = (struct wire_frame){
+	    .body = fixed_size(rq) + (rq->kind == WIRE_KIND_PUBLIC_KEY ? SEED004_KEY : 0),
+	    .sized_by_body = rq->kind == WIRE_KIND_FILE,
+	};
+	return 0;
+}
+
+/*
+ * payload_size is strlen(name) for 1100, strlen(name) + 160 for 1101 and
+ * 16 + content_size + strlen(file name) for 1103, whose file name ends in
+ * the ".enc" the client appended: exactly one is removed.
+ */
+static enum wire_body_error seed004_check_body(const struct wire_request_spec *rq, const struct wire_request_header *h,
+                                               struct wire_request_body *b, struct wire_frame *f)
+{
+	size_t len;
+	uint64_t counted;
+
+	if (!seed004_own(rq))
+		return standard_check_body(rq, h, b, f);
+	len = name_length(b->name);
+	counted = len + (rq->kind == WIRE_KIND_PUBLIC_KEY ? SEED004_KEY
+	                 : rq->kind == WIRE_KIND_FILE     ? (uint64_t)ID + b->content_size
+	                                                  : 0);
+	if (len == NAME || counted != h->payload_size)
+		return WIRE_BODY_NAME_COUNT;
+	if (rq->kind != WIRE_KIND_FILE)
+		return WIRE_BODY_OK;
+	f->content = b->content_size;
+	if (len >= SEED004_SUFFIX_LEN &&
+	    memcmp(b->name + len - SEED004_SUFFIX_LEN, SEED004_SUFFIX, SEED004_SUFFIX_LEN) == 0) {
+		memcpy(b->field, b->name, NAME);
+		memset(b->field + len - SEED004_SUFFIX_LEN, 0, SEED004_SUFFIX_LEN);
+		b->name = b->field;
+	}
+	return WIRE_BODY_OK;
+}
+
+static uint64_t seed004_payload_size(const struct wire_request_spec *rq, const struct wire_request_body *b,
+                                     uint32_t body_len)
+{
+	/* Without a name (the largest plaintext), the longest one counts. */
+	uint64_t len = b->name ? name_length(b->name) : WIRE_NAME_MAX;
+
+	if (!seed004_own(rq))
+		return standard_payload_size(rq, b, body_len);
+	if (rq->kind == WIRE_KIND_REGISTER)
+		return len;
+	/* A key of another size could not be framed: payload_size beyond what fits says so. */
+	if (rq->kind == WIRE_KIND_PUBLIC_KEY)
+		return b->key_len == SEED004_KEY ? len + SEED004_KEY : (uint64_t)UINT32_MAX + 1;
+	return ID + (uint64_t)b->content_size + len + SEED004_SUFFIX_LEN;
+}
+
+static int seed004_put_name(const struct wire_request_spec *rq, uint8_t *out, const uint8_t *name)
+{
+	size_t len = name_length(name);
+
+	memcpy(out, name, NAME);
+	if (!seed004_own(rq) || rq->kind != WIRE_KIND_FILE)
+		return 0;
+	if (len + SEED004_SUFFIX_LEN > WIRE_NAME_MAX)
+		return -EMSGSIZE;
+	memcpy(out + len, SEED004_SUFFIX, SEED004_SUFFIX_LEN);
+	return 0;
+}
+
+static void seed004_put_checksum(uint8_t *field, uint32_t sum)
+{
+	char digits[SEED004_CHECKSUM + 1];
+	int n = snprintf(digits, sizeof(digits), "%" PRIu32, sum);
+
+	memset(field, 0, SEED004_CHECKSUM);
+	memcpy(field, digits, (size_t)n);
+}
+
+/* 1 to 10 decimal digits, then nothing but NULs, at most 4294967295. */
+static int seed004_get_checksum(const uint8_t *field, size_t len, uint32_t *sum)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < len && field[i] >= '0' && field[i] <= '9'; i++)
+		if ((v = v * 10 + (uint64_t)(field[i] - '0')) > UINT32_MAX)
+			return -EBADMSG;
+	if (i == 0)
+		return -EBADMSG;
+	for (; i < len; i++)
+		if (field[i] != 0)
+			return -EBADMSG;
+	*sum = (uint32_t)v;
+	return 0;
+}
+
+/* Every connection of the seed-004 client opens with a 1100 whose payload_size is strlen(name). */
+static bool seed004_opens(const struct wire_request_header *h)
+{
+	return h->code == REQ_REGISTER_1100 && h->payload_size >= 1 && h->payload_size <= WIRE_NAME_MAX;
+}
+
+#define STANDARD_DIALECT(tol)                                                                                          \
+	{                                                                                                              \
+		.name = "standard", .layout = LAYOUT_STANDARD, .tolerances = (tol), .code_at = 1,                      \
+		.bounds = standard_bounds, .frame_request = standard_frame_request, .check_body = standard_check_body, \
+		.payload_size = standard_payload_size, .put_name = standard_put_name, .checksum_min = SIZE,            \
+		.checksum_size = SIZE, .put_checksum = standard_put_checksum, .get_checksum = standard_get_checksum,   \
+		.opens = NULL, .checksum = -1, .aes_key_len = 0, .mute_silent = false, .frames_by_read = false,        \
+	}
+
+/*
+ * A zero byte after the version in the response header; crc32 and 128-bit
+ * AES keys, whatever the server's settings: its client knows no other.
+ */
+#define SEED004_DIALECT(tol)                                                                                           \
+	{                                                                                                              \
+		.name = "seed004", .layout = LAYOUT_SEED004, .tolerances = (tol), .code_at = 2,                        \
+		.bounds = seed004_bounds, .frame_request = seed004_frame_request, .check_body = seed004_check_body,    \
+		.payload_size = seed004_payload_size, .put_name = seed004_put_name, .checksum_min = 1,                 \
+		.checksum_size = SEED004_CHECKSUM, .put_checksum = seed004_put_checksum,                               \
+		.get_checksum = seed004_get_checksum, .opens = seed004_opens, .checksum = CKSUM_CRC32,                 \
+		.aes_key_len = 16, .mute_silent = true, .frames_by_read = true,                                        \
+	}
+
+const struct wire_dialect wire_standard = STANDARD_DIALECT(0);
+const struct wire_dialect wire_seed004 = SEED004_DIALECT(0);
+
+/* Every other dialect wire_dialect_tolerant hands out: seed004 and short-name do not combine. */
+static const struct wire_dialect tolerant[] = {
+    STANDARD_DIALECT(WIRE_TOLERATE_CONTENT_AFTER),
+    STANDARD_DIALECT(WIRE_TOLERATE_SHORT_NAME),
+    STANDARD_DIALECT(WIRE_TOLERATE_CONTENT_AFTER | WIRE_TOLERATE_SHORT_NAME),
+    SEED004_DIALECT(WIRE_TOLERATE_CONTENT_AFTER),
 };
 
 const char *wire_dialect_name(const struct wire_dialect *d)
@@ -224,30 +448,105 @@ const char *wire_dialect_name(const struct wire_dialect *d)
 	return d->name;
 }
 
+unsigned wire_dialect_tolerances(const struct wire_dialect *d)
+{
+	return d->tolerances;
+}
+
+const struct wire_dialect *wire_dialect_tolerant(const struct wire_dialect *base, unsigned tolerances)
+{
+	size_t i;
+
+	if (tolerances == 0)
+		return base->layout == LAYOUT_SEED004 ? &wire_seed004 : &wire_standard;
+	for (i = 0; i < sizeof(tolerant) / sizeof(tolerant[0]); i++)
+		if (tolerant[i].layout == base->layout && tolerant[i].tolerances == tolerances)
+			return &tolerant[i];
+	return NULL;
+}
+
+bool wire_dialect_opens(const struct wire_dialect *d, const struct wire_request_header *h)
+{
+	return !d->opens || d->opens(h);
+}
+
+enum cksum_algo wire_dialect_checksum(const struct wire_dialect *d, enum cksum_algo configured)
+{
+	return d->checksum < 0 ? configured : (enum cksum_algo)d->checksum;
+}
+
+size_t wire_dialect_aes_key_len(const struct wire_dialect *d, size_t configured)
+{
+	return d->aes_key_len ? d->aes_key_len : configured;
+}
+
+bool wire_dialect_answers(const struct wire_dialect *d, const struct wire_request_spec *rq)
+{
+	return !(d->mute_silent && (rq->flags & WIRE_SILENT));
+}
+
+bool wire_dialect_frames_by_read(const struct wire_dialect *d)
+{
+	return d->frames_by_read;
+}
+
+size_t wire_dialect_key_field(const struct wire_dialect *d)
+{
+	return d->layout == LAYOUT_SEED004 ? SEED004_KEY : 0;
+}
+
 size_t wire_response_header_size(const struct wire_dialect *d)
 {
-	return d->response_header_size;
+	return d->code_at + 2 + 4;
 }
 
 void wire_parse_response_header(const struct wire_dialect *d, const uint8_t *buf, struct wire_response_header *h)
 {
-	d->parse_response_header(buf, h);
+	h->version = buf[0];
+	h->code = wire_get_u16(buf + d->code_at);
+	h->payload_size = wire_get_u32(buf + d->code_at + 2);
 }
 
 int wire_frame_request(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t payload_size,
                        struct wire_frame *f)
 {
-	return d->frame_request(rq, payload_size, f);
+	return d->frame_request(d, rq, payload_size, f);
 }
 
-/* The body: [client_id] [content_size] name [public_key], as the row and its kind say. */
+void wire_payload_bounds(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t *min, uint32_t *max)
+{
+	d->bounds(rq, min, max);
+}
+
+size_t wire_content_size_lead(const struct wire_request_spec *rq)
+{
+	return rq->kind == WIRE_KIND_FILE ? (rq->flags & WIRE_ID_LEADS ? ID : 0) + SIZE : 0;
+}
+
+uint32_t wire_get_content_size(const struct wire_request_spec *rq, const uint8_t *lead)
+{
+	return wire_get_u32(lead + wire_content_size_lead(rq) - SIZE);
+}
+
+/*
+ * The body: [client_id] [content_size] name [public_key], as the row and
+ * its kind say. A register body of fewer bytes than the name field is the
+ * short-name tolerance: those bytes are the field, NUL-padded.
+ */
 int wire_parse_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t *buf,
                             size_t len, struct wire_request_body *b)
 {
 	struct wire_request_body out = {0};
 	size_t fixed = fixed_size(rq), off = 0;
+	bool short_name =
+	    (d->tolerances & WIRE_TOLERATE_SHORT_NAME) && rq->kind == WIRE_KIND_REGISTER && len >= 1 && len < fixed;
 
-	(void)d;
+	if (short_name) {
+		*b = out;
+		memcpy(b->field, buf, len);
+		b->name = b->field;
+		return 0;
+	}
 	if (rq->kind == WIRE_KIND_PUBLIC_KEY ? len < fixed + WIRE_KEY_FIELD_MIN || len > fixed + WIRE_KEY_FIELD_MAX
 	                                     : len != fixed)
 		return -EBADMSG;
@@ -270,16 +569,12 @@ int wire_parse_request_body(const struct wire_dialect *d, const struct wire_requ
 }
 
 enum wire_body_error wire_check_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq,
-                                             const struct wire_request_header *h, const struct wire_request_body *b)
+                                             const struct wire_request_header *h, struct wire_request_body *b,
+                                             struct wire_frame *f)
 {
-	struct wire_frame f;
-
 	if ((rq->flags & WIRE_ID_LEADS) && memcmp(b->id, h->client_id, ID) != 0)
 		return WIRE_BODY_ID_DIFFERS;
-	if (rq->kind == WIRE_KIND_FILE &&
-	    (wire_frame_request(d, rq, h->payload_size, &f) < 0 || b->content_size != f.content))
-		return WIRE_BODY_SIZE_DIFFERS;
-	return WIRE_BODY_OK;
+	return d->check_body(rq, h, b, f);
 }
 
 int wire_build_request(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t id[WIRE_ID_SIZE],
@@ -302,7 +597,6 @@ int wire_build_request(const struct wire_dialect *d, const struct wire_request_s
 	h.payload_size = (uint32_t)payload_size;
 	if (id)
 		memcpy(h.client_id, id, ID);
-	wire_build_request_header(buf, &h);
 	p = buf + WIRE_REQUEST_HEADER_SIZE;
 	if (rq->flags & WIRE_ID_LEADS) {
 		memcpy(p, h.client_id, ID);
@@ -312,10 +606,12 @@ int wire_build_request(const struct wire_dialect *d, const struct wire_request_s
 		wire_put_u32(p, b->content_size);
 		p += SIZE;
 	}
-	memcpy(p, b->name, NAME);
+	if (d->put_name(rq, p, b->name) < 0)
+		return -EMSGSIZE;
 	p += NAME;
 	if (key_len)
 		memcpy(p, b->key, key_len);
+	wire_build_request_header(buf, &h);
 	*len = WIRE_REQUEST_HEADER_SIZE + body_len;
 	return 0;
 }
@@ -334,7 +630,14 @@ uint64_t wire_max_plaintext(const struct wire_dialect *d, const struct wire_requ
 	return ((UINT32_MAX - overhead) & ~(uint64_t)(BLOCK - 1)) - 1;
 }
 
-/* Payload bytes of the fields of rs but a key and the optional id of 2104. */
+size_t wire_file_name_max(const struct wire_dialect *d, const struct wire_request_spec *rq)
+{
+	return d->layout == LAYOUT_SEED004 && seed004_own(rq) && rq->kind == WIRE_KIND_FILE
+	           ? WIRE_NAME_MAX - SEED004_SUFFIX_LEN
+	           : WIRE_NAME_MAX;
+}
+
+/* Payload bytes of the fields of rs but a key and the optional id of 2104 (the longest checksum field). */
 static size_t response_fixed(const struct wire_dialect *d, const struct wire_response_spec *rs)
 {
 	return (rs->fields & WIRE_FIELD_ID ? ID : 0) +
@@ -346,6 +649,7 @@ int wire_build_response(const struct wire_dialect *d, uint16_t code, const struc
 {
 	static const struct wire_response_body none;
 	const struct wire_response_spec *rs = wire_find_response(code);
+	const size_t head = wire_response_header_size(d);
 	const uint8_t *id;
 	size_t payload, key_len;
 	uint8_t *p;
@@ -358,10 +662,13 @@ int wire_build_response(const struct wire_dialect *d, uint16_t code, const struc
 	id = rs->fields & (WIRE_FIELD_ID | WIRE_FIELD_ID_OPT) ? b->id : NULL;
 	key_len = rs->fields & WIRE_FIELD_KEY ? b->key_len : 0;
 	payload = response_fixed(d, rs) + (rs->fields & WIRE_FIELD_ID_OPT && id ? ID : 0) + key_len;
-	if (cap < d->response_header_size + payload)
+	if (cap < head + payload)
 		return -EMSGSIZE;
-	d->build_response_header(buf, code, (uint32_t)payload);
-	p = buf + d->response_header_size;
+	buf[0] = WIRE_SERVER_VERSION;
+	memset(buf + 1, 0, d->code_at - 1);
+	wire_put_u16(buf + d->code_at, code);
+	wire_put_u32(buf + d->code_at + 2, (uint32_t)payload);
+	p = buf + head;
 	if (id) {
 		memcpy(p, id, ID);
 		p += ID;
@@ -375,7 +682,7 @@ int wire_build_response(const struct wire_dialect *d, uint16_t code, const struc
 		memcpy(p + SIZE, b->name, NAME);
 		d->put_checksum(p + SIZE + NAME, b->checksum);
 	}
-	*len = d->response_header_size + payload;
+	*len = head + payload;
 	return 0;
 }
 
@@ -394,6 +701,8 @@ int wire_parse_response_body(const struct wire_dialect *d, uint16_t code, const 
 		fits = len == 0 || len == ID;
 	else if (rs->fields & WIRE_FIELD_KEY)
 		fits = len > fixed && len - fixed <= WIRE_ENCRYPTED_KEY_MAX;
+	else if (rs->fields & WIRE_FIELD_RECEIVED)
+		fits = len <= fixed && len + d->checksum_size >= fixed + d->checksum_min;
 	else
 		fits = len == fixed;
 	if (!fits)
@@ -407,7 +716,7 @@ int wire_parse_response_body(const struct wire_dialect *d, uint16_t code, const 
 	if (rs->fields & WIRE_FIELD_RECEIVED) {
 		out.content_size = wire_get_u32(payload + ID);
 		out.name = payload + ID + SIZE;
-		if (d->get_checksum(payload + ID + SIZE + NAME, &out.checksum) < 0)
+		if (d->get_checksum(payload + ID + SIZE + NAME, len - (ID + SIZE + NAME), &out.checksum) < 0)
 			return -EBADMSG;
 	}
 	*b = out;
@@ -452,19 +761,19 @@ const char *wire_name_error_str(enum wire_name_error e)
 {
 	switch (e) {
 	case WIRE_NAME_OK:
-		return "valid";
+		return "is valid";
 	case WIRE_NAME_NO_NUL:
-		return "no NUL terminator in the 255-byte field";
+		return "has no NUL terminator in its 255-byte field";
 	case WIRE_NAME_EMPTY:
-		return "empty";
+		return "is empty";
 	case WIRE_NAME_CONTROL:
 		return "holds a control character";
 	case WIRE_NAME_NOT_UTF8:
-		return "not valid UTF-8";
+		return "is not valid UTF-8";
 	case WIRE_NAME_LIKE_ID:
-		return "shaped like a client id";
+		return "is shaped like a client id";
 	}
-	return "invalid";
+	return "is invalid";
 }
 
 /* efserver-protocol(7), "Names": the part after the last '/' or '\'. */

@@ -5,8 +5,10 @@
  *
  * A dialect of the protocol is a parameter of the codec, chosen per
  * connection: every function whose layout a dialect may change takes one.
- * wire_standard, the protocol as efserver-protocol(7) describes it, is the
- * only dialect so far.
+ * wire_standard is the protocol as efserver-protocol(7) describes it,
+ * wire_seed004 the dialect of the seed-004 programs (efserver-protocol(7),
+ * "Dialects and tolerances"); either may come with tolerances, readings of
+ * requests that are format errors otherwise.
  */
 #ifndef EF_WIRE_H
 #define EF_WIRE_H
@@ -15,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cksum.h"
 #include "der.h"
 
 #define WIRE_ID_SIZE              16
@@ -22,7 +25,7 @@
 #define WIRE_NAME_MAX             (WIRE_NAME_SIZE - 1)
 #define WIRE_REQUEST_HEADER_SIZE  23
 #define WIRE_RESPONSE_HEADER_SIZE 7 /* in the standard dialect */
-#define WIRE_RESPONSE_HEADER_MAX  WIRE_RESPONSE_HEADER_SIZE
+#define WIRE_RESPONSE_HEADER_MAX  8 /* in the seed-004 dialect */
 #define WIRE_SERVER_VERSION       3
 #define WIRE_CLIENT_VERSION       3
 #define WIRE_AES_BLOCK            16
@@ -30,7 +33,7 @@
 #define WIRE_KEY_FIELD_MAX        1024
 /* encrypted_aes_key[M] of 2102 and 2105: M is the modulus size in bytes. */
 #define WIRE_ENCRYPTED_KEY_MAX (DER_RSA_MAX_BITS / 8)
-/* The largest response payload: 2102 or 2105 under a 4096-bit key. */
+/* The largest response payload: 2102 or 2105 under a 4096-bit key (2103 has 285 bytes at most). */
 #define WIRE_RESPONSE_PAYLOAD_MAX (WIRE_ID_SIZE + WIRE_ENCRYPTED_KEY_MAX)
 /* The largest request but a file's content: a public key request with the longest key field. */
 #define WIRE_REQUEST_HEAD_MAX (WIRE_REQUEST_HEADER_SIZE + WIRE_NAME_SIZE + WIRE_KEY_FIELD_MAX)
@@ -155,12 +158,6 @@ static inline void wire_put_u32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
-/* A dialect: its layouts where they differ from the standard one. */
-struct wire_dialect;
-extern const struct wire_dialect wire_standard;
-
-const char *wire_dialect_name(const struct wire_dialect *d);
-
 struct wire_request_header {
 	uint8_t client_id[WIRE_ID_SIZE];
 	uint8_t version;
@@ -175,6 +172,51 @@ struct wire_response_header {
 };
 
 /*
+ * The tolerances (efserver-protocol(7), "Dialects and tolerances"): each
+ * reads a request that is a format error without it, so none changes the
+ * meaning of a valid request.
+ */
+enum {
+	WIRE_TOLERATE_CONTENT_AFTER = 1 << 0, /* 1028/1103 whose payload_size counts the fixed fields only */
+	WIRE_TOLERATE_SHORT_NAME = 1 << 1,    /* 1025/1100 with payload_size n of 1-254 and n bytes of name, no NUL */
+};
+
+/* A dialect: its layouts where they differ from the standard one, and its tolerances. */
+struct wire_dialect;
+extern const struct wire_dialect wire_standard;
+extern const struct wire_dialect wire_seed004;
+
+/* "standard" or "seed004". */
+const char *wire_dialect_name(const struct wire_dialect *d);
+unsigned wire_dialect_tolerances(const struct wire_dialect *d);
+/*
+ * The dialect base (wire_standard or wire_seed004) with these tolerances,
+ * or NULL when they do not combine: the seed-004 dialect reads a 1100
+ * whose payload_size is below 255 its own way, as short-name does.
+ */
+const struct wire_dialect *wire_dialect_tolerant(const struct wire_dialect *base, unsigned tolerances);
+/*
+ * Whether a connection may be in dialect d from the header of its first
+ * request: the standard dialect always; the seed-004 dialect when it is a
+ * 1100 with payload_size 1-254 (wire_check_request_body then checks that
+ * the name field holds exactly that many bytes before its NUL).
+ */
+bool wire_dialect_opens(const struct wire_dialect *d, const struct wire_request_header *h);
+/* The checksum and AES key size of a connection in d, given the server's settings (seed004: crc32, 128 bits). */
+enum cksum_algo wire_dialect_checksum(const struct wire_dialect *d, enum cksum_algo configured);
+size_t wire_dialect_aes_key_len(const struct wire_dialect *d, size_t configured);
+/* Whether anything answers rq in d, a refusal included (the seed-004 dialect answers nothing to 1105, 1106). */
+bool wire_dialect_answers(const struct wire_dialect *d, const struct wire_request_spec *rq);
+/* The public key field of d: 160 bytes in seed004 (RSA-1024, e = 17); 0 when K may be 1 to 1024. */
+size_t wire_dialect_key_field(const struct wire_dialect *d);
+/*
+ * Whether a server of d frames each request by what one read returns (the
+ * seed-004 server): a client sends a request's fixed part in a write of its
+ * own, and pauses before whatever follows it.
+ */
+bool wire_dialect_frames_by_read(const struct wire_dialect *d);
+
+/*
  * The request header is the same in every dialect: a server reads the first
  * one before it can know the connection's dialect.
  */
@@ -186,9 +228,11 @@ size_t wire_response_header_size(const struct wire_dialect *d);
 void wire_parse_response_header(const struct wire_dialect *d, const uint8_t *buf, struct wire_response_header *h);
 
 /*
- * The fields of a request body. Parsing points into the buffer parsed;
- * building reads name (a whole name[255] field), content_size and the key
- * as the kind needs them, and repeats the header's id where the row says so.
+ * The fields of a request body. Parsing points into the buffer parsed, or
+ * into field where the name field as the dialect means it is not the bytes
+ * sent; building reads name (a whole name[255] field), content_size and
+ * the key as the kind needs them, and repeats the header's id where the row
+ * says so.
  */
 struct wire_request_body {
 	const uint8_t *id;     /* the client_id the payload repeats (WIRE_ID_LEADS), else NULL */
@@ -196,20 +240,35 @@ struct wire_request_body {
 	const uint8_t *name;   /* name[255] or file_name[255] */
 	const uint8_t *key;    /* public key requests: public_key[K] */
 	size_t key_len;
+	uint8_t field[WIRE_NAME_SIZE]; /* parsing: where name points when it is not the bytes sent */
 };
 
 /*
  * How a request is read: its body in one piece (every field, and the key of
- * a public key request), then `content` bytes of file content.
+ * a public key request), then `content` bytes of file content. Where the
+ * dialect or a tolerance sizes the content by the body's content_size,
+ * wire_check_request_body settles `content`.
  */
 struct wire_frame {
 	uint32_t body;
 	uint32_t content;
+	bool sized_by_body; /* content is content_size, known once the body is read */
+	unsigned tolerated; /* the WIRE_TOLERATE_* this request needs */
 };
 
-/* Frame a request of payload_size bytes. 0, or -EMSGSIZE when payload_size is not one rq allows. */
+/* Frame a request of payload_size bytes. 0, or -EMSGSIZE when payload_size is not one rq allows in d. */
 int wire_frame_request(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t payload_size,
                        struct wire_frame *f);
+/* The payload_size values rq allows in d but through a tolerance, for a log line. */
+void wire_payload_bounds(const struct wire_dialect *d, const struct wire_request_spec *rq, uint32_t *min,
+                         uint32_t *max);
+/*
+ * The leading bytes of a file request's body up to its content_size (4 for
+ * 1028, 20 for 1103; 0 for other requests), and the content_size in them:
+ * what a log line about a refused payload_size shows.
+ */
+size_t wire_content_size_lead(const struct wire_request_spec *rq);
+uint32_t wire_get_content_size(const struct wire_request_spec *rq, const uint8_t *lead);
 
 /* Split a body of len bytes (the frame's body) into its fields. 0, or -EBADMSG when len does not fit rq. */
 int wire_parse_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t *buf,
@@ -220,17 +279,26 @@ enum wire_body_error {
 	WIRE_BODY_OK = 0,
 	WIRE_BODY_ID_DIFFERS,   /* the payload's client_id is not the header's */
 	WIRE_BODY_SIZE_DIFFERS, /* content_size is not what payload_size leaves for the content */
+	WIRE_BODY_NAME_COUNT,   /* seed004: payload_size does not count the name's bytes as the dialect does */
+	WIRE_BODY_NAME_NUL,     /* short-name: a NUL among the bytes of the name */
 };
 
-/* efserver-protocol(7), "Requests": what the header and the body must agree on. */
+/*
+ * efserver-protocol(7), "Requests" and "Dialects and tolerances": what the
+ * header and the body must agree on. On WIRE_BODY_OK, f->content is settled
+ * where the frame left it to content_size, and b->name is the name field
+ * as the dialect means it (seed004: the ".enc" of a 1103 removed).
+ */
 enum wire_body_error wire_check_request_body(const struct wire_dialect *d, const struct wire_request_spec *rq,
-                                             const struct wire_request_header *h, const struct wire_request_body *b);
+                                             const struct wire_request_header *h, struct wire_request_body *b,
+                                             struct wire_frame *f);
 
 /*
  * Header and body of a request (all of it but a file's content) into buf,
  * its length into *len. id NULL: all zero. 0, -EINVAL when b lacks the name
- * or the key, or -EMSGSIZE when cap is too small or the payload_size would
- * not fit its field.
+ * or the key, or -EMSGSIZE when cap is too small, the payload_size would
+ * not fit its field, or (seed004) the file name with ".enc" would not fit
+ * its field.
  */
 int wire_build_request(const struct wire_dialect *d, const struct wire_request_spec *rq, const uint8_t id[WIRE_ID_SIZE],
                        const struct wire_request_body *b, uint8_t *buf, size_t cap, size_t *len);
@@ -239,6 +307,8 @@ int wire_build_request(const struct wire_dialect *d, const struct wire_request_s
 uint64_t wire_content_size(uint64_t plaintext);
 /* The largest plaintext a file request rq can carry once padded. */
 uint64_t wire_max_plaintext(const struct wire_dialect *d, const struct wire_request_spec *rq);
+/* The longest file name rq can carry in d: 254 bytes, 250 in a seed004 1103 (it appends ".enc"). */
+size_t wire_file_name_max(const struct wire_dialect *d, const struct wire_request_spec *rq);
 
 /* The fields of a response body; parsing points into the payload parsed. */
 struct wire_response_body {
@@ -246,8 +316,8 @@ struct wire_response_body {
 	const uint8_t *key;    /* 2102, 2105: encrypted_aes_key[M] */
 	size_t key_len;        /* 1 to WIRE_ENCRYPTED_KEY_MAX */
 	uint32_t content_size; /* 2103: the request's content_size */
-	const uint8_t *name;   /* 2103: the request's file_name[255], echoed byte for byte */
-	uint32_t checksum;     /* 2103 */
+	const uint8_t *name;   /* 2103: the request's file_name[255], echoed byte for byte (seed004: without ".enc") */
+	uint32_t checksum;     /* 2103: a u32, or (seed004) ASCII decimal digits NUL-padded to 10 bytes */
 };
 
 /*
@@ -285,6 +355,7 @@ enum wire_name_error wire_check_name(const uint8_t field[WIRE_NAME_SIZE], bool u
  * error: *len is set for it as for a name that may be taken.
  */
 enum wire_name_error wire_check_new_client_name(const uint8_t field[WIRE_NAME_SIZE], size_t *len);
+/* What is wrong, as the rest of a sentence about the name: "is empty", "holds a control character". */
 const char *wire_name_error_str(enum wire_name_error e);
 
 /*

@@ -3,9 +3,11 @@
 # run registers and writes me.info and priv.key, the second reconnects (1025)
 # or sends the stored key again (1100); several files per run arrive byte for
 # byte; a name already taken, a me.info written by hand in the seeds' format,
-# a key kept only in priv.key, transfer.info alone, an unreachable server,
-# and configuration errors each end as documented; --help lists every
-# option and efclient(1) documents each one it lists.
+# a key kept only in priv.key, seed 000's directory (its public key in
+# me.info), a registration cut before its key (recovered), transfer.info
+# alone, an unreachable server, and configuration errors each end as
+# documented; --help lists every option and efclient(1) documents each one
+# it lists.
 
 . "${top_srcdir:-.}/tests/client-lib.sh"
 setup
@@ -87,6 +89,48 @@ mv "$me/me.info.short" "$me/me.info"
 run_client "$work/r" -v -s "127.0.0.1:$port" -d "$me" "$work/hello.txt"
 check "a me.info without a key takes the wrapped key in priv.key" eval 'exit_is 0 && says "$work/r" "reconnected"'
 
+# Seed 000's directory: its public key (SubjectPublicKeyInfo, Base64) on me.info line 3 on, the private key in priv.key.
+if command -v sqlite3 >/dev/null; then
+	spki=$(sqlite3 "$srv/efserver.db" "SELECT hex(public_key) FROM clients WHERE name = 'alice1025'")
+	{
+		printf 'alice1025\n%s\n' "$uuid"
+		# shellcheck disable=SC2059
+		printf "$(echo "$spki" | sed 's/../\\x&/g')" | base64 -w 64
+	} >"$me/me.info"
+	run_client "$work/r" -v -s "127.0.0.1:$port" -d "$me" "$work/hello.txt"
+	check "seed 000's directory, the public key in me.info, is taken over: the key from priv.key" \
+		eval 'exit_is 0 && says "$work/r" "reconnected '"'"'alice1025'"'"'"'
+	cp "$me/priv.key" "$work/alice1025.key"
+	cp "$work/me1100/priv.key" "$me/priv.key"
+	run_client "$work/r" -s "127.0.0.1:$port" -d "$me" "$work/hello.txt"
+	check "a priv.key that does not match it is refused before connecting, exit 64" \
+		eval 'exit_is 64 && says "$work/r" "$me/priv.key: the private key does not match the public key on line 3 of $me/me.info"'
+	cp "$work/alice1025.key" "$me/priv.key"
+else
+	skip "seed 000's directory is taken over" "sqlite3 is not installed (Debian package sqlite3)"
+	skip "a priv.key that does not match it is refused" "sqlite3 is not installed (Debian package sqlite3)"
+fi
+
+# A registration cut between 2100 and 2102: a 1025 sent by hand, the identity written without a key stored.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+{
+	head -c 16 /dev/zero
+	printf '\003\001\004\377\000\000\000stranded'
+	head -c 247 /dev/zero
+} >&3
+answer=$(head -c 23 <&3 | od -An -tx1 -v | tr -d ' \n')
+exec 3<&-
+check "a 1025 sent by hand gets 2100 and an id" test "${answer:0:14}" = 03340810000000
+stranded=$work/stranded
+mkdir "$stranded"
+printf 'stranded\n%s\n' "${answer:14}" >"$stranded/me.info"
+cp "$work/me1100/priv.key" "$stranded/priv.key"
+run_client "$work/r" -v -s "127.0.0.1:$port" -d "$stranded" "$work/hello.txt"
+check "the next run recovers: 2106 to the reconnect, then the public key sent (1026) and the file stored" \
+	eval 'exit_is 0 && says "$work/r" "the server had no public key for '"'"'stranded'"'"' (a registration that was interrupted)" &&
+		stored "$srv" "$stranded" "$work/hello.txt"'
+check "efsession had said why it refused the reconnect" grep -qF "'stranded' has no public key stored" "$SERVER_LOG"
+
 # Everything from transfer.info: server, name, and relative paths taken from its directory.
 td=$work/transfer
 mkdir "$td"
@@ -148,7 +192,7 @@ check "--version names the program and version" grep -q '^efclient (efserver) [0
 "$EFCLIENT" --help >"$work/h.out" 2>&1
 lists_all() {
 	for o in --server --name --dir --code-set --checksum --retries --timeout --connection-per-request \
-		--rsa-bits --verbose --quiet --help --version; do
+		--compat --rsa-bits --verbose --quiet --help --version; do
 		grep -q -- "$o" "$1" || return 1
 	done
 }

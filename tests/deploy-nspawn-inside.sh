@@ -175,8 +175,8 @@ check "no efserver unit failed (every efsession exited 0)" test -z "$failed"
 journalctl --sync 2>/dev/null
 dana=$(sed -n 2p /root/dana/me.info | tr 'A-F' 'a-f')
 stored=$(journalctl -q --no-pager -o export SYSLOG_IDENTIFIER=efsession |
-	awk -v RS= '/(^|\n)MESSAGE=Stored annual report\.pdf for dana: 4\.0 KiB, checksum [0-9]+\.\n/')
-check "journalctl shows \"Stored annual report.pdf for dana: 4.0 KiB, checksum N.\"" test -n "$stored"
+	awk -v RS= "/(^|\n)MESSAGE=Stored 'annual report\\.pdf' for 'dana': 4\\.0 KiB, checksum [0-9]+\\.\n/")
+check "journalctl shows \"Stored 'annual report.pdf' for 'dana': 4.0 KiB, checksum N.\"" test -n "$stored"
 for field in "PRIORITY=6" "PEER=127.0.0.1:" "CLIENT_ID=$dana" "CLIENT_NAME=dana" "REQUEST_CODE=1028" \
 	"FILE_NAME=annual report.pdf" "FILE_SIZE=4096" "CODE_FILE=src/session.c" "CODE_LINE=" \
 	"CODE_FUNC=handle_file" "_SYSTEMD_UNIT=efserver@" "_TRANSPORT=journal"; do

@@ -50,7 +50,7 @@ run_client "$work/c" -q -s "127.0.0.1:$port" -d "$work/alice" "$work/v2/doc.txt"
 wait_sessions
 check "a verified file uploaded again and confirmed replaces the verified copy" \
 	eval 'exit_is 0 && cmp -s "$work/doc2.txt" "$srv/files/$alice/doc.txt" && [ -z "$(ls "$srv/pending/$alice" 2>/dev/null)" ]'
-check "the server kept it aside until the confirmation" eval 'grep -q "Kept doc.txt for alice aside" "$SERVER_LOG" && grep -q "the copy kept aside replaced the verified one" "$SERVER_LOG"'
+check "the server kept it aside until the confirmation" eval 'grep -q "Kept .doc.txt. for .alice. aside" "$SERVER_LOG" && grep -q "the copy kept aside replaced the verified one" "$SERVER_LOG"'
 
 ctl "${S[@]}" add-client alice --out "$work/again"
 check "add-client of a taken name: exit 1, says so, writes nothing" eval 'ctl_is 1 && err_has "the name '"'"'alice'"'"' is taken" && [ ! -e "$work/again" ]'

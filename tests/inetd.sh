@@ -140,11 +140,11 @@ check "every file is stored byte for byte ($same of 3)" test -n "$id" -a "$same"
 
 # Syslog got the log: facility daemon, efsession's identity, the client named.
 for _ in $(seq 1 50); do
-	grep -q "Stored odd.bin" "$syslog" && break
+	grep -q "Stored 'odd.bin'" "$syslog" && break
 	sleep 0.1
 done
-check "syslog has \"Stored annual report.pdf for alice: 4.0 KiB, checksum N.\" at daemon.info" \
-	grep -qE '^<30>.* efsession\[[0-9]+\]: 127\.0\.0\.1:[0-9]+ alice: Stored annual report\.pdf for alice: 4\.0 KiB, checksum [0-9]+\.$' "$syslog"
+check "syslog has \"Stored 'annual report.pdf' for 'alice': 4.0 KiB, checksum N.\" at daemon.info" \
+	grep -qE "^<30>.* efsession\[[0-9]+\]: 127\.0\.0\.1:[0-9]+ alice: Stored 'annual report\.pdf' for 'alice': 4\.0 KiB, checksum [0-9]+\.\$" "$syslog"
 check "syslog has the refused unknown code at daemon.warning" \
 	grep -qE '^<28>.* efsession\[[0-9]+\]: .*Malformed request 1337 \(unknown request\): unknown request code' "$syslog"
 check "syslog has debug lines with hex dumps (daemon.debug)" grep -qE '^<31>.* efsession\[[0-9]+\]: .*request header' "$syslog"

@@ -101,6 +101,7 @@ static struct {
 	char log_path[600];
 	const char *connect; /* HOST:PORT, or NULL for a child on a pipe */
 	char *snapshot;
+	const struct wire_dialect *dialect; /* of the run's responses, for capture-id and adopt-key */
 } R;
 
 static void die(const char *fmt, ...)
@@ -258,6 +259,48 @@ static void free_segs(struct segs *ss)
 	}
 	ss->n = 0;
 }
+
+/* PATH relative to the directory of the replay file, into out. */
+static void beside_replay(const char *path, char *out, size_t size)
+{
+	const char *slash = strrchr(R.file, '/');
+
+	if (path[0] == '/' || !slash)
+		snprintf(out, size, "%s", path);
+	else
+		snprintf(out, size, "%.*s/%s", (int)(slash - R.file), R.file, path);
+}
+
+/* bin:PATH[:OFFSET:LENGTH]: bytes of a capture file, beside the replay file. */
+static void emit_capture(struct segs *ss, const char *spec)
+{
+	char path[1024], full[2048];
+	unsigned long long off = 0, len = ~0ULL;
+	const char *colon = strchr(spec, ':');
+	uint8_t *data;
+	struct stat sb;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
+	if (colon && sscanf(colon + 1, "%llu:%llu", &off, &len) != 2)
+		die("bin:PATH:OFFSET:LENGTH, not '%s'", spec);
+	beside_replay(path, full, sizeof(full));
+	if (!(f = fopen(full, "rbe")) || fstat(fileno(f), &sb) < 0)
+		die("cannot open %s: %s", full, strerror(errno));
+	if (sb.st_size > (1 << 20) || off > (unsigned long long)sb.st_size)
+		die("%s: larger than 1 MiB, or shorter than offset %llu", full, off);
+	if (len > (unsigned long long)sb.st_size - off)
+		len = (unsigned long long)sb.st_size - off;
+	if (!(data = malloc(len ? len : 1)) || fseek(f, (long)off, SEEK_SET) < 0 || (n = fread(data, 1, len, f)) != len)
+		die("cannot read %s", full);
+	fclose(f);
+	emit(ss, data, n, false);
+	free(data);
+}
+
+/* The crc32 a seed-004 connection reports (whatever --checksum says), as ASCII digits NUL-padded to 10 bytes. */
+static void emit_crc32_text(struct segs *ss, uint64_t size, uint32_t seed);
 
 /* Numbers and pad(N) (the padded size of N plaintext bytes) added or subtracted. */
 static uint64_t eval(const char *e)
@@ -464,6 +507,16 @@ static void parse_bytes_line(const char *p, struct segs *ss, bool expect)
 				s->pad = PAD_UNEVEN;
 			else
 				die("unknown padding '%s'", pad);
+		} else if (strncmp(word, "bin:", 4) == 0) {
+			if (expect)
+				die("bin belongs in a request line");
+			emit_capture(ss, word + 4);
+		} else if (strncmp(word, "crc32text:", 10) == 0) {
+			unsigned long long size;
+			unsigned seed;
+			if (!expect || sscanf(word + 10, "%llu:%u", &size, &seed) != 2)
+				die("bad crc32text '%s' (a response token)", word);
+			emit_crc32_text(ss, size, seed);
 		} else if (strncmp(word, "sum:", 4) == 0) {
 			unsigned long long size;
 			unsigned seed;
@@ -489,6 +542,16 @@ static void parse_bytes_line(const char *p, struct segs *ss, bool expect)
 			}
 		}
 	}
+}
+
+static void emit_crc32_text(struct segs *ss, uint64_t size, uint32_t seed)
+{
+	uint8_t field[10] = {0};
+	char digits[11];
+	int n = snprintf(digits, sizeof(digits), "%u", content_sum(size, seed, CKSUM_CRC32));
+
+	memcpy(field, digits, (size_t)n);
+	emit(ss, field, sizeof(field), false);
 }
 
 static uint64_t segs_len(const struct segs *ss)
@@ -743,11 +806,11 @@ static void hex_context(const char *what, const uint8_t *b, size_t len, size_t a
 /* The response at *at in what the last run answered: its header and payload; *at moves past it. */
 static bool next_response(size_t *at, struct wire_response_header *h, const uint8_t **payload)
 {
-	size_t head = wire_response_header_size(&wire_standard);
+	size_t head = wire_response_header_size(R.dialect);
 
 	if (R.got_len - *at < head)
 		return false;
-	wire_parse_response_header(&wire_standard, R.got + *at, h);
+	wire_parse_response_header(R.dialect, R.got + *at, h);
 	if (h->payload_size > R.got_len - *at - head)
 		return false;
 	*payload = R.got + *at + head;
@@ -792,7 +855,7 @@ static void check_output(void)
 
 		for (i = 0; next_response(&i, &h, &payload);)
 			if (h.code == RESP_REGISTERED &&
-			    wire_parse_response_body(&wire_standard, h.code, payload, h.payload_size, &b) == 0) {
+			    wire_parse_response_body(R.dialect, h.code, payload, h.payload_size, &b) == 0) {
 				memcpy(R.captured_id, b.id, 16);
 				break;
 			}
@@ -924,6 +987,9 @@ static void expand_ids(const char *in, char *out, size_t cap)
 		if (sscanf(in, "$sum:%llu:%u%n", &size, &seed, &used) == 2) {
 			o += (size_t)snprintf(out + o, cap - o, "%u", content_sum(size, seed, R.algo));
 			in += used;
+		} else if (sscanf(in, "$crc32:%llu:%u%n", &size, &seed, &used) == 2) {
+			o += (size_t)snprintf(out + o, cap - o, "%u", content_sum(size, seed, CKSUM_CRC32));
+			in += used;
 		} else if (k < 3) {
 			wire_id_to_hex(ids[k], hex);
 			memcpy(out + o, hex, 32);
@@ -936,21 +1002,42 @@ static void expand_ids(const char *in, char *out, size_t cap)
 	out[o] = '\0';
 }
 
+/* Whether two files hold the same bytes. */
+static bool same_bytes(const char *a, const char *b)
+{
+	FILE *fa = fopen(a, "rbe"), *fb = fopen(b, "rbe");
+	bool same = fa && fb;
+	int ca, cb;
+
+	while (same) {
+		ca = getc(fa);
+		cb = getc(fb);
+		same = ca == cb;
+		if (ca == EOF)
+			break;
+	}
+	if (fa)
+		fclose(fa);
+	if (fb)
+		fclose(fb);
+	return same;
+}
+
 /*
- * file PATH content:SIZE:SEED | file PATH absent. A PATH with a wildcard
- * (a kept-aside copy's token is random) must match exactly one file, or
- * none for absent.
+ * file PATH content:SIZE:SEED | file PATH equals:FILE | file PATH absent. A
+ * PATH with a wildcard (a kept-aside copy's token is random) must match
+ * exactly one file, or none for absent.
  */
 static void check_file(const char *args, int line)
 {
-	char path[LINE_MAX_LEN], full[LINE_MAX_LEN + 600], spec[128];
+	char path[LINE_MAX_LEN], full[LINE_MAX_LEN + 600], spec[1024], other[2048];
 	unsigned long long size;
 	unsigned seed;
 	struct stat sb;
 	glob_t g;
 
-	if (sscanf(args, "%4095s %127s", path, spec) != 2)
-		die("file PATH content:SIZE:SEED|absent");
+	if (sscanf(args, "%4095s %1023s", path, spec) != 2)
+		die("file PATH content:SIZE:SEED|equals:FILE|absent");
 	snprintf(full, sizeof(full), "%s/%s", R.state, path);
 	if (strpbrk(path, "*?[")) {
 		int r = glob(full, GLOB_NOSORT, NULL, &g);
@@ -973,6 +1060,12 @@ static void check_file(const char *args, int line)
 		globfree(&g);
 	} else if (strcmp(spec, "absent") == 0) {
 		ok(lstat(full, &sb) < 0 && errno == ENOENT, "%s:%d: no file %s", R.file, line, path);
+		return;
+	}
+	if (strncmp(spec, "equals:", 7) == 0) {
+		beside_replay(spec + 7, other, sizeof(other));
+		ok(stat(full, &sb) == 0 && (sb.st_mode & 07777) == 0600 && same_bytes(full, other),
+		   "%s:%d: %s holds the bytes of %s, mode 0600", R.file, line, path, spec + 7);
 		return;
 	}
 	if (sscanf(spec, "content:%llu:%u", &size, &seed) != 2)
@@ -1045,7 +1138,7 @@ static void adopt_key(int line)
 
 	for (i = 0; next_response(&i, &h, &payload);)
 		if ((h.code == RESP_AES_KEY || h.code == RESP_RECONNECTED) &&
-		    wire_parse_response_body(&wire_standard, h.code, payload, h.payload_size, &b) == 0)
+		    wire_parse_response_body(R.dialect, h.code, payload, h.payload_size, &b) == 0)
 			resp = b;
 	if (!resp.key)
 		die("adopt-key: no 2102 or 2105 in the last run");
@@ -1090,6 +1183,51 @@ static void seed_state(const char *how)
 		die("unknown state '%s'", how);
 	if ((r = fixture_seed(R.state, keys.spki, keys.spki_len)) < 0)
 		die("cannot create the fixture: %s", failure_str(r));
+}
+
+/*
+ * "client ID \"NAME\" AES [spki|other-spki]": one more client, before the
+ * first run, with that id (32 hex digits), name and AES key, and the public
+ * key named (none without).
+ */
+static void seed_client(const char *args)
+{
+	char idhex[64], aeshex[80], keyword[32] = "";
+	uint8_t id[16], aes[32], name[WIRE_NAME_SIZE] = {0};
+	const char *p = args;
+	size_t name_len, aes_len = 0, i;
+	struct store *st;
+	int r;
+
+	if (sscanf(p, "%63s", idhex) != 1 || wire_id_from_hex(idhex, id) < 0)
+		die("client ID \"NAME\" AES [spki|other-spki]");
+	p += strlen(idhex);
+	while (*p == ' ')
+		p++;
+	name_len = parse_quoted(&p, name, WIRE_NAME_MAX);
+	name[name_len] = '\0';
+	if (sscanf(p, "%79s %31s", aeshex, keyword) < 1 || strlen(aeshex) % 2 || strlen(aeshex) > 64)
+		die("client: bad AES key");
+	for (i = 0; i < strlen(aeshex); i += 2) {
+		int hi = hex_value(aeshex[i]), lo = hex_value(aeshex[i + 1]);
+		if (hi < 0 || lo < 0)
+			die("client: bad AES key");
+		aes[aes_len++] = (uint8_t)(hi << 4 | lo);
+	}
+	if ((r = store_open(R.state, 0, NULL, NULL, &st)) < 0)
+		die("client: %s", failure_str(r));
+	r = store_register_client(st, id, (const char *)name);
+	if (r == 0 && strcmp(keyword, "spki") == 0)
+		r = store_set_keys(st, id, (const char *)name, keys.spki, keys.spki_len, aes, aes_len);
+	else if (r == 0 && strcmp(keyword, "other-spki") == 0)
+		r = store_set_keys(st, id, (const char *)name, keys.other_spki, keys.other_spki_len, aes, aes_len);
+	else if (r == 0 && keyword[0])
+		die("client: unknown key '%s'", keyword);
+	else if (r == 0)
+		r = store_set_aes_key(st, id, aes, aes_len);
+	store_close(st);
+	if (r < 0)
+		die("client: %s", failure_str(r));
 }
 
 /* "prepare SQL": change the seeded state before the first run, as an older or newer program would have left it. */
@@ -1201,6 +1339,17 @@ static long make_key(unsigned bits, unsigned e, gcry_sexp_t *priv, uint8_t *spki
 	return r;
 }
 
+/* A line that changes the state before the first run, on the fixture unless a state line said otherwise. */
+static void before_runs(const char *directive, bool *seeded)
+{
+	if (R.run_no > 0)
+		die("%s must come before the first run", directive);
+	if (!*seeded) {
+		seed_state("fixture");
+		*seeded = true;
+	}
+}
+
 static char *trim(char *s)
 {
 	size_t n;
@@ -1215,7 +1364,7 @@ static char *trim(char *s)
 
 static void start_run(char *opts, int line)
 {
-	char *tok, *save = NULL;
+	char *tok, *save = NULL, extra[512];
 	int i;
 
 	finish_run();
@@ -1223,6 +1372,12 @@ static void start_run(char *opts, int line)
 		free(R.argv[i]);
 	R.argc = 0;
 	R.algo = CKSUM_POSIX;
+	/* REPLAY_OPTIONS: options for every run, before the file's own (the suite against another configuration). */
+	if (getenv("REPLAY_OPTIONS")) {
+		snprintf(extra, sizeof(extra), "%s", getenv("REPLAY_OPTIONS"));
+		for (tok = strtok_r(extra, " \t", &save); tok && R.argc < MAX_ARGS; tok = strtok_r(NULL, " \t", &save))
+			R.argv[R.argc++] = strdup(tok);
+	}
 	for (tok = strtok_r(opts, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
 		if (R.argc == MAX_ARGS)
 			die("too many options");
@@ -1233,6 +1388,7 @@ static void start_run(char *opts, int line)
 	}
 	R.pending = true;
 	R.capture = false;
+	R.dialect = &wire_standard;
 	R.line = line;
 	R.run_no++;
 }
@@ -1291,13 +1447,20 @@ int main(int argc, char **argv)
 				die("state must come before the first run");
 			seed_state(trim(l + 6));
 			seeded = true;
+		} else if (strncmp(l, "client ", 7) == 0) {
+			before_runs("client", &seeded);
+			seed_client(trim(l + 7));
+		} else if (strncmp(l, "dialect ", 8) == 0) {
+			if (!R.pending)
+				die("dialect belongs to a run");
+			if (strcmp(trim(l + 8), "seed004") == 0)
+				R.dialect = &wire_seed004;
+			else if (strcmp(trim(l + 8), "standard") == 0)
+				R.dialect = &wire_standard;
+			else
+				die("unknown dialect '%s'", l + 8);
 		} else if (strncmp(l, "prepare ", 8) == 0) {
-			if (R.run_no > 0)
-				die("prepare must come before the first run");
-			if (!seeded) {
-				seed_state("fixture");
-				seeded = true;
-			}
+			before_runs("prepare", &seeded);
 			prepare_state(trim(l + 8));
 		} else if (strncmp(l, "prepare-file ", 13) == 0) {
 			if (R.run_no > 0)

@@ -20,6 +20,7 @@
 #include <gcrypt.h>
 
 #include "clientconf.h"
+#include "der.h"
 #include "crypto.h"
 #include "keyfile.h"
 #include "tap.h"
@@ -121,12 +122,12 @@ static void test_name(void)
 	ok(clientconf_check_name("alice", 5, &why) == 0, "\"alice\" is a valid name");
 	ok(clientconf_check_name("Zoë", strlen("Zoë"), &why) == 0, "so is a UTF-8 name");
 	ok(clientconf_check_name(long_name, 254, &why) == 0, "254 bytes are allowed");
-	ok(clientconf_check_name(long_name, 255, &why) == -EINVAL && strcmp(why, "longer than 254 bytes") == 0,
+	ok(clientconf_check_name(long_name, 255, &why) == -EINVAL && strcmp(why, "is longer than 254 bytes") == 0,
 	   "255 are not");
-	ok(clientconf_check_name("", 0, &why) == -EINVAL && strcmp(why, "empty") == 0, "an empty name is refused");
+	ok(clientconf_check_name("", 0, &why) == -EINVAL && strcmp(why, "is empty") == 0, "an empty name is refused");
 	ok(clientconf_check_name("a\tb", 3, &why) == -EINVAL && strcmp(why, "holds a control character") == 0,
 	   "a control character is refused");
-	ok(clientconf_check_name("\xff", 1, &why) == -EINVAL && strcmp(why, "not valid UTF-8") == 0,
+	ok(clientconf_check_name("\xff", 1, &why) == -EINVAL && strcmp(why, "is not valid UTF-8") == 0,
 	   "invalid UTF-8 is refused");
 }
 
@@ -138,7 +139,7 @@ static void test_transfer(void)
 	    {"", "DIR/transfer.info:1: missing the server address (host:port)"},
 	    {"localhost\nalice\n", "DIR/transfer.info:1: server address no port, expected host:port"},
 	    {"127.0.0.1:1357\nal\x01ice\n", "DIR/transfer.info:2: client name holds a control character"},
-	    {"127.0.0.1:1357\n\nx\n", "DIR/transfer.info:2: client name empty"},
+	    {"127.0.0.1:1357\n\nx\n", "DIR/transfer.info:2: client name is empty"},
 	    {"127.0.0.1:1357\nalice\na\n\nb\n", "DIR/transfer.info:4: empty line, expected one file path per line"},
 	    {"127.0.0.1:1357\nalice\na\nb\0c\n", "DIR/transfer.info:4: holds a NUL byte"},
 	};
@@ -393,6 +394,48 @@ static void test_identity(void)
 	r = clientconf_read_identity(dir, &me, &err);
 	ok(r == -EINVAL && strcmp(shown(&err), "DIR/priv.key:1: empty, expected the private key in Base64") == 0,
 	   "an empty priv.key: %s", shown(&err));
+
+	/* Seed 000's directory: the public key on me.info line 3 (wrapped), the private one in priv.key. */
+	{
+		uint8_t spki[DER_RSA_SPKI_MAX];
+		char pub64[1024], other[4096];
+		struct keyfile_rsa *key2 = NULL;
+		char *b64_2 = NULL;
+		size_t spki_len = 0, len2 = 0;
+
+		if (keyfile_public_spki(key, spki, sizeof(spki), &spki_len) < 0 ||
+		    keyfile_b64_encode(spki, spki_len, pub64, sizeof(pub64)) < 0 || keyfile_generate(&key2, 1024) < 0 ||
+		    keyfile_to_base64(key2, &b64_2, &len2) < 0) {
+			tap_diag("cannot make the keys");
+			exit(1);
+		}
+		snprintf(text, sizeof(text), "alice\r\n5e0f3a712b444c8d9a10c2d3e4f50617\r\n%.64s\r\n%s\r\n", pub64,
+		         pub64 + 64);
+		put(CLIENTCONF_ME, text);
+		put(CLIENTCONF_PRIVKEY, priv);
+		r = clientconf_read_identity(dir, &me, &err);
+		ok(r == 0 && strcmp(me.name, "alice") == 0 && memcmp(me.id, id, sizeof(id)) == 0 &&
+		       same_public_key(me.key, key),
+		   "seed 000's me.info with the public key on line 3 takes the private key from priv.key");
+		clientconf_identity_free(&me);
+		snprintf(other, sizeof(other), "%s\n", b64_2);
+		put(CLIENTCONF_PRIVKEY, other);
+		r = clientconf_read_identity(dir, &me, &err);
+		ok(r == -EINVAL &&
+		       strcmp(shown(&err),
+		              "DIR/priv.key: the private key does not match the public key on line 3 of DIR/me.info") ==
+		           0,
+		   "and refuses a priv.key whose key is another: %s", shown(&err));
+		drop(CLIENTCONF_PRIVKEY);
+		r = clientconf_read_identity(dir, &me, &err);
+		ok(r == -EINVAL &&
+		       strcmp(shown(&err),
+		              "DIR/me.info:3: a public key, as seed 000's client writes it, and there is no "
+		              "DIR/priv.key with its private key") == 0,
+		   "or no priv.key at all: %s", shown(&err));
+		keyfile_secret_free(b64_2, len2 + 1);
+		keyfile_free(key2);
+	}
 
 	keyfile_secret_free(b64, b64_len + 1);
 	keyfile_free(key);

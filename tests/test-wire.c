@@ -1,8 +1,9 @@
 /*
  * The wire codec: the request and response tables, every header and body
- * layout in the standard dialect, name rules, base names and client ids
- * (efserver-protocol(7), "Framing", "Requests", "Responses" and "Names").
- * The expected bytes are written out here by hand, from the manual page.
+ * layout in the standard dialect, the seed-004 dialect and the tolerances,
+ * name rules, base names and client ids (efserver-protocol(7), "Framing",
+ * "Requests", "Responses", "Names" and "Dialects and tolerances"). The
+ * expected bytes are written out here by hand, from the manual page.
  */
 #include "config.h"
 
@@ -150,6 +151,17 @@ static void test_frames(void)
 	   "frame: a 1105 is its 271-byte body");
 }
 
+/* What the header and the body must agree on, with the body framed as the header says. */
+static enum wire_body_error check_body(const struct wire_dialect *d, const struct wire_request_spec *rq,
+                                       const struct wire_request_header *h, struct wire_request_body *b)
+{
+	struct wire_frame f;
+
+	if (wire_frame_request(d, rq, h->payload_size, &f) < 0)
+		return WIRE_BODY_SIZE_DIFFERS;
+	return wire_check_request_body(d, rq, h, b, &f);
+}
+
 /* The request rq with body b, built: the header, then want_body (the fields the manual page lists). */
 static void check_request(uint16_t code, const uint8_t *id, const struct wire_request_body *b, const uint8_t *want_body,
                           size_t want_len, uint32_t want_payload, const char *what)
@@ -169,7 +181,7 @@ static void check_request(uint16_t code, const uint8_t *id, const struct wire_re
 	       back.name == buf + 23 + (want_len - 255 - b->key_len) && back.content_size == b->content_size &&
 	       back.key_len == b->key_len && (b->key_len == 0 || memcmp(back.key, b->key, b->key_len) == 0) &&
 	       ((rq->flags & WIRE_ID_LEADS) ? back.id == buf + 23 : back.id == NULL) &&
-	       wire_check_request_body(std, rq, &h, &back) == WIRE_BODY_OK,
+	       check_body(std, rq, &h, &back) == WIRE_BODY_OK,
 	   "request %u: its body parses back to the same fields, which agree with the header", code);
 }
 
@@ -217,15 +229,14 @@ static void test_request_bodies(void)
 	other[15] ^= 1;
 	memcpy(h.client_id, other, 16);
 	ok(wire_parse_request_body(std, wire_find_request(1103), buf + 23, 275, &back) == 0 &&
-	       wire_check_request_body(std, wire_find_request(1103), &h, &back) == WIRE_BODY_ID_DIFFERS,
+	       check_body(std, wire_find_request(1103), &h, &back) == WIRE_BODY_ID_DIFFERS,
 	   "request 1103: a payload client_id that is not the header's is caught");
 	memcpy(h.client_id, alice, 16);
 	h.payload_size += 16;
-	ok(wire_check_request_body(std, wire_find_request(1103), &h, &back) == WIRE_BODY_SIZE_DIFFERS,
+	ok(check_body(std, wire_find_request(1103), &h, &back) == WIRE_BODY_SIZE_DIFFERS,
 	   "request 1103: a content_size that is not what payload_size leaves is caught");
 	h.payload_size = 275 + 0x1020;
-	ok(wire_check_request_body(std, wire_find_request(1103), &h, &back) == WIRE_BODY_OK,
-	   "request 1103: header and body agree");
+	ok(check_body(std, wire_find_request(1103), &h, &back) == WIRE_BODY_OK, "request 1103: header and body agree");
 
 	ok(wire_parse_request_body(std, wire_find_request(1025), body, 254, &back) == -EBADMSG &&
 	       wire_parse_request_body(std, wire_find_request(1104), body, 255, &back) == -EBADMSG &&
@@ -494,6 +505,215 @@ static void test_new_client_name(void)
 	}
 }
 
+/* The seed-004 dialect, from the bytes of the real capture in tests/data/seed004-client. */
+static void test_seed004(void)
+{
+	static const uint8_t james[16] = {0x8b, 0xeb, 0xa2, 0x28, 0x22, 0x6e, 0x41, 0x11,
+	                                  0xab, 0x6c, 0xd0, 0x8e, 0x3c, 0x8f, 0x10, 0x42};
+	static const uint8_t key[160] = {0x30, 0x81, 0x9d};
+	const struct wire_dialect *s4 = &wire_seed004;
+	uint8_t name[255] = "James Brice", file[255] = "1KB.txt", buf[WIRE_REQUEST_HEAD_MAX], want[300];
+	uint8_t resp[WIRE_RESPONSE_HEADER_MAX + WIRE_RESPONSE_PAYLOAD_MAX];
+	struct wire_request_body b = {.name = name}, back;
+	struct wire_response_body rb;
+	struct wire_request_header h = {.code = 1100, .payload_size = 11};
+	struct wire_response_header rh;
+	struct wire_frame f;
+	size_t len;
+
+	ok(strcmp(wire_dialect_name(s4), "seed004") == 0 && wire_response_header_size(s4) == 8,
+	   "seed004: its responses have 8-byte headers");
+	ok(wire_dialect_opens(s4, &h) && wire_dialect_opens(std, &h), "seed004: a 1100 of 11 bytes may open it");
+	h.payload_size = 255;
+	ok(!wire_dialect_opens(s4, &h), "seed004: a 1100 of 255 bytes does not");
+	h.payload_size = 0;
+	ok(!wire_dialect_opens(s4, &h), "seed004: nor one of 0 bytes");
+	h = (struct wire_request_header){.code = 1025, .payload_size = 11};
+	ok(!wire_dialect_opens(s4, &h), "seed004: nor a 1025");
+	ok(wire_dialect_checksum(s4, CKSUM_POSIX) == CKSUM_CRC32 &&
+	       wire_dialect_checksum(std, CKSUM_POSIX) == CKSUM_POSIX && wire_dialect_aes_key_len(s4, 32) == 16 &&
+	       wire_dialect_aes_key_len(std, 32) == 32,
+	   "seed004: crc32 and 128-bit keys whatever the server's settings");
+	ok(!wire_dialect_answers(s4, wire_find_request(1105)) && !wire_dialect_answers(s4, wire_find_request(1106)) &&
+	       wire_dialect_answers(s4, wire_find_request(1104)) && wire_dialect_answers(std, wire_find_request(1105)),
+	   "seed004: nothing ever answers 1105 and 1106");
+	ok(wire_dialect_frames_by_read(s4) && !wire_dialect_frames_by_read(std),
+	   "seed004: its server frames requests by what one read returns");
+
+	/* Requests as the capture has them. */
+	ok(wire_build_request(s4, wire_find_request(1100), NULL, &b, buf, sizeof(buf), &len) == 0 && len == 278 &&
+	       wire_get_u32(buf + 19) == 11 && memcmp(buf + 23, name, 255) == 0,
+	   "seed004: 1100 is the whole 255-byte field, payload_size the name's 11 bytes");
+	ok(wire_frame_request(s4, wire_find_request(1100), 11, &f) == 0 && f.body == 255 && f.content == 0 &&
+	       !f.sized_by_body,
+	   "seed004: 1100 is framed as its 255-byte field whatever payload_size says");
+	ok(wire_frame_request(s4, wire_find_request(1100), 0, &f) == -EMSGSIZE &&
+	       wire_frame_request(s4, wire_find_request(1100), 255, &f) == -EMSGSIZE,
+	   "seed004: a 1100 of 0 or 255 is refused");
+	h = (struct wire_request_header){.code = 1100, .payload_size = 11};
+	wire_frame_request(s4, wire_find_request(1100), 11, &f);
+	ok(wire_parse_request_body(s4, wire_find_request(1100), buf + 23, 255, &back) == 0 &&
+	       wire_check_request_body(s4, wire_find_request(1100), &h, &back, &f) == WIRE_BODY_OK,
+	   "seed004: its payload_size agrees with the name");
+	h.payload_size = 10;
+	ok(wire_check_request_body(s4, wire_find_request(1100), &h, &back, &f) == WIRE_BODY_NAME_COUNT,
+	   "seed004: a payload_size that is not the name's length is caught");
+
+	b.key = key;
+	b.key_len = sizeof(key);
+	ok(wire_build_request(s4, wire_find_request(1101), james, &b, buf, sizeof(buf), &len) == 0 && len == 438 &&
+	       wire_get_u32(buf + 19) == 171,
+	   "seed004: 1101 has payload_size 11 + 160, then the field and the key: 438 bytes");
+	h = (struct wire_request_header){.code = 1101, .payload_size = 171};
+	ok(wire_frame_request(s4, wire_find_request(1101), 171, &f) == 0 && f.body == 415 &&
+	       wire_parse_request_body(s4, wire_find_request(1101), buf + 23, 415, &back) == 0 && back.key_len == 160 &&
+	       wire_check_request_body(s4, wire_find_request(1101), &h, &back, &f) == WIRE_BODY_OK,
+	   "seed004: 1101 is framed as the field and a 160-byte key, and agrees with its header");
+	b.key_len = 162;
+	ok(wire_build_request(s4, wire_find_request(1101), james, &b, buf, sizeof(buf), &len) == -EMSGSIZE &&
+	       wire_dialect_key_field(s4) == 160 && wire_dialect_key_field(std) == 0,
+	   "seed004: its 1101 carries a 160-byte key, no other");
+	ok(wire_frame_request(s4, wire_find_request(1101), 160, &f) == -EMSGSIZE &&
+	       wire_frame_request(s4, wire_find_request(1101), 415, &f) == -EMSGSIZE,
+	   "seed004: a 1101 of 160 or 415 is refused");
+
+	b = (struct wire_request_body){.name = file, .content_size = 112};
+	ok(wire_build_request(s4, wire_find_request(1103), james, &b, buf, sizeof(buf), &len) == 0 && len == 298 &&
+	       wire_get_u32(buf + 19) == 139 && memcmp(buf + 23, james, 16) == 0 && wire_get_u32(buf + 39) == 112 &&
+	       strcmp((const char *)buf + 43, "1KB.txt.enc") == 0,
+	   "seed004: 1103 of 1KB.txt has the name 1KB.txt.enc and payload_size 16 + 112 + 11: 298 bytes of fixed part");
+	h = (struct wire_request_header){.code = 1103, .payload_size = 139};
+	memcpy(h.client_id, james, 16);
+	ok(wire_frame_request(s4, wire_find_request(1103), 139, &f) == 0 && f.body == 275 && f.sized_by_body &&
+	       wire_parse_request_body(s4, wire_find_request(1103), buf + 23, 275, &back) == 0 &&
+	       wire_check_request_body(s4, wire_find_request(1103), &h, &back, &f) == WIRE_BODY_OK &&
+	       f.content == 112 && strcmp((const char *)back.name, "1KB.txt") == 0 && back.name == back.field,
+	   "seed004: its 1103 reads 112 bytes of content, and the name without .enc");
+	h.payload_size = 140;
+	wire_parse_request_body(s4, wire_find_request(1103), buf + 23, 275, &back);
+	ok(wire_check_request_body(s4, wire_find_request(1103), &h, &back, &f) == WIRE_BODY_NAME_COUNT,
+	   "seed004: a 1103 whose payload_size is off by one is caught");
+	memset(file, 'a', 250);
+	ok(wire_build_request(s4, wire_find_request(1103), james, &b, buf, sizeof(buf), &len) == 0 &&
+	       wire_file_name_max(s4, wire_find_request(1103)) == 250,
+	   "seed004: a 250-byte file name still fits with .enc");
+	file[250] = 'a';
+	ok(wire_build_request(s4, wire_find_request(1103), james, &b, buf, sizeof(buf), &len) == -EMSGSIZE &&
+	       wire_file_name_max(std, wire_find_request(1103)) == 254,
+	   "seed004: a 251-byte one does not");
+	memset(file, 0, sizeof(file));
+	memcpy(file, "1KB.txt", 7);
+	ok(wire_build_request(s4, wire_find_request(1104), james, &b, buf, sizeof(buf), &len) == 0 && len == 294 &&
+	       wire_get_u32(buf + 19) == 271 && strcmp((const char *)buf + 39, "1KB.txt") == 0,
+	   "seed004: 1104 is as documented, 294 bytes, the name without .enc");
+
+	/* Responses. */
+	rb = (struct wire_response_body){.id = james};
+	ok(wire_build_response(s4, 2100, &rb, resp, sizeof(resp), &len) == 0 && len == 24 &&
+	       memcmp(resp, "\x03\x00\x34\x08\x10\x00\x00\x00", 8) == 0 && memcmp(resp + 8, james, 16) == 0,
+	   "seed004: 2100 is 03 00 34 08 10 00 00 00 and the id");
+	rb = (struct wire_response_body){.id = james, .content_size = 112, .name = file, .checksum = 2814591149u};
+	memcpy(want, james, 16);
+	memcpy(want + 16, "\x70\x00\x00\x00", 4);
+	memcpy(want + 20, file, 255);
+	memcpy(want + 275, "2814591149", 10);
+	ok(wire_build_response(s4, 2103, &rb, resp, sizeof(resp), &len) == 0 && len == 8 + 285 &&
+	       wire_get_u32(resp + 4) == 285 && memcmp(resp + 8, want, 285) == 0,
+	   "seed004: 2103 carries the checksum as the ASCII digits \"2814591149\": 285 bytes of payload");
+	rb.checksum = 7;
+	ok(wire_build_response(s4, 2103, &rb, resp, sizeof(resp), &len) == 0 &&
+	       memcmp(resp + 8 + 275, "7\0\0\0\0\0\0\0\0\0", 10) == 0,
+	   "seed004: a short checksum is NUL-padded to 10 bytes");
+	wire_parse_response_header(s4, (const uint8_t *)"\x03\x00\x37\x08\x1a\x01\x00\x00", &rh);
+	ok(rh.version == 3 && rh.code == 2103 && rh.payload_size == 282, "seed004: an 8-byte header parses");
+	ok(wire_parse_response_body(s4, 2103, want, 285, &rb) == 0 && rb.checksum == 2814591149u &&
+	       rb.content_size == 112 && rb.name == want + 20,
+	   "seed004: a 2103 with 10 digits parses");
+	memcpy(want + 275, "123", 3);
+	ok(wire_parse_response_body(s4, 2103, want, 278, &rb) == 0 && rb.checksum == 123,
+	   "seed004: a 2103 with just the digits, as its server sends them, parses");
+	memcpy(want + 275, "4294967295", 10);
+	ok(wire_parse_response_body(s4, 2103, want, 285, &rb) == 0 && rb.checksum == 4294967295u,
+	   "seed004: the largest checksum parses");
+	memcpy(want + 275, "4294967296", 10);
+	ok(wire_parse_response_body(s4, 2103, want, 285, &rb) == -EBADMSG, "seed004: one more is refused");
+	memcpy(want + 275,
+	       "12\0"
+	       "3\0\0\0\0\0\0",
+	       10);
+	ok(wire_parse_response_body(s4, 2103, want, 285, &rb) == -EBADMSG,
+	   "seed004: a digit after the NUL padding is refused");
+	memcpy(want + 275, "\0\0\0\0\0\0\0\0\0\0", 10);
+	ok(wire_parse_response_body(s4, 2103, want, 285, &rb) == -EBADMSG &&
+	       wire_parse_response_body(s4, 2103, want, 275, &rb) == -EBADMSG &&
+	       wire_parse_response_body(s4, 2103, want, 286, &rb) == -EBADMSG,
+	   "seed004: no digit at all, no checksum field, or 11 bytes of it, are refused");
+}
+
+/* The tolerances of --compat (efserver-protocol(7), "Dialects and tolerances"). */
+static void test_tolerances(void)
+{
+	const struct wire_dialect *ca = wire_dialect_tolerant(std, WIRE_TOLERATE_CONTENT_AFTER);
+	const struct wire_dialect *sn = wire_dialect_tolerant(std, WIRE_TOLERATE_SHORT_NAME);
+	uint8_t body[300] = "carol";
+	struct wire_request_header h = {.code = 1025, .payload_size = 5};
+	struct wire_request_body b;
+	struct wire_frame f;
+
+	ok(ca && sn && wire_dialect_tolerances(ca) == WIRE_TOLERATE_CONTENT_AFTER &&
+	       wire_dialect_tolerances(sn) == WIRE_TOLERATE_SHORT_NAME && wire_dialect_tolerant(std, 0) == std &&
+	       wire_dialect_tolerant(ca, 0) == std && wire_response_header_size(ca) == 7,
+	   "tolerances: the standard dialect with each of them, and without");
+	ok(wire_dialect_tolerant(&wire_seed004, WIRE_TOLERATE_SHORT_NAME) == NULL &&
+	       wire_dialect_tolerant(&wire_seed004, WIRE_TOLERATE_CONTENT_AFTER) != NULL,
+	   "tolerances: seed004 combines with content-after, not with short-name");
+
+	ok(wire_frame_request(std, wire_find_request(1028), 259, &f) == -EMSGSIZE &&
+	       wire_frame_request(ca, wire_find_request(1028), 259, &f) == 0 && f.body == 259 && f.sized_by_body &&
+	       f.tolerated == WIRE_TOLERATE_CONTENT_AFTER,
+	   "content-after: a 1028 of 259 bytes is its fixed fields, the content sized by content_size");
+	ok(wire_frame_request(ca, wire_find_request(1103), 275, &f) == 0 && f.body == 275 && f.sized_by_body &&
+	       wire_frame_request(ca, wire_find_request(1103), 274, &f) == -EMSGSIZE &&
+	       wire_frame_request(ca, wire_find_request(1028), 260, &f) == -EMSGSIZE,
+	   "content-after: a 1103 of 275 too, and nothing else the strict frame refuses");
+	ok(wire_frame_request(ca, wire_find_request(1028), 259 + 32, &f) == 0 && !f.sized_by_body && !f.tolerated &&
+	       f.content == 32,
+	   "content-after: a valid 1028 is framed as ever");
+	memset(body, 0, sizeof(body));
+	wire_put_u32(body, 4096);
+	h = (struct wire_request_header){.code = 1028, .payload_size = 259};
+	wire_frame_request(ca, wire_find_request(1028), 259, &f);
+	ok(wire_parse_request_body(ca, wire_find_request(1028), body, 259, &b) == 0 &&
+	       wire_check_request_body(ca, wire_find_request(1028), &h, &b, &f) == WIRE_BODY_OK && f.content == 4096,
+	   "content-after: the content is content_size bytes");
+	ok(wire_content_size_lead(wire_find_request(1028)) == 4 &&
+	       wire_content_size_lead(wire_find_request(1103)) == 20 &&
+	       wire_content_size_lead(wire_find_request(1025)) == 0 &&
+	       wire_get_content_size(wire_find_request(1028), body) == 4096,
+	   "content_size: where it is in the fixed fields");
+
+	memset(body, 0, sizeof(body));
+	memcpy(body, "carol", 5);
+	h = (struct wire_request_header){.code = 1025, .payload_size = 5};
+	ok(wire_frame_request(std, wire_find_request(1025), 5, &f) == -EMSGSIZE &&
+	       wire_frame_request(sn, wire_find_request(1025), 5, &f) == 0 && f.body == 5 &&
+	       f.tolerated == WIRE_TOLERATE_SHORT_NAME,
+	   "short-name: a 1025 of 5 bytes is 5 bytes of name");
+	body[5] = 'x';
+	ok(wire_parse_request_body(sn, wire_find_request(1025), body, 5, &b) == 0 && b.name == b.field &&
+	       strcmp((const char *)b.name, "carol") == 0 &&
+	       wire_check_request_body(sn, wire_find_request(1025), &h, &b, &f) == WIRE_BODY_OK,
+	   "short-name: they are the name field, NUL-padded");
+	memcpy(body, "ca\0ol", 5);
+	ok(wire_parse_request_body(sn, wire_find_request(1025), body, 5, &b) == 0 &&
+	       wire_check_request_body(sn, wire_find_request(1025), &h, &b, &f) == WIRE_BODY_NAME_NUL,
+	   "short-name: a NUL among them is caught");
+	ok(wire_frame_request(sn, wire_find_request(1100), 254, &f) == 0 && f.body == 254 &&
+	       wire_frame_request(sn, wire_find_request(1100), 0, &f) == -EMSGSIZE &&
+	       wire_frame_request(sn, wire_find_request(1027), 5, &f) == -EMSGSIZE,
+	   "short-name: in 1100 too, never empty, and not in a reconnect");
+}
+
 int main(void)
 {
 	test_headers();
@@ -507,5 +727,7 @@ int main(void)
 	test_base_names();
 	test_ids();
 	test_new_client_name();
+	test_seed004();
+	test_tolerances();
 	return tap_done();
 }

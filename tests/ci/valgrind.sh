@@ -1,10 +1,11 @@
 #!/bin/bash
 # valgrind --error-exitcode=1 --leak-check=full: end-to-end uploads with
 # efclient over TCP to efsession under systemd-socket-activate (both code
-# sets, one connection per request too, a resend forced by
-# --fault-checksum), with both programs under valgrind, and the replay
-# captures piped into efsession under valgrind: no invalid access, no use
-# of uninitialised memory, no leak. Uses the main build.
+# sets, one connection per request too, the seed-004 dialect, a resend
+# forced by --fault-checksum), with both programs under valgrind; efclient
+# against a server that closes after every response (tests/standin); and
+# the replay captures piped into efsession under valgrind: no invalid
+# access, no use of uninitialised memory, no leak. Uses the main build.
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export top_srcdir=$top top_builddir=$top
 . "$top/tests/lib.sh"
@@ -12,7 +13,8 @@ export top_srcdir=$top top_builddir=$top
 
 need valgrind valgrind
 need_socket_activate
-make -s -C "$top" efsession efclient tests/replay-run >"$WORK/build.log" 2>&1 || {
+make -s -C "$top" efsession efclient tests/replay-run >"$WORK/build.log" 2>&1 &&
+	{ make -s -C "$top" tests/standin >>"$WORK/build.log" 2>&1 || true; } || {
 	diag "$WORK/build.log"
 	echo "Bail out! cannot build efsession, efclient and tests/replay-run"
 	exit 1
@@ -45,8 +47,9 @@ dd if=/dev/urandom of="$WORK/a.bin" bs=1024 count=3000 status=none
 dd if=/dev/urandom of="$WORK/b.bin" bs=1 count=17 status=none
 SOCKET_ACTIVATE=${SOCKET_ACTIVATE:-$(command -v systemd-socket-activate)}
 EFSESSION=$WORK/vg/efsession
-start_server "$WORK/state" --fault-checksum 1
-for mode in "-c 1025" "-c 1100" "-c 1025 --connection-per-request" "-c 1100 --connection-per-request"; do
+start_server "$WORK/state" --fault-checksum 1 --compat all
+for mode in "-c 1025" "-c 1100" "-c 1025 --connection-per-request" "-c 1100 --connection-per-request" \
+	"--compat seed004"; do
 	dir=$WORK/client-${mode// /}
 	mkdir -p "$dir"
 	# shellcheck disable=SC2086
@@ -59,13 +62,36 @@ done
 wait_sessions
 stop_server
 check "stored files are byte-identical to the originals" \
-	[ "$(find "$WORK/state/files" -name a.bin -exec cmp -s {} "$WORK/a.bin" \; -print | wc -l)" -eq 4 ]
+	[ "$(find "$WORK/state/files" -name a.bin -exec cmp -s {} "$WORK/a.bin" \; -print | wc -l)" -eq 5 ]
 check "efsession under valgrind: no error and no leak in any of its $(count_reports efsession) processes" clean_reports efsession
+
+# A server that closes the connection after each response, late: efclient opens new ones.
+if [ -x "$top/tests/standin" ]; then
+	"$top/tests/standin" --one-request --close-late --dir "$WORK/standin" --port-file "$WORK/standin.port" \
+		2>"$WORK/standin.log" &
+	standin=$!
+	for _ in $(seq 1 100); do
+		[ -s "$WORK/standin.port" ] && break
+		sleep 0.05
+	done
+	mkdir -p "$WORK/client-standin"
+	"${VG[@]}" --log-file="$WORK/vg-efclient.%p" "$top/efclient" -s "127.0.0.1:$(cat "$WORK/standin.port")" \
+		-n wild -d "$WORK/client-standin" -k crc32-ciphertext --timeout 120 "$WORK/a.bin" "$WORK/b.bin" \
+		>"$WORK/client.log" 2>&1
+	rc=$?
+	kill "$standin"
+	wait "$standin" 2>/dev/null
+	check "efclient under valgrind against a server that closes after each response, exit 0" [ $rc -eq 0 ]
+	[ $rc -eq 0 ] || diag "$WORK/client.log"
+else
+	skip "efclient under valgrind against a server that closes after each response" "tests/standin needs zlib"
+fi
 check "efclient under valgrind: no error and no leak in any of its $(count_reports efclient) runs" clean_reports efclient
 
 # The captures, piped into efsession under valgrind (whose exit status the runner checks).
 for f in upload-1025 upload-1100 resend-1105 give-up-1031 bad-framing bad-public-key hostile-names hostile-keys \
-	hostile-padding padding-oracle kept-aside verified-stranger key-rules state-orphaned; do
+	hostile-padding padding-oracle kept-aside verified-stranger key-rules state-orphaned \
+	seed004-capture seed004-dialect tolerances; do
 	EFSESSION=$WORK/vg/efsession "$top/tests/replay-run" "$top/tests/replay/$f.replay" >"$WORK/$f.tap" 2>&1
 	rc=$?
 	check "tests/replay/$f.replay passes with efsession under valgrind" [ $rc -eq 0 ]

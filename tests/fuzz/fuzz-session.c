@@ -7,7 +7,7 @@
  * fuzzed uploads can decrypt; client bob with no key).
  *
  * The first input byte chooses the configuration (checksum, AES key size,
- * --fault-checksum, --debug); the rest is the byte stream.
+ * --fault-checksum, --debug, --compat); the rest is the byte stream.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -28,6 +28,7 @@
 #include "session.h"
 #include "store.h"
 #include "vault.h"
+#include "wire.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -154,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct session_config cfg = {.idle_timeout = 0, .max_file_size = FUZZ_MAX_FILE, .aes_key_len = 16};
 	struct store *st = NULL;
 	struct vault *v = NULL;
+	unsigned tolerances;
 	uint8_t sel;
 
 	if (size < 1)
@@ -163,6 +165,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.aes_key_len = sel & 4 ? 32 : 16;
 	cfg.fault_checksum = sel & 8 ? 1 : 0;
 	cfg.debug = (sel & 16) != 0;
+	/* --compat: content-after, short-name, seed004 (short-name left out with it, as efsession refuses that). */
+	tolerances =
+	    (sel & 32 ? WIRE_TOLERATE_CONTENT_AFTER : 0) | (sel & 64 && !(sel & 128) ? WIRE_TOLERATE_SHORT_NAME : 0);
+	cfg.dialect = wire_dialect_tolerant(&wire_standard, tolerances);
+	cfg.seed004 = sel & 128 ? wire_dialect_tolerant(&wire_seed004, tolerances) : NULL;
 	data++;
 	size--;
 
