@@ -1591,6 +1591,14 @@ static int check_rows(struct store *st, const char *sql, const char *healthy)
 	return r;
 }
 
+int store_checkpoint(struct store *st)
+{
+	if (!st)
+		return -EINVAL;
+	failure_clear();
+	return pragma(st, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, 0);
+}
+
 /* The pages (integrity_check) and the references between tables (foreign_key_check). */
 int store_integrity_check(struct store *st)
 {

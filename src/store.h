@@ -81,6 +81,12 @@ int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_c
 /* Open read-only, for tools that must not create anything: -ENOENT when no efsession has created the schema. */
 int store_open_readonly(const char *state_dir, int busy_timeout_ms, struct store **out);
 void store_close(struct store *st);
+/*
+ * Move what the write-ahead log holds into the database file, for a tool
+ * that copies the file alone (a session leaves it to the automatic
+ * checkpoints). 0, or a negative errno (failure.h).
+ */
+int store_checkpoint(struct store *st);
 
 /* Register a new client. -EEXIST if the name is taken (or, improbably, the id). */
 int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name);

@@ -85,9 +85,13 @@ static void remove_base(void)
 	(void)nftw(F.base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static void restore_fixture(void);
+
 static void seed_fixture(void)
 {
 	uint8_t spki[sizeof(alice_spki_hex) / 2];
+	struct store_client c;
+	struct store *st;
 	char path[400];
 	struct stat sb;
 	unsigned v;
@@ -108,6 +112,11 @@ static void seed_fixture(void)
 	if ((F.db = malloc(F.db_len)) == NULL || read(fd, F.db, F.db_len) != (ssize_t)F.db_len)
 		fatal("cannot read the fixture database");
 	close(fd);
+	/* What every input starts from must hold the fixture: restored, it has alice. */
+	restore_fixture();
+	if (store_open_readonly(F.state, 0, &st) < 0 || store_get_client(st, fixture_alice_id, &c) < 0)
+		fatal("the fixture database, restored, has no client alice");
+	store_close(st);
 }
 
 static void restore_fixture(void)
