@@ -12,7 +12,7 @@
 
 #include "io.h"
 
-static int64_t now_ms(void)
+int64_t io_now_ms(void)
 {
 	struct timespec ts;
 
@@ -28,7 +28,7 @@ static int wait_ready(int fd, short events, int64_t deadline)
 	int r;
 
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - io_now_ms();
 		if (left <= 0)
 			return -ETIMEDOUT;
 		r = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
@@ -41,24 +41,34 @@ static int wait_ready(int fd, short events, int64_t deadline)
 	}
 }
 
-ssize_t io_read_full(int fd, void *buf, size_t len, int timeout_ms)
+ssize_t io_read_before(int fd, void *buf, size_t len, int64_t deadline)
 {
-	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
-	size_t got = 0;
 	ssize_t n;
 	int r;
 
-	while (got < len) {
-		if (timeout_ms >= 0 && (r = wait_ready(fd, POLLIN, deadline)) < 0)
+	for (;;) {
+		if (deadline >= 0 && (r = wait_ready(fd, POLLIN, deadline)) < 0)
 			return r;
-		n = read(fd, (char *)buf + got, len - got);
+		n = read(fd, buf, len);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR && errno != EAGAIN)
+			return -errno;
+	}
+}
+
+ssize_t io_read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+	int64_t deadline = timeout_ms >= 0 ? io_now_ms() + timeout_ms : -1;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = io_read_before(fd, (char *)buf + got, len - got, deadline);
 		if (n == 0)
 			break;
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
+		if (n < 0)
+			return n;
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
@@ -66,7 +76,7 @@ ssize_t io_read_full(int fd, void *buf, size_t len, int timeout_ms)
 
 int io_write_full(int fd, const void *buf, size_t len, int timeout_ms)
 {
-	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms >= 0 ? io_now_ms() + timeout_ms : 0;
 	size_t done = 0;
 	ssize_t n;
 	int r;
