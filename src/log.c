@@ -222,10 +222,10 @@ void log_context_file(const char *name, long long size)
 	ctx.file_size = size;
 }
 
-static void emit_journal(int level, const char *file, int line, const char *func, const char *msg)
+static void emit_journal(int level, const char *file, int line, const char *func, const char *limit, const char *msg)
 {
-	char f[12][LOG_FIELD_MAX + 32];
-	struct iovec iov[12];
+	char f[13][LOG_FIELD_MAX + 32];
+	struct iovec iov[13];
 	int n = 0;
 
 #define FIELD(...)                                                                                                     \
@@ -253,6 +253,8 @@ static void emit_journal(int level, const char *file, int line, const char *func
 		FIELD("FILE_NAME=%s", ctx.file_name);
 	if (ctx.file_size >= 0)
 		FIELD("FILE_SIZE=%lld", ctx.file_size);
+	if (limit)
+		FIELD("LIMIT=%s", limit);
 #undef FIELD
 	(void)sd_journal_sendv(iov, n);
 }
@@ -286,11 +288,16 @@ static void emit_stream(int level, const char *msg, bool colour)
 		(void)!write(STDERR_FILENO, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
 }
 
-void log_emit(int level, const char *file, int line, const char *func, const char *fmt, ...)
+/* The text lines' form of the journal's LIMIT field, and room for it. */
+#define LOG_LIMIT_TEXT " [LIMIT=%s]"
+#define LOG_LIMIT_MAX  64
+
+static void emit(int level, const char *limit, const char *file, int line, const char *func, const char *fmt,
+                 va_list ap)
 {
-	char msg[LOG_LINE_MAX], prefix[LOG_WHO_MAX];
-	int saved = errno;
-	va_list ap;
+	char msg[LOG_LINE_MAX], prefix[LOG_WHO_MAX], tail[LOG_LIMIT_MAX];
+	int saved = errno, n, t;
+	size_t at;
 
 	if (level > ctx.level)
 		return;
@@ -298,12 +305,16 @@ void log_emit(int level, const char *file, int line, const char *func, const cha
 		level = LOG_EMERG;
 	if (level > LOG_DEBUG)
 		level = LOG_DEBUG;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* At the end of the line even when the message had to be cut short. */
+	if (limit && ctx.target != LOG_TARGET_JOURNAL &&
+	    (t = snprintf(tail, sizeof(tail), LOG_LIMIT_TEXT, limit)) > 0 && (size_t)t < sizeof(tail)) {
+		at = n < 0 ? 0 : (size_t)n < sizeof(msg) - (size_t)t ? (size_t)n : sizeof(msg) - 1 - (size_t)t;
+		memcpy(msg + at, tail, (size_t)t + 1);
+	}
 	switch (ctx.target) {
 	case LOG_TARGET_JOURNAL:
-		emit_journal(level, file, line, func, msg);
+		emit_journal(level, file, line, func, limit, msg);
 		break;
 	case LOG_TARGET_SYSLOG:
 		syslog(level, "%s%s", who(prefix, sizeof(prefix)), msg);
@@ -317,6 +328,24 @@ void log_emit(int level, const char *file, int line, const char *func, const cha
 		break;
 	}
 	errno = saved;
+}
+
+void log_emit(int level, const char *file, int line, const char *func, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(level, NULL, file, line, func, fmt, ap);
+	va_end(ap);
+}
+
+void log_emit_limit(int level, const char *limit, const char *file, int line, const char *func, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(level, limit, file, line, func, fmt, ap);
+	va_end(ap);
 }
 
 void log_hexdump(const char *what, const void *buf, size_t len, size_t max)

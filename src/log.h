@@ -3,7 +3,8 @@
  * systemd, syslog under inetd (where fd 2 is the connection itself),
  * coloured lines on a terminal, plain lines otherwise. Every entry carries
  * the context fields of the connection (PEER, CLIENT_ID, CLIENT_NAME,
- * REQUEST_CODE, FILE_NAME, FILE_SIZE) and its source file and line.
+ * REQUEST_CODE, FILE_NAME, FILE_SIZE) and its source file and line; an
+ * entry about a limit, LIMIT too.
  */
 #ifndef EF_LOG_H
 #define EF_LOG_H
@@ -43,6 +44,17 @@ void log_context_file(const char *name, long long size);
 
 __attribute__((format(printf, 5, 6))) void log_emit(int level, const char *file, int line, const char *func,
                                                     const char *fmt, ...);
+
+/*
+ * One entry about a request refused (or a connection closed) by a limit of
+ * efsession(8): limit is the setting's name without its dashes
+ * ("client-quota"), in the field LIMIT of that entry in the journal and as
+ * " [LIMIT=client-quota]" at the end of a line elsewhere.
+ */
+__attribute__((format(printf, 6, 7))) void log_emit_limit(int level, const char *limit, const char *file, int line,
+                                                          const char *func, const char *fmt, ...);
+
+#define log_limit(level, limit, ...) log_emit_limit(level, limit, __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 #define log_debug(...)   log_emit(LOG_DEBUG, __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define log_info(...)    log_emit(LOG_INFO, __FILE__, __LINE__, __func__, __VA_ARGS__)
