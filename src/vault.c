@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -592,6 +593,18 @@ int vault_each_client_dir(struct vault *v, enum vault_area area, vault_dir_fn fn
 		r = -errno;
 	closedir(ds);
 	return r;
+}
+
+int vault_free_space(struct vault *v, uint64_t *bytes)
+{
+	struct statvfs sv;
+
+	if (!v || !bytes)
+		return -EINVAL;
+	if (fstatvfs(v->state_fd, &sv) < 0)
+		return -errno;
+	*bytes = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	return 0;
 }
 
 int vault_count_client_dirs(struct vault *v, long *count)

@@ -111,6 +111,12 @@ int vault_count_client_dirs(struct vault *v, long *count);
  */
 int vault_refuse_new_store(void *vault);
 
+/*
+ * The bytes free to an unprivileged user on the file system of the state
+ * directory (efsession(8), --min-free-space): 0, or a negative errno.
+ */
+int vault_free_space(struct vault *v, uint64_t *bytes);
+
 /* Every kept-aside copy on disk; fn returns non-zero to stop. */
 typedef int (*vault_pending_fn)(const uint8_t id[WIRE_ID_SIZE], const char *token, void *ctx);
 int vault_each_pending(struct vault *v, vault_pending_fn fn, void *ctx);
