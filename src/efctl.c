@@ -359,6 +359,8 @@ static int client_row(const struct store_client *cl, void *ctx)
 {
 	struct table *t = ctx;
 	char hex[WIRE_ID_HEX_SIZE], e[ESC_SIZE];
+	long long files = 0;
+	int r;
 
 	wire_id_to_hex(cl->id, hex);
 	esc(cl->name, e);
@@ -367,13 +369,16 @@ static int client_row(const struct store_client *cl, void *ctx)
 			t->w_name = width(e);
 		return 0;
 	}
+	/* Every row, given-up files included. */
+	if ((r = store_count_files(t->c->st, cl->id, &files)) < 0)
+		return r;
 	if (t->c->json) {
 		printf("%s\n  {\"name\": ", t->rows ? "," : "");
 		json_str(cl->name);
-		printf(", \"id\": \"%s\", \"last_seen\": \"%s\", \"files\": %lld}", hex, cl->last_seen, cl->file_count);
+		printf(", \"id\": \"%s\", \"last_seen\": \"%s\", \"files\": %lld}", hex, cl->last_seen, files);
 	} else {
 		cell(e, t->w_name + 2);
-		printf("%s  %-24s  %5lld\n", hex, cl->last_seen, cl->file_count);
+		printf("%s  %-24s  %5lld\n", hex, cl->last_seen, files);
 	}
 	t->rows++;
 	return 0;
@@ -526,12 +531,15 @@ static int cmd_show(struct ctl *c)
 	char hex[WIRE_ID_HEX_SIZE], fp[HEX_SHA256], e[ESC_SIZE];
 	uint8_t sha[32];
 	unsigned bits = 0;
+	long long files = 0;
 	int r;
 
 	if ((r = open_store(c, false)) < 0)
 		return EXIT_SYSTEM;
 	if ((r = find_client(c, &cl, false)) < 0)
 		return exit_for(r);
+	if ((r = store_count_files(c->st, cl.id, &files)) < 0)
+		return read_failed(r);
 	wire_id_to_hex(cl.id, hex);
 	if (cl.public_key_len > 0) {
 		gcry_md_hash_buffer(GCRY_MD_SHA256, sha, cl.public_key, cl.public_key_len);
@@ -548,8 +556,7 @@ static int cmd_show(struct ctl *c)
 			printf("{\"bits\": %u, \"sha256\": \"%s\"}", bits, fp);
 		else
 			fputs("null", stdout);
-		printf(", \"aes_key_bits\": %zu, \"file_count\": %lld, \"files\": [", cl.aes_key_len * 8,
-		       cl.file_count);
+		printf(", \"aes_key_bits\": %zu, \"file_count\": %lld, \"files\": [", cl.aes_key_len * 8, files);
 		r = store_each_file(c->st, cl.id, show_file_json, &l);
 		fputs("\n  ]}\n", stdout);
 	} else {
@@ -562,8 +569,8 @@ static int cmd_show(struct ctl *c)
 			printf("AES key:     issued, %zu bits\n", cl.aes_key_len * 8);
 		else
 			printf("AES key:     none yet\n");
-		printf("files:       %lld\n", cl.file_count);
-		if (cl.file_count > 0) {
+		printf("files:       %lld\n", files);
+		if (files > 0) {
 			putchar('\n');
 			r = list(c, cl.id, true);
 		}
@@ -778,6 +785,7 @@ static int cmd_remove(struct ctl *c)
 	struct store_client cl;
 	char hex[WIRE_ID_HEX_SIZE], e[ESC_SIZE], path[sizeof(VAULT_PENDING_DIR) + WIRE_ID_HEX_SIZE + 1];
 	uint8_t id[WIRE_ID_SIZE];
+	long long files = 0;
 	int r;
 
 	if (open_store(c, true) < 0 || open_vault(c) < 0)
@@ -805,14 +813,14 @@ static int cmd_remove(struct ctl *c)
 		return exit_for(r);
 	}
 	wire_id_to_hex(cl.id, hex);
-	if ((r = store_remove_client(c->st, cl.id)) < 0) {
+	if ((r = store_count_files(c->st, cl.id, &files)) < 0 || (r = store_remove_client(c->st, cl.id)) < 0) {
 		fprintf(stderr, "efctl: cannot remove %s from the database: %s\n", hex, failure_str(r));
 		return exit_for(r);
 	}
 	r = remove_client_dirs(c, cl.id);
 	if (r == 0)
-		printf("Removed client %s (%s) and its %lld file%s.\n", esc(cl.name, e), hex, cl.file_count,
-		       cl.file_count == 1 ? "" : "s");
+		printf("Removed client %s (%s) and its %lld file%s.\n", esc(cl.name, e), hex, files,
+		       files == 1 ? "" : "s");
 out:
 	if (r < 0)
 		fprintf(stderr, "efctl: cannot remove the files of %s: %s (efctl gc finds what is left)\n",

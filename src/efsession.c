@@ -4,19 +4,16 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -25,6 +22,7 @@
 #include "failure.h"
 #include "log.h"
 #include "opts.h"
+#include "peer.h"
 #include "seal.h"
 #include "session.h"
 #include "store.h"
@@ -70,6 +68,24 @@ static void usage(FILE *to)
 	            "      --encrypt-at-rest      store files encrypted under the storage key\n"
 	            "      --storage-key-file FILE  the storage key, 32 raw bytes (default: the\n"
 	            "                             " SEAL_CREDENTIAL " credential of systemd)\n"
+	            "\n"
+	            "Limits (efsession(8), Limits; 0 turns each off):\n"
+	            "      --max-clients N        clients in all (default 0)\n"
+	            "      --registrations-per-hour N\n"
+	            "                             registrations from one source address (an IPv6 /64)\n"
+	            "                             in the last hour (default 20)\n"
+	            "      --client-quota BYTES   bytes one client may store, kept-aside copies\n"
+	            "                             included, K/M/G suffixes allowed (default 0)\n"
+	            "      --client-max-files N   file names one client may store (default 0)\n"
+	            "      --min-free-space BYTES free space an upload must leave on the state\n"
+	            "                             directory's file system (default 1G)\n"
+	            "      --max-refusals N       close a connection at its Nth refused request\n"
+	            "                             (default 8)\n"
+	            "      --min-rate BYTES       bytes a second an upload's content must average,\n"
+	            "                             after a grace of the idle timeout (default 4K)\n"
+	            "      --max-bad-paddings N   uploads with a bad padding per client and hour\n"
+	            "                             before its uploads are refused (default 4)\n"
+	            "\n"
 	            "  -h, --help                 show this help and exit\n"
 	            "  -V, --version              show the version and exit\n"
 	            "\n"
@@ -89,28 +105,64 @@ static void sanitise_fds(void)
 		close(fd);
 }
 
-static void describe_peer(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?", peer[INET6_ADDRSTRLEN + 16];
+/* Options without a short form, after every character. */
+enum {
+	OPT_MAX_CLIENTS = 256,
+	OPT_REGISTRATIONS_PER_HOUR,
+	OPT_CLIENT_QUOTA,
+	OPT_CLIENT_MAX_FILES,
+	OPT_MIN_FREE_SPACE,
+	OPT_MAX_REFUSALS,
+	OPT_MIN_RATE,
+	OPT_MAX_BAD_PADDINGS,
+};
 
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(peer, sizeof(peer), "%s:%u", host, ntohs(in->sin_port));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(peer, sizeof(peer), "[%s]:%u", host, ntohs(in6->sin6_port));
-	} else if (ss.ss_family == AF_UNIX) {
-		snprintf(peer, sizeof(peer), "local");
-	} else {
-		return;
+/* A limit's value (efsession(8), Limits), a count or, with suffixes, a size, into cfg: 0, or a usage error said. */
+static int limit_arg(int opt, const char *arg, struct session_config *cfg)
+{
+	static const struct {
+		int opt;
+		const char *name;
+		bool size;
+		uint64_t max;
+		size_t field;
+	} limits[] = {
+	    {OPT_MAX_CLIENTS, "max-clients", false, UINT32_MAX, offsetof(struct session_config, limits.max_clients)},
+	    {OPT_REGISTRATIONS_PER_HOUR, "registrations-per-hour", false, UINT32_MAX,
+	     offsetof(struct session_config, limits.registrations_per_hour)},
+	    {OPT_CLIENT_QUOTA, "client-quota", true, INT64_MAX, offsetof(struct session_config, limits.client_quota)},
+	    {OPT_CLIENT_MAX_FILES, "client-max-files", false, UINT32_MAX,
+	     offsetof(struct session_config, limits.client_max_files)},
+	    {OPT_MIN_FREE_SPACE, "min-free-space", true, INT64_MAX, offsetof(struct session_config, min_free_space)},
+	    {OPT_MAX_REFUSALS, "max-refusals", false, UINT32_MAX, offsetof(struct session_config, max_refusals)},
+	    {OPT_MIN_RATE, "min-rate", true, UINT32_MAX, offsetof(struct session_config, min_rate)},
+	    {OPT_MAX_BAD_PADDINGS, "max-bad-paddings", false, UINT32_MAX,
+	     offsetof(struct session_config, limits.max_bad_paddings)},
+	};
+	uint64_t *out;
+
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		if (limits[i].opt != opt)
+			continue;
+		out = (uint64_t *)((char *)cfg + limits[i].field);
+		if ((limits[i].size ? opts_parse_size : opts_parse_u64)(arg, 0, limits[i].max, out) == 0)
+			return 0;
+		fprintf(stderr, "efsession: --%s wants %s, not '%s'\n", limits[i].name,
+		        limits[i].size ? "bytes (K/M/G suffixes allowed)" : "a count", arg);
+		return -EINVAL;
 	}
-	log_context_peer(peer);
+	return -EINVAL;
+}
+
+/*
+ * The connection's peer: its address in the log's context, and its source
+ * for the limits of efsession(8) (registrations are counted by source).
+ */
+static void describe_peer(int fd, struct peer *p)
+{
+	peer_of_fd(fd, p);
+	if (p->address[0])
+		log_context_peer(p->address);
 }
 
 /*
@@ -148,6 +200,14 @@ int main(int argc, char **argv)
 	    {"encrypt-at-rest", no_argument, NULL, 'E'},
 	    {"storage-key-file", required_argument, NULL, 'K'},
 	    {"registration", required_argument, NULL, 'R'},
+	    {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
+	    {"registrations-per-hour", required_argument, NULL, OPT_REGISTRATIONS_PER_HOUR},
+	    {"client-quota", required_argument, NULL, OPT_CLIENT_QUOTA},
+	    {"client-max-files", required_argument, NULL, OPT_CLIENT_MAX_FILES},
+	    {"min-free-space", required_argument, NULL, OPT_MIN_FREE_SPACE},
+	    {"max-refusals", required_argument, NULL, OPT_MAX_REFUSALS},
+	    {"min-rate", required_argument, NULL, OPT_MIN_RATE},
+	    {"max-bad-paddings", required_argument, NULL, OPT_MAX_BAD_PADDINGS},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0, 0, 0, 0},
@@ -156,7 +216,12 @@ int main(int argc, char **argv)
 	    .checksum = CKSUM_POSIX,
 	    .idle_timeout = 30,
 	    .aes_key_len = 16,
+	    .limits = {.registrations_per_hour = 20, .client_quota = OPTS_CLIENT_QUOTA_DEFAULT, .max_bad_paddings = 4},
+	    .min_free_space = OPTS_MIN_FREE_SPACE_DEFAULT,
+	    .max_refusals = 8,
+	    .min_rate = 4096,
 	};
+	struct peer peer;
 	const char *state_arg = NULL, *key_file = NULL;
 	char key_path[PATH_MAX];
 	struct seal_key *key = NULL;
@@ -247,6 +312,17 @@ int main(int argc, char **argv)
 			}
 			cfg.registration_closed = optarg[0] == 'c';
 			break;
+		case OPT_MAX_CLIENTS:
+		case OPT_REGISTRATIONS_PER_HOUR:
+		case OPT_CLIENT_QUOTA:
+		case OPT_CLIENT_MAX_FILES:
+		case OPT_MIN_FREE_SPACE:
+		case OPT_MAX_REFUSALS:
+		case OPT_MIN_RATE:
+		case OPT_MAX_BAD_PADDINGS:
+			if (limit_arg(opt, optarg, &cfg) < 0)
+				return EXIT_USAGE;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -292,7 +368,8 @@ int main(int argc, char **argv)
 	}
 	if (n == 1)
 		in = out = SD_LISTEN_FDS_START;
-	describe_peer(in);
+	describe_peer(in, &peer);
+	cfg.source = peer.source;
 
 	if ((r = crypto_init()) < 0) {
 		log_crit("Could not initialise libgcrypt: %s.", strerror(-r));

@@ -13,6 +13,13 @@ int opts_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* "12.4 MiB": a human-readable size. */
 const char *opts_human_size(uint64_t bytes, char *buf, unsigned long size);
 
+/*
+ * The defaults of the limits that efctl(8) usage measures against as
+ * efsession(8) does: it cannot read the options a session runs with.
+ */
+#define OPTS_CLIENT_QUOTA_DEFAULT   0
+#define OPTS_MIN_FREE_SPACE_DEFAULT (1024ull * 1024 * 1024)
+
 /* The code set efclient and efbench speak unless told otherwise (efserver-protocol(7), Requests). */
 #define OPTS_CODE_SET_DEFAULT 1025
 

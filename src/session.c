@@ -25,6 +25,20 @@
 #define ID           WIRE_ID_SIZE
 #define DUMP_MAX     64
 #define NAME_ESC_MAX (4 * WIRE_NAME_SIZE + 8)
+/* --min-rate's grace when the idle timeout, which it otherwise is, is off (efsession(8), Limits). */
+#define RATE_GRACE_MS 30000
+
+/* The settings of efsession(8), Limits, as the entry about a refusal names them (LIMIT=). */
+static const char *const store_limit_names[STORE_LIMITS] = {
+    [STORE_LIMIT_MAX_CLIENTS] = "max-clients",
+    [STORE_LIMIT_REGISTRATIONS_PER_HOUR] = "registrations-per-hour",
+    [STORE_LIMIT_CLIENT_QUOTA] = "client-quota",
+    [STORE_LIMIT_CLIENT_MAX_FILES] = "client-max-files",
+    [STORE_LIMIT_MAX_BAD_PADDINGS] = "max-bad-paddings",
+};
+#define LIMIT_MIN_FREE_SPACE "min-free-space"
+#define LIMIT_MAX_REFUSALS   "max-refusals"
+#define LIMIT_MIN_RATE       "min-rate"
 
 enum outcome {
 	OUT_CONTINUE, /* answered (or silent by the rules); next request */
@@ -47,8 +61,15 @@ struct session {
 	struct wire_frame frame; /* how this request is read */
 	uint64_t consumed;       /* bytes of its payload read so far */
 	char id_hex[WIRE_ID_HEX_SIZE];
-	bool touched; /* last seen already updated by this request's own transaction */
-	uint8_t *buf; /* SESSION_CHUNK bytes: payloads and file content */
+	bool touched;      /* last seen already updated by this request's own transaction */
+	uint64_t refusals; /* answered on this connection, which goes on after them */
+	uint8_t *buf;      /* SESSION_CHUNK bytes: payloads and file content */
+};
+
+/* How an upload's content has arrived so far, for --min-rate (efsession(8), Limits). */
+struct pace {
+	int64_t start; /* io_now_ms() when its first byte came; 0: none yet */
+	uint64_t got;  /* bytes of it read */
 };
 
 typedef enum outcome (*handler_fn)(struct session *s, const struct wire_request_spec *rq);
@@ -127,23 +148,55 @@ format_error(struct session *s, const struct wire_request_spec *rq, const char *
 	return OUT_CLOSE;
 }
 
-/* A refusal with the framing intact: answered, and the connection goes on. */
-__attribute__((format(printf, 4, 5))) static enum outcome
-refuse(struct session *s, uint16_t code, const struct wire_response_body *b, const char *fmt, ...)
+/*
+ * A refusal with the framing intact, which limit (a setting of
+ * efsession(8), Limits, or NULL) decided: answered, and the connection goes
+ * on, unless it was the --max-refusals-th on this connection.
+ */
+__attribute__((format(printf, 5, 6))) static enum outcome
+refuse_by(struct session *s, uint16_t code, const struct wire_response_body *b, const char *limit, const char *fmt, ...)
 {
 	char why[512];
+	enum outcome o;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	if (muted(s))
-		log_notice("Refused request %u (%s): %s; not answered (%s dialect).", s->hdr.code,
-		           wire_request_name(s->hdr.code), why, wire_dialect_name(s->dialect));
+		log_limit(LOG_NOTICE, limit, "Refused request %u (%s): %s; not answered (%s dialect).", s->hdr.code,
+		          wire_request_name(s->hdr.code), why, wire_dialect_name(s->dialect));
 	else
-		log_notice("Refused request %u (%s): %s; answered %u.", s->hdr.code, wire_request_name(s->hdr.code),
-		           why, code);
-	return answer(s, code, b);
+		log_limit(LOG_NOTICE, limit, "Refused request %u (%s): %s; answered %u.", s->hdr.code,
+		          wire_request_name(s->hdr.code), why, code);
+	if ((o = answer(s, code, b)) != OUT_CONTINUE || !s->cfg->max_refusals || ++s->refusals < s->cfg->max_refusals)
+		return o;
+	log_limit(LOG_NOTICE, LIMIT_MAX_REFUSALS,
+	          "That was refusal %llu on this connection, the limit of --max-refusals; closing the connection.",
+	          (unsigned long long)s->refusals);
+	return OUT_CLOSE;
+}
+
+/* A refusal no limit decided: a taken name, an unknown id or file. */
+#define refuse(s, code, b, ...) refuse_by(s, code, b, NULL, __VA_ARGS__)
+
+/*
+ * An upload refused before its content (efserver-protocol(7), "Errors"):
+ * answered, and the connection closed without reading what it will not
+ * use. limit: the setting of efsession(8) that decided, or NULL.
+ */
+__attribute__((format(printf, 4, 5))) static enum outcome
+refuse_upload(struct session *s, const struct wire_request_spec *rq, const char *limit, const char *fmt, ...)
+{
+	char why[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_limit(LOG_WARNING, limit, "Refused file %s; closing without reading the content.", why);
+	(void)respond(s, rq->refusal, NULL);
+	return OUT_CLOSE;
 }
 
 /* A failure of ours (disk, database): 2107 and close, so a client never waits on a broken server. */
@@ -160,23 +213,73 @@ __attribute__((format(printf, 3, 4))) static enum outcome server_error(struct se
 	return OUT_FAIL;
 }
 
+/*
+ * When an upload's content, p of it in so far, must have brought its next
+ * byte to keep its average at --min-rate: never before the grace (the idle
+ * timeout, or RATE_GRACE_MS without one) has passed since its first byte.
+ * -1: no such moment (the limit is off, or nothing has come yet).
+ */
+static int64_t rate_deadline(const struct session *s, const struct pace *p)
+{
+	int64_t grace = s->timeout_ms >= 0 ? s->timeout_ms : RATE_GRACE_MS, due;
+
+	if (!p || !p->start)
+		return -1;
+	due = (int64_t)(p->got * 1000 / s->cfg->min_rate);
+	return p->start + (due > grace ? due : grace);
+}
+
+/*
+ * Read len bytes of the request, all of them within the idle timeout and,
+ * for an upload's content (p not NULL), each by the moment --min-rate sets;
+ * false when the connection ended, went quiet or fell behind.
+ */
+static bool read_paced(struct session *s, void *buf, size_t len, const char *what, struct pace *p)
+{
+	int64_t idle = s->timeout_ms >= 0 ? io_now_ms() + s->timeout_ms : -1, rate = -1, now;
+	char hs[32], hm[32];
+	size_t got = 0;
+	ssize_t n = 0;
+
+	while (got < len) {
+		rate = rate_deadline(s, p);
+		n = io_read_before(s->in, (uint8_t *)buf + got, len - got,
+		                   rate >= 0 && (idle < 0 || rate < idle) ? rate : idle);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		s->consumed += (size_t)n;
+		if (p && !p->start)
+			p->start = io_now_ms();
+		if (p)
+			p->got += (uint64_t)n;
+	}
+	if (got == len)
+		return true;
+	if (n == -ETIMEDOUT && rate >= 0 && (idle < 0 || rate < idle)) {
+		now = io_now_ms();
+		log_limit(
+		    LOG_NOTICE, LIMIT_MIN_RATE,
+		    "%llu bytes of %s of request %u came in %.1f s, an average of %s/s, below --min-rate %s/s; closing "
+		    "the connection.",
+		    (unsigned long long)p->got, what, s->hdr.code, (double)(now - p->start) / 1000.0,
+		    opts_human_size(p->got * 1000 / (uint64_t)(now > p->start ? now - p->start : 1), hs, sizeof(hs)),
+		    opts_human_size(s->cfg->min_rate, hm, sizeof(hm)));
+	} else if (n == -ETIMEDOUT) {
+		log_notice("No data for %u s while reading %s of request %u; closing the connection.",
+		           s->cfg->idle_timeout, what, s->hdr.code);
+	} else if (n >= 0) {
+		log_notice("The connection ended in the middle of %s of request %u.", what, s->hdr.code);
+	} else {
+		log_notice("Reading %s of request %u failed: %s.", what, s->hdr.code, strerror((int)-n));
+	}
+	return false;
+}
+
 /* Read len bytes of the request within the idle timeout; false when the connection ended or went quiet. */
 static bool read_exact(struct session *s, void *buf, size_t len, const char *what)
 {
-	ssize_t n = io_read_full(s->in, buf, len, s->timeout_ms);
-
-	if (n > 0)
-		s->consumed += (size_t)n;
-	if (n == (ssize_t)len)
-		return true;
-	if (n == -ETIMEDOUT)
-		log_notice("No data for %u s while reading %s of request %u; closing the connection.",
-		           s->cfg->idle_timeout, what, s->hdr.code);
-	else if (n >= 0)
-		log_notice("The connection ended in the middle of %s of request %u.", what, s->hdr.code);
-	else
-		log_notice("Reading %s of request %u failed: %s.", what, s->hdr.code, strerror((int)-n));
-	return false;
+	return read_paced(s, buf, len, what, NULL);
 }
 
 /*
@@ -325,6 +428,7 @@ static enum outcome take_file_name(struct session *s, const struct wire_request_
 static enum outcome handle_register(struct session *s, const struct wire_request_spec *rq)
 {
 	char name[NAME], e1[NAME_ESC_MAX];
+	enum store_limit refused = STORE_LIMIT_NONE;
 	struct wire_request_body b;
 	enum wire_name_error ne;
 	uint8_t id[ID];
@@ -345,7 +449,17 @@ static enum outcome handle_register(struct session *s, const struct wire_request
 	if (ne == WIRE_NAME_LIKE_ID)
 		return refuse(s, rq->refusal, NULL, "the name '%s' is shaped like a client id", esc(name, e1));
 	crypto_new_client_id(id);
-	r = store_register_client(s->st, id, name);
+	r = store_register_from(s->st, id, name, s->cfg->source,
+	                        rq->limits & WIRE_LIMIT_REGISTRATION ? &s->cfg->limits : NULL, &refused);
+	if (r == -EDQUOT && refused == STORE_LIMIT_MAX_CLIENTS)
+		return refuse_by(s, rq->refusal, NULL, store_limit_names[refused],
+		                 "the server has %llu clients, the limit of --max-clients",
+		                 (unsigned long long)s->cfg->limits.max_clients);
+	if (r == -EDQUOT)
+		return refuse_by(s, rq->refusal, NULL, store_limit_names[refused],
+		                 "%llu clients were registered from %s in the last hour, the limit of "
+		                 "--registrations-per-hour",
+		                 (unsigned long long)s->cfg->limits.registrations_per_hour, s->cfg->source);
 	if (r == -EEXIST)
 		return refuse(s, rq->refusal, NULL, "the name '%s' is already registered", esc(name, e1));
 	if (r < 0)
@@ -520,11 +634,14 @@ static void drop_pending(struct session *s, const char *token)
  * bounded by SESSION_CHUNK whatever the size of the file.
  * Returns OUT_CONTINUE with *bad_padding set or not, OUT_DROP, or OUT_FAIL.
  */
-static enum outcome receive_content(struct session *s, struct crypto_cbc *cbc, struct cksum_state *ck,
-                                    struct vault_file *file, uint32_t content_size, uint64_t *plain_size,
-                                    bool *bad_padding)
+static enum outcome receive_content(struct session *s, const struct wire_request_spec *rq, struct crypto_cbc *cbc,
+                                    struct cksum_state *ck, struct vault_file *file, uint32_t content_size,
+                                    uint64_t *plain_size, bool *bad_padding)
 {
 	bool over_cipher = cksum_over_ciphertext(s->cfg->checksum), first = true;
+	/* --debug turns --min-rate off, as it does the idle timeout. */
+	bool paced = (rq->limits & WIRE_LIMIT_RATE) && s->cfg->min_rate && !s->cfg->debug;
+	struct pace pace = {0};
 	uint32_t remaining = content_size;
 	size_t n, out_len, pad;
 	int r;
@@ -533,7 +650,7 @@ static enum outcome receive_content(struct session *s, struct crypto_cbc *cbc, s
 	*bad_padding = false;
 	while (remaining > 0) {
 		n = remaining < SESSION_CHUNK ? remaining : SESSION_CHUNK;
-		if (!read_exact(s, s->buf, n, "the file content"))
+		if (!read_paced(s, s->buf, n, "the file content", paced ? &pace : NULL))
 			return OUT_DROP;
 		if (first && s->cfg->debug)
 			log_hexdump("file content (encrypted)", s->buf, n, DUMP_MAX);
@@ -612,6 +729,58 @@ static enum outcome check_content(struct session *s, const struct wire_request_s
 	return OUT_CONTINUE;
 }
 
+/*
+ * The limits an upload must pass before its content is read (efsession(8),
+ * Limits): what the database counts for client c, then the free space the
+ * content would leave.
+ */
+static enum outcome check_storage(struct session *s, const struct wire_request_spec *rq, const struct store_client *c,
+                                  const char *name, const char *path, uint32_t content)
+{
+	const struct store_limits *lim = &s->cfg->limits;
+	char e1[NAME_ESC_MAX], e2[NAME_ESC_MAX], hs[32], hq[32], hc[32];
+	enum store_limit refused = STORE_LIMIT_NONE;
+	uint64_t avail;
+	int r;
+
+	r = store_check_upload(s->st, c->id, path, content, lim, &refused);
+	if (r == -ENOENT)
+		return refuse_upload(s, rq, NULL, "'%s': client %s is not registered", esc(name, e1), s->id_hex);
+	if (r < 0 && r != -EDQUOT)
+		return server_error(s, r, "Could not look up what '%s' stores", esc(c->name, e1));
+	opts_human_size(content, hc, sizeof(hc));
+	switch (r == 0 ? STORE_LIMIT_NONE : refused) {
+	case STORE_LIMIT_MAX_BAD_PADDINGS:
+		return refuse_upload(
+		    s, rq, store_limit_names[refused],
+		    "'%s': '%s' has sent %llu uploads with a bad padding in the last hour, the limit of "
+		    "--max-bad-paddings",
+		    esc(name, e1), esc(c->name, e2), (unsigned long long)lim->max_bad_paddings);
+	case STORE_LIMIT_CLIENT_QUOTA:
+		return refuse_upload(s, rq, store_limit_names[refused],
+		                     "'%s' (%s): '%s' stores %s, and with it would pass its --client-quota of %s",
+		                     esc(name, e1), hc, esc(c->name, e2),
+		                     opts_human_size(c->stored_bytes, hs, sizeof(hs)),
+		                     opts_human_size(lim->client_quota, hq, sizeof(hq)));
+	case STORE_LIMIT_CLIENT_MAX_FILES:
+		return refuse_upload(s, rq, store_limit_names[refused],
+		                     "'%s': '%s' has %llu files, the limit of --client-max-files, and this one is new",
+		                     esc(name, e1), esc(c->name, e2), (unsigned long long)lim->client_max_files);
+	default:
+		break;
+	}
+	if (!s->cfg->min_free_space)
+		return OUT_CONTINUE;
+	if ((r = vault_free_space(s->v, &avail)) < 0)
+		return server_error(s, r, "Could not tell the free space of the state directory");
+	if (avail >= content && avail - content >= s->cfg->min_free_space)
+		return OUT_CONTINUE;
+	return refuse_upload(s, rq, LIMIT_MIN_FREE_SPACE,
+	                     "'%s' (%s): the state directory's file system has %s free, and --min-free-space is %s",
+	                     esc(name, e1), hc, opts_human_size(avail, hs, sizeof(hs)),
+	                     opts_human_size(s->cfg->min_free_space, hq, sizeof(hq)));
+}
+
 static enum outcome handle_file(struct session *s, const struct wire_request_spec *rq)
 {
 	uint32_t content;
@@ -622,6 +791,7 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	struct on_disk pub = {.v = s->v, .id = s->hdr.client_id, .base = base};
 	struct store_disk disk = {.ctx = &pub, .pending_exists = disk_pending_exists, .place = disk_place};
 	struct store_recorded rec;
+	enum store_limit refused = STORE_LIMIT_NONE;
 	char token[VAULT_TOKEN_SIZE];
 	struct crypto_cbc *cbc = NULL;
 	struct cksum_state ck = {0};
@@ -651,20 +821,16 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	r = store_get_client(s->st, s->hdr.client_id, &c);
 	if (r < 0 && r != -ENOENT)
 		return server_error(s, r, "Could not look up client %s", s->id_hex);
-	if (r == -ENOENT) {
-		log_warning("Refused file '%s': client %s is not registered; closing without reading the content.",
-		            esc(name, e1), s->id_hex);
-		(void)respond(s, rq->refusal, NULL);
-		return OUT_CLOSE;
-	}
+	if (r == -ENOENT)
+		return refuse_upload(s, rq, NULL, "'%s': client %s is not registered", esc(name, e1), s->id_hex);
 	log_context_client(c.id, c.name);
-	if (c.aes_key_len == 0) {
-		log_warning("Refused file '%s': '%s' has no AES key (none issued yet, or destroyed after a bad "
-		            "padding); closing without reading the content.",
-		            esc(name, e1), esc(c.name, e2));
-		(void)respond(s, rq->refusal, NULL);
-		return OUT_CLOSE;
-	}
+	if (c.aes_key_len == 0)
+		return refuse_upload(s, rq, NULL,
+		                     "'%s': '%s' has no AES key (none issued yet, or destroyed after a bad padding)",
+		                     esc(name, e1), esc(c.name, e2));
+	if ((rq->limits & WIRE_LIMIT_STORAGE) &&
+	    (o = check_storage(s, rq, &c, name, f.path_name, content)) != OUT_CONTINUE)
+		goto out;
 	/* The key stays in c until the end: a bad padding destroys it only if it is still the client's. */
 	if ((r = crypto_cbc_new(&cbc, c.aes_key, c.aes_key_len, false)) < 0) {
 		o = server_error(s, r, "Could not set up AES for '%s'", esc(c.name, e1));
@@ -678,7 +844,7 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 		o = server_error(s, r, "Could not create a file for '%s' in the state directory", esc(name, e1));
 		goto out;
 	}
-	o = receive_content(s, cbc, &ck, pub.file, content, &plain_size, &bad_padding);
+	o = receive_content(s, rq, cbc, &ck, pub.file, content, &plain_size, &bad_padding);
 	if (o != OUT_CONTINUE) {
 		if (o == OUT_DROP)
 			log_notice("Nothing of '%s' was kept.", esc(name, e1));
@@ -701,7 +867,18 @@ static enum outcome handle_file(struct session *s, const struct wire_request_spe
 	f.checksum = sum;
 	/* Used only if the store keeps the file aside: a token names exactly one content. */
 	vault_new_token(token);
-	r = store_record_file(s->st, &f, token, &disk, &rec);
+	r = store_record_file(s->st, &f, token, &disk, rq->limits & WIRE_LIMIT_STORAGE ? &s->cfg->limits : NULL, &rec,
+	                      &refused);
+	if (r == -EDQUOT) {
+		/* Another connection of the client stored meanwhile: the check before the content no longer holds. */
+		log_limit(LOG_WARNING, store_limit_names[refused],
+		          "Refused file '%s' after its content: with what '%s' stored meanwhile it would pass --%s; "
+		          "nothing was kept; answering %u and closing the connection.",
+		          esc(name, e1), esc(c.name, e2), store_limit_names[refused], rq->refusal);
+		(void)respond(s, rq->refusal, NULL);
+		o = OUT_CLOSE;
+		goto out;
+	}
 	if (r < 0) {
 		/* Undone, with the client's directory if this publication made it: a failed upload leaves nothing. */
 		if (pub.published && pub.aside)

@@ -11,8 +11,8 @@
 #include <stdint.h>
 
 #include "cksum.h"
+#include "store.h"
 
-struct store;
 struct vault;
 struct wire_dialect;
 
@@ -31,6 +31,12 @@ struct session_config {
 	/* --compat seed004: the dialect of a connection that opens as the seed-004 client's do; NULL: none. */
 	const struct wire_dialect *seed004;
 	bool registration_closed; /* 1025/1100 refused: clients are provisioned with efctl add-client */
+	/* The limits of efsession(8), Limits; 0 turns each off. */
+	const char *source;         /* the connection's source address; NULL: registrations not counted by source */
+	struct store_limits limits; /* those the store decides, in the transactions they guard */
+	uint64_t min_free_space;    /* bytes an upload must leave free on the state directory's file system */
+	uint64_t max_refusals;      /* the Nth refusal on one connection closes it */
+	uint64_t min_rate;          /* bytes a second an upload's content must average, past its grace */
 };
 
 /* How a session ended; efsession's exit status. */

@@ -33,6 +33,14 @@
 
 /* ISO 8601 UTC with milliseconds, e.g. 2024-05-01T12:00:00.000Z. */
 #define SQL_NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+/* An hour before, on the database's clock: what the counts of the last hour start after. */
+#define SQL_HOUR_AGO "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour')"
+/*
+ * Rows over an hour old that one registration (or bad padding) removes at
+ * most: more than the one it adds, so the tables hold about an hour of
+ * them, and no request pays for a long idle spell all at once.
+ */
+#define STORE_PRUNE_BATCH "16"
 
 /*
  * The limits in the schema are literals so that a schema version never
@@ -44,6 +52,7 @@ _Static_assert(STORE_PATH_MAX - 1 == 511, "path_name CHECK");
 _Static_assert(DER_RSA_SPKI_MAX == 1100, "public_key CHECK");
 _Static_assert(STORE_AES_MAX == 32, "aes_key CHECK");
 _Static_assert(STORE_TOKEN_SIZE - 1 == 32, "pending_name CHECK");
+_Static_assert(STORE_SOURCE_SIZE - 1 == 63, "registrations.source CHECK");
 _Static_assert(STORE_FILE_STORED == 0 && STORE_FILE_FAILED == 1, "files.status CHECK and statements");
 _Static_assert(sizeof(((struct store_client *)0)->last_seen) == STORE_TIME_SIZE, "time buffers");
 _Static_assert(sizeof(((struct store_file *)0)->received) == STORE_TIME_SIZE, "time buffers");
@@ -95,6 +104,73 @@ static const char schema_v2[] =
     "	AND (pending_checksum IS NULL) = (pending_name IS NULL)\n"
     "	AND (pending_name IS NULL OR (verified = 1 AND status = 0)));\n";
 
+/*
+ * What the limits of efsession(8) count, kept by the database itself so
+ * that no statement can forget them: per client, the plaintext bytes of
+ * every copy it stores (under a name, or kept aside) and the names with a
+ * copy (a given-up name has none); server-wide, the clients. Registrations
+ * per source address and bad paddings per client, each with its time, for
+ * the counts over the last hour. The counters are computed for the rows a
+ * migrated database already holds.
+ */
+static const char schema_v3[] =
+    "ALTER TABLE clients ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0\n"
+    "	CHECK (typeof(stored_bytes) = 'integer' AND stored_bytes >= 0);\n"
+    "ALTER TABLE clients ADD COLUMN stored_files INTEGER NOT NULL DEFAULT 0\n"
+    "	CHECK (typeof(stored_files) = 'integer' AND stored_files >= 0);\n"
+    "UPDATE clients SET\n"
+    "	stored_bytes = (SELECT coalesce(sum(CASE WHEN status = 0 THEN size ELSE 0 END + coalesce(pending_size, 0)), "
+    "0)\n"
+    "		FROM files WHERE client_id = clients.id),\n"
+    "	stored_files = (SELECT count(*) FROM files WHERE client_id = clients.id AND status = 0);\n"
+    "CREATE TABLE totals (\n"
+    "	one INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),\n"
+    "	clients INTEGER NOT NULL CHECK (typeof(clients) = 'integer' AND clients >= 0)\n"
+    ");\n"
+    "INSERT INTO totals (one, clients) SELECT 1, count(*) FROM clients;\n"
+    "CREATE TRIGGER client_added AFTER INSERT ON clients BEGIN\n"
+    "	UPDATE totals SET clients = clients + 1;\n"
+    "END;\n"
+    "CREATE TRIGGER client_removed AFTER DELETE ON clients BEGIN\n"
+    "	UPDATE totals SET clients = clients - 1;\n"
+    "END;\n"
+    "CREATE TRIGGER file_added AFTER INSERT ON files BEGIN\n"
+    "	UPDATE clients SET\n"
+    "		stored_bytes = stored_bytes + CASE WHEN new.status = 0 THEN new.size ELSE 0 END\n"
+    "			+ coalesce(new.pending_size, 0),\n"
+    "		stored_files = stored_files + (new.status = 0)\n"
+    "	WHERE id = new.client_id;\n"
+    "END;\n"
+    "CREATE TRIGGER file_changed AFTER UPDATE ON files BEGIN\n"
+    "	UPDATE clients SET\n"
+    "		stored_bytes = stored_bytes - CASE WHEN old.status = 0 THEN old.size ELSE 0 END\n"
+    "			- coalesce(old.pending_size, 0) + CASE WHEN new.status = 0 THEN new.size ELSE 0 END\n"
+    "			+ coalesce(new.pending_size, 0),\n"
+    "		stored_files = stored_files - (old.status = 0) + (new.status = 0)\n"
+    "	WHERE id = new.client_id;\n"
+    "END;\n"
+    "CREATE TRIGGER file_removed AFTER DELETE ON files BEGIN\n"
+    "	UPDATE clients SET\n"
+    "		stored_bytes = stored_bytes - CASE WHEN old.status = 0 THEN old.size ELSE 0 END\n"
+    "			- coalesce(old.pending_size, 0),\n"
+    "		stored_files = stored_files - (old.status = 0)\n"
+    "	WHERE id = old.client_id;\n"
+    "END;\n"
+    "CREATE TABLE registrations (\n"
+    "	id INTEGER PRIMARY KEY,\n"
+    "	source TEXT NOT NULL CHECK (typeof(source) = 'text' AND length(CAST(source AS BLOB)) BETWEEN 1 AND 63),\n"
+    "	at TEXT NOT NULL\n"
+    ");\n"
+    "CREATE INDEX registrations_by_source ON registrations (source, at);\n"
+    "CREATE INDEX registrations_by_time ON registrations (at);\n"
+    "CREATE TABLE bad_paddings (\n"
+    "	id INTEGER PRIMARY KEY,\n"
+    "	client_id BLOB NOT NULL REFERENCES clients (id) ON DELETE CASCADE,\n"
+    "	at TEXT NOT NULL\n"
+    ");\n"
+    "CREATE INDEX bad_paddings_by_client ON bad_paddings (client_id, at);\n"
+    "CREATE INDEX bad_paddings_by_time ON bad_paddings (at);\n";
+
 /* Step n takes the schema from version n-1 to version n. */
 static const struct migration {
 	int version;
@@ -102,11 +178,12 @@ static const struct migration {
 } migrations[] = {
     {1, schema_v1},
     {2, schema_v2},
+    {3, schema_v3},
 };
 _Static_assert(ARRAY_SIZE(migrations) == STORE_SCHEMA_VERSION, "one migration step per schema version");
 
-#define CLIENT_COLUMNS                                                                                                 \
-	"id, name, public_key, aes_key, last_seen, (SELECT count(*) FROM files WHERE files.client_id = clients.id)"
+/* Every column of a client row, in the order client_from_row reads them: each a column, none a count. */
+#define CLIENT_COLUMNS "id, name, public_key, aes_key, last_seen, stored_bytes, stored_files"
 /* Every column of a file row, in the order file_from_row reads them. */
 #define FILE_COLUMNS                                                                                                   \
 	"client_id, file_name, path_name, verified, status, size, checksum, attempts, received, pending_name, "        \
@@ -137,6 +214,15 @@ enum stmt_id {
 	ST_FILE_PENDING_REF,
 	ST_CLIENT_DELETE,
 	ST_FILE_DELETE,
+	ST_FILE_COUNT,
+	ST_CLIENT_TOTAL,
+	ST_CLIENT_USAGE,
+	ST_REGISTRATIONS_PRUNE,
+	ST_REGISTRATIONS_COUNT,
+	ST_REGISTRATION_ADD,
+	ST_BAD_PADDINGS_PRUNE,
+	ST_BAD_PADDING_ADD,
+	ST_UPLOAD_CHECK,
 	ST_COUNT,
 };
 
@@ -183,6 +269,32 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CLIENT_DELETE] = "DELETE FROM clients WHERE id = ?1",
     /* A given-up file has no copy by design: its row is history, not debris. */
     [ST_FILE_DELETE] = "DELETE FROM files WHERE client_id = ?1 AND path_name = ?2 AND status = 0",
+    [ST_FILE_COUNT] = "SELECT count(*) FROM files WHERE client_id = ?1",
+    [ST_CLIENT_TOTAL] = "SELECT clients FROM totals",
+    [ST_CLIENT_USAGE] = "SELECT stored_bytes, stored_files FROM clients WHERE id = ?1",
+    /* The oldest first, on the index by time: a batch of them per registration. */
+    [ST_REGISTRATIONS_PRUNE] =
+        "DELETE FROM registrations WHERE id IN (SELECT id FROM registrations WHERE at <= " SQL_HOUR_AGO
+        " ORDER BY at LIMIT " STORE_PRUNE_BATCH ")",
+    /* At most ?2 rows read from the index: the cost is bounded by the limit, not by the table. */
+    [ST_REGISTRATIONS_COUNT] =
+        "SELECT count(*) FROM (SELECT 1 FROM registrations WHERE source = ?1 AND at > " SQL_HOUR_AGO " LIMIT ?2)",
+    [ST_REGISTRATION_ADD] = "INSERT INTO registrations (source, at) VALUES (?1, " SQL_NOW ")",
+    [ST_BAD_PADDINGS_PRUNE] =
+        "DELETE FROM bad_paddings WHERE id IN (SELECT id FROM bad_paddings WHERE at <= " SQL_HOUR_AGO
+        " ORDER BY at LIMIT " STORE_PRUNE_BATCH ")",
+    /* Counted only for a client that is there: one removed meanwhile has nothing left to count against. */
+    [ST_BAD_PADDING_ADD] = "INSERT INTO bad_paddings (client_id, at) SELECT id, " SQL_NOW " FROM clients WHERE id = ?1",
+    /*
+     * What an upload under ?2 would leave the client ?1, in one statement on
+     * primary keys and an index: its counters, the row of that name, and its
+     * bad paddings over the last hour, at most ?3 of them read.
+     */
+    [ST_UPLOAD_CHECK] =
+        "SELECT c.stored_bytes, c.stored_files, f.status, f.verified, f.size, f.pending_size,\n"
+        "	(SELECT count(*) FROM (SELECT 1 FROM bad_paddings WHERE client_id = ?1 AND at > " SQL_HOUR_AGO
+        "		LIMIT ?3))\n"
+        "FROM clients AS c LEFT JOIN files AS f ON f.client_id = c.id AND f.path_name = ?2 WHERE c.id = ?1",
 };
 
 struct store {
@@ -729,9 +841,11 @@ static int client_from_row(sqlite3_stmt *s, void *out)
 	    !column_str(s, 1, c->name, sizeof(c->name), false) ||
 	    !column_blob(s, 2, c->public_key, sizeof(c->public_key), &c->public_key_len) ||
 	    !column_blob(s, 3, c->aes_key, sizeof(c->aes_key), &c->aes_key_len) ||
-	    !column_str(s, 4, c->last_seen, sizeof(c->last_seen), true))
+	    !column_str(s, 4, c->last_seen, sizeof(c->last_seen), true) || sqlite3_column_int64(s, 5) < 0 ||
+	    sqlite3_column_int64(s, 6) < 0)
 		return corrupt("malformed row in table clients");
-	c->file_count = sqlite3_column_int64(s, 5);
+	c->stored_bytes = (uint64_t)sqlite3_column_int64(s, 5);
+	c->stored_files = (uint64_t)sqlite3_column_int64(s, 6);
 	return 0;
 }
 
@@ -799,23 +913,91 @@ static int file_fetch(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 	return fetch_one(st, s, file_from_row, &f, out, sizeof(f));
 }
 
-int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name)
+/* A bound statement that answers one integer: *out, or -ENOENT when it answers no row. Reset after. */
+static int stmt_int(struct store *st, sqlite3_stmt *s, long long *out)
 {
-	return store_add_client(st, id, name, NULL, 0);
+	int rc = step_read(s), r;
+
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(s, 0);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : fail(st, rc);
+	}
+	stmt_done(s);
+	return r;
 }
 
-int store_add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
-                     size_t spki_len)
+/* A limit, as the LIMIT of a statement that reads at most that many rows. */
+static sqlite3_int64 as_limit(uint64_t n)
+{
+	return n > INT64_MAX ? INT64_MAX : (sqlite3_int64)n;
+}
+
+/* Within a transaction: run a statement of stmt_sql that takes no argument. */
+static int stmt_run(struct store *st, enum stmt_id which)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(st, which, &s)) < 0)
+		return r;
+	return stmt_exec(st, s);
+}
+
+/*
+ * Within a registering transaction: the registrations over an hour old
+ * pruned, then the limits of lim on one more from source (efsession(8),
+ * Limits). 0, or -EDQUOT with *refused.
+ */
+static int admit(struct store *st, const char *source, const struct store_limits *lim, enum store_limit *refused)
+{
+	sqlite3_stmt *s = NULL;
+	long long n = 0;
+	int r;
+
+	if (source && (r = stmt_run(st, ST_REGISTRATIONS_PRUNE)) < 0)
+		return r;
+	if (source && lim && lim->registrations_per_hour) {
+		if ((r = stmt_get(st, ST_REGISTRATIONS_COUNT, &s)) < 0)
+			return r;
+		if (bind_str(s, 1, source) != SQLITE_OK ||
+		    sqlite3_bind_int64(s, 2, as_limit(lim->registrations_per_hour)) != SQLITE_OK)
+			return bind_failed(st, s);
+		if ((r = stmt_int(st, s, &n)) < 0)
+			return r;
+		if ((uint64_t)n >= lim->registrations_per_hour) {
+			*refused = STORE_LIMIT_REGISTRATIONS_PER_HOUR;
+			return -EDQUOT;
+		}
+	}
+	if (lim && lim->max_clients) {
+		if ((r = stmt_get(st, ST_CLIENT_TOTAL, &s)) < 0 || (r = stmt_int(st, s, &n)) < 0)
+			return r == -ENOENT ? corrupt("table totals has no row") : r;
+		if (n < 0 || (uint64_t)n >= lim->max_clients) {
+			*refused = STORE_LIMIT_MAX_CLIENTS;
+			return -EDQUOT;
+		}
+	}
+	return 0;
+}
+
+/* A new client, with its public key or none, admitted from source under lim (NULL: neither). */
+static int add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                      size_t spki_len, const char *source, const struct store_limits *lim, enum store_limit *refused)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, r;
 
-	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE) || (spki && (spki_len == 0 || spki_len > DER_RSA_SPKI_MAX)))
+	if (!st || !id || !str_ok(name, WIRE_NAME_SIZE) || (spki && (spki_len == 0 || spki_len > DER_RSA_SPKI_MAX)) ||
+	    (source && !str_ok(source, STORE_SOURCE_SIZE)) || (lim && !refused))
 		return -EINVAL;
 	failure_clear();
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
+	if ((r = admit(st, source, lim, refused)) < 0)
+		goto rollback;
 	r = stmt_get(st, ST_CLIENT_INSERT, &s);
 	if (r < 0)
 		goto rollback;
@@ -839,11 +1021,38 @@ int store_add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const cha
 		goto rollback;
 	}
 	stmt_done(s);
+	if (source) {
+		if ((r = stmt_get(st, ST_REGISTRATION_ADD, &s)) < 0)
+			goto rollback;
+		if (bind_str(s, 1, source) != SQLITE_OK) {
+			r = bind_failed(st, s);
+			goto rollback;
+		}
+		if ((r = stmt_exec(st, s)) < 0)
+			goto rollback;
+	}
 	return tx_commit(st);
 
 rollback:
 	tx_rollback(st);
 	return r;
+}
+
+int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name)
+{
+	return add_client(st, id, name, NULL, 0, NULL, NULL, NULL);
+}
+
+int store_register_from(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const char *source,
+                        const struct store_limits *lim, enum store_limit *refused)
+{
+	return add_client(st, id, name, NULL, 0, source, lim, refused);
+}
+
+int store_add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const uint8_t *spki,
+                     size_t spki_len)
+{
+	return add_client(st, id, name, spki, spki_len, NULL, NULL, NULL);
 }
 
 /*
@@ -1068,6 +1277,7 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len,
                        bool *dropped)
 {
+	sqlite3_stmt *s = NULL;
 	int changes = 0, r;
 
 	if (!st || !id || !aes || aes_len == 0 || aes_len > STORE_AES_MAX || !dropped)
@@ -1077,7 +1287,8 @@ int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const u
 	if (r < 0)
 		return r;
 	if ((r = aes_key_exec(st, ST_CLIENT_DROP_AES, id, aes, aes_len, &changes)) < 0 ||
-	    (r = touch(st, id, NULL)) < 0) {
+	    (r = stmt_run(st, ST_BAD_PADDINGS_PRUNE)) < 0 || (r = stmt_for(st, ST_BAD_PADDING_ADD, id, NULL, &s)) < 0 ||
+	    (r = stmt_exec(st, s)) < 0 || (r = touch(st, id, NULL)) < 0) {
 		tx_rollback(st);
 		return r;
 	}
@@ -1099,21 +1310,107 @@ int store_get_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char 
 static int file_attempts(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, long long *out)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, r;
+	int r;
 
 	if ((r = stmt_for(st, ST_FILE_ATTEMPTS, id, path_name, &s)) < 0)
 		return r;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*out = sqlite3_column_int64(s, 0);
-		r = 0;
-	} else if (rc == SQLITE_DONE) {
-		r = corrupt("file row missing right after it was written");
-	} else {
-		r = fail(st, rc);
+	r = stmt_int(st, s, out);
+	return r == -ENOENT ? corrupt("file row missing right after it was written") : r;
+}
+
+/*
+ * What a new upload of a name replaces (efsession(8), Limits): the copy
+ * under the name while it is not verified, the kept-aside copy of a
+ * verified one; nothing for a new name.
+ */
+static uint64_t replaced_bytes(bool has_row, bool failed, bool verified, uint64_t size, bool pending,
+                               uint64_t pending_size)
+{
+	if (!has_row || failed)
+		return 0;
+	return verified ? (pending ? pending_size : 0) : size;
+}
+
+int store_check_upload(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, uint64_t content_size,
+                       const struct store_limits *lim, enum store_limit *refused)
+{
+	sqlite3_int64 bytes, files, size, pending_size, bad;
+	bool has_row, failed, verified, pending;
+	sqlite3_stmt *s = NULL;
+	uint64_t replaced;
+	int rc, r;
+
+	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX) || !lim || !refused)
+		return -EINVAL;
+	failure_clear();
+	if (!lim->client_quota && !lim->client_max_files && !lim->max_bad_paddings)
+		return 0;
+	if ((r = stmt_for(st, ST_UPLOAD_CHECK, id, path_name, &s)) < 0)
+		return r;
+	if (sqlite3_bind_int64(s, 3, as_limit(lim->max_bad_paddings)) != SQLITE_OK)
+		return bind_failed(st, s);
+	rc = step_read(s);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? -ENOENT : fail(st, rc);
+		stmt_done(s);
+		return r;
 	}
+	bytes = sqlite3_column_int64(s, 0);
+	files = sqlite3_column_int64(s, 1);
+	has_row = sqlite3_column_type(s, 2) != SQLITE_NULL;
+	failed = sqlite3_column_int64(s, 2) == STORE_FILE_FAILED;
+	verified = sqlite3_column_int64(s, 3) != 0;
+	size = sqlite3_column_int64(s, 4);
+	pending = sqlite3_column_type(s, 5) != SQLITE_NULL;
+	pending_size = sqlite3_column_int64(s, 5);
+	bad = sqlite3_column_int64(s, 6);
 	stmt_done(s);
-	return r;
+	if (bytes < 0 || files < 0 || size < 0 || pending_size < 0)
+		return corrupt("malformed counters in table clients");
+	replaced = replaced_bytes(has_row, failed, verified, (uint64_t)size, pending, (uint64_t)pending_size);
+	if (lim->max_bad_paddings && (uint64_t)bad >= lim->max_bad_paddings)
+		*refused = STORE_LIMIT_MAX_BAD_PADDINGS;
+	else if (lim->client_quota && (uint64_t)bytes + content_size > lim->client_quota + replaced)
+		*refused = STORE_LIMIT_CLIENT_QUOTA;
+	else if (lim->client_max_files && (!has_row || failed) && (uint64_t)files >= lim->client_max_files)
+		*refused = STORE_LIMIT_CLIENT_MAX_FILES;
+	else
+		return 0;
+	return -EDQUOT;
+}
+
+/*
+ * Within the transaction that records a file, once its row is written:
+ * what the client stores now, against lim. new_name: the upload gave the
+ * client a name with a copy it did not have.
+ */
+static int within_limits(struct store *st, const uint8_t id[WIRE_ID_SIZE], const struct store_limits *lim,
+                         bool new_name, enum store_limit *refused)
+{
+	sqlite3_stmt *s = NULL;
+	sqlite3_int64 bytes, files;
+	int rc, r;
+
+	if (!lim || (!lim->client_quota && !lim->client_max_files))
+		return 0;
+	if ((r = stmt_for(st, ST_CLIENT_USAGE, id, NULL, &s)) < 0)
+		return r;
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? corrupt("client row missing while its file is recorded") : fail(st, rc);
+		stmt_done(s);
+		return r;
+	}
+	bytes = sqlite3_column_int64(s, 0);
+	files = sqlite3_column_int64(s, 1);
+	stmt_done(s);
+	if (lim->client_quota && bytes >= 0 && (uint64_t)bytes > lim->client_quota)
+		*refused = STORE_LIMIT_CLIENT_QUOTA;
+	else if (lim->client_max_files && new_name && files >= 0 && (uint64_t)files > lim->client_max_files)
+		*refused = STORE_LIMIT_CLIENT_MAX_FILES;
+	else
+		return 0;
+	return -EDQUOT;
 }
 
 /* A callback inside a transaction: a positive value must not read as success to a caller testing r < 0. */
@@ -1186,17 +1483,18 @@ static int file_current(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
  * under a row that claims no confirmation.
  */
 int store_record_file(struct store *st, const struct store_file *f, const char *token, const struct store_disk *disk,
-                      struct store_recorded *out)
+                      const struct store_limits *lim, struct store_recorded *out, enum store_limit *refused)
 {
 	struct store_file row;
 	sqlite3_stmt *s = NULL;
-	bool aside = false, rolled;
+	bool aside = false, rolled, new_name;
 	char dropped[STORE_TOKEN_SIZE] = "";
 	long long n = 0;
 	int rc, r;
 
 	if (!st || !f || !str_ok(f->file_name, sizeof(f->file_name)) || !str_ok(f->path_name, sizeof(f->path_name)) ||
-	    f->size > INT64_MAX || !token || strlen(token) != STORE_TOKEN_SIZE - 1 || !disk || !disk->place || !out)
+	    f->size > INT64_MAX || !token || strlen(token) != STORE_TOKEN_SIZE - 1 || !disk || !disk->place || !out ||
+	    (lim && !refused))
 		return -EINVAL;
 	failure_clear();
 	r = tx_begin(st);
@@ -1207,6 +1505,7 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 		goto rollback;
 	/* efserver-protocol(7): a verified copy survives everything but its confirmed replacement. */
 	aside = r == 0 && row.verified;
+	new_name = r == -ENOENT || row.status == STORE_FILE_FAILED;
 	if (aside) {
 		if (row.pending)
 			memcpy(dropped, row.pending_name, sizeof(dropped));
@@ -1248,6 +1547,8 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 		goto rollback;
 	}
 	stmt_done(s);
+	if ((r = within_limits(st, f->client_id, lim, new_name, refused)) < 0)
+		goto rollback;
 	r = file_attempts(st, f->client_id, f->path_name, &n);
 	if (r < 0)
 		goto rollback;
@@ -1555,6 +1856,103 @@ int store_each_file(struct store *st, const uint8_t *id, store_file_fn fn, void 
 		if (r == 0)
 			r = fn(&f, ctx);
 		if (r != 0)
+			break;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = fail(st, rc);
+	(void)sqlite3_finalize(s);
+	return r;
+}
+
+int store_count_files(struct store *st, const uint8_t id[WIRE_ID_SIZE], long long *rows)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (!st || !id || !rows)
+		return -EINVAL;
+	failure_clear();
+	if ((r = stmt_for(st, ST_FILE_COUNT, id, NULL, &s)) < 0)
+		return r;
+	return stmt_int(st, s, rows);
+}
+
+int store_count_clients(struct store *st, long long *clients)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (!st || !clients)
+		return -EINVAL;
+	failure_clear();
+	if ((r = stmt_get(st, ST_CLIENT_TOTAL, &s)) < 0)
+		return r;
+	r = stmt_int(st, s, clients);
+	return r == -ENOENT ? corrupt("table totals has no row") : r;
+}
+
+/* A listing counts as it goes: efctl's, never a request's. */
+int store_each_usage(struct store *st, store_usage_fn fn, void *ctx)
+{
+	struct store_usage u;
+	sqlite3_stmt *s = NULL;
+	size_t id_len;
+	int rc, r;
+
+	if (!st || !fn)
+		return -EINVAL;
+	failure_clear();
+	r = iterate_prepare(
+	    st,
+	    "SELECT id, name, stored_bytes, stored_files,\n"
+	    "	(SELECT count(*) FROM files WHERE client_id = clients.id AND pending_name IS NOT NULL),\n"
+	    "	(SELECT count(*) FROM bad_paddings WHERE client_id = clients.id AND at > " SQL_HOUR_AGO ")\n"
+	    "FROM clients ORDER BY name",
+	    &s);
+	if (r < 0)
+		return r;
+	for (rc = step_read(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+		memset(&u, 0, sizeof(u));
+		if (!column_blob(s, 0, u.id, sizeof(u.id), &id_len) || id_len != WIRE_ID_SIZE ||
+		    !column_str(s, 1, u.name, sizeof(u.name), false) || sqlite3_column_int64(s, 2) < 0 ||
+		    sqlite3_column_int64(s, 3) < 0) {
+			r = corrupt("malformed row in table clients");
+			break;
+		}
+		u.stored_bytes = (uint64_t)sqlite3_column_int64(s, 2);
+		u.stored_files = (uint64_t)sqlite3_column_int64(s, 3);
+		u.kept_aside = sqlite3_column_int64(s, 4);
+		u.bad_paddings = sqlite3_column_int64(s, 5);
+		if ((r = fn(&u, ctx)) != 0)
+			break;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = fail(st, rc);
+	(void)sqlite3_finalize(s);
+	return r;
+}
+
+int store_each_source(struct store *st, store_source_fn fn, void *ctx)
+{
+	char source[STORE_SOURCE_SIZE];
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	if (!st || !fn)
+		return -EINVAL;
+	failure_clear();
+	r = iterate_prepare(st,
+	                    "SELECT source, count(*) AS n FROM registrations WHERE at > " SQL_HOUR_AGO
+	                    " GROUP BY source ORDER BY n DESC, source",
+	                    &s);
+	if (r < 0)
+		return r;
+	for (rc = step_read(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+		if (!column_str(s, 0, source, sizeof(source), false)) {
+			r = corrupt("malformed row in table registrations");
+			break;
+		}
+		if ((r = fn(source, sqlite3_column_int64(s, 1), ctx)) != 0)
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE)

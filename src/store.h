@@ -16,12 +16,14 @@
 #include "der.h"
 #include "wire.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_DB_NAME        "efserver.db"
 #define STORE_AES_MAX        32
 #define STORE_PATH_MAX       512
 /* A kept-aside copy's token: 32 hex digits and a NUL (the vault makes them). */
 #define STORE_TOKEN_SIZE 33
+/* A source address as efsession(8), Limits, writes it (an IPv6 /64 is the longest), and its NUL. */
+#define STORE_SOURCE_SIZE 64
 
 struct store;
 
@@ -33,7 +35,32 @@ struct store_client {
 	uint8_t aes_key[STORE_AES_MAX];
 	size_t aes_key_len; /* 0: none issued yet */
 	char last_seen[32]; /* ISO 8601 UTC */
-	long long file_count;
+	/* What the database counts for the limits (efsession(8), Limits). */
+	uint64_t stored_bytes; /* plaintext bytes of every copy, under a name or kept aside */
+	uint64_t stored_files; /* names with a copy, under the name or kept aside */
+};
+
+/*
+ * The limits of efsession(8) that span connections, decided by the store
+ * inside the transaction that would pass them. 0: no limit.
+ */
+struct store_limits {
+	uint64_t max_clients;            /* --max-clients */
+	uint64_t registrations_per_hour; /* --registrations-per-hour, per source address */
+	uint64_t client_quota;           /* --client-quota, bytes */
+	uint64_t client_max_files;       /* --client-max-files */
+	uint64_t max_bad_paddings;       /* --max-bad-paddings, per client and hour */
+};
+
+/* Which of them refused a request (-EDQUOT). */
+enum store_limit {
+	STORE_LIMIT_NONE = 0,
+	STORE_LIMIT_MAX_CLIENTS,
+	STORE_LIMIT_REGISTRATIONS_PER_HOUR,
+	STORE_LIMIT_CLIENT_QUOTA,
+	STORE_LIMIT_CLIENT_MAX_FILES,
+	STORE_LIMIT_MAX_BAD_PADDINGS,
+	STORE_LIMITS,
 };
 
 enum store_file_status {
@@ -88,8 +115,17 @@ void store_close(struct store *st);
  */
 int store_checkpoint(struct store *st);
 
-/* Register a new client. -EEXIST if the name is taken (or, improbably, the id). */
+/* Register a new client, counted against no limit. -EEXIST if the name is taken (or, improbably, the id). */
 int store_register_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name);
+/*
+ * The same for a register request from source (efsession(8), Limits), in
+ * one transaction: -EDQUOT with *refused set when lim's --max-clients or
+ * --registrations-per-hour (from that source, over the last hour) would
+ * be passed, else -EEXIST as above; registered, the registration is
+ * counted for source, and those over an hour old are pruned.
+ */
+int store_register_from(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *name, const char *source,
+                        const struct store_limits *lim, enum store_limit *refused);
 /*
  * The same with its public key (canonical SPKI) stored and pinned in the same
  * transaction, and no AES key: a client provisioned by efctl add-client.
@@ -126,7 +162,9 @@ int store_set_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ui
 /*
  * A bad padding (efserver-protocol(7), Cryptography), in one transaction:
  * the client's AES key destroyed if it is still aes, the key the upload was
- * decrypted with (*dropped says whether it was), and last seen updated.
+ * decrypted with (*dropped says whether it was), the bad padding counted
+ * for --max-bad-paddings (those over an hour old pruned), and last seen
+ * updated.
  */
 int store_drop_aes_key(struct store *st, const uint8_t id[WIRE_ID_SIZE], const uint8_t *aes, size_t aes_len,
                        bool *dropped);
@@ -157,6 +195,19 @@ struct store_disk {
 	int (*remove)(void *ctx);
 };
 
+/*
+ * Before the content of an upload of content_size (encrypted) bytes under
+ * path_name is read (efsession(8), Limits): 0 when lim lets it in, as far
+ * as the database can tell now, or -EDQUOT with *refused set: the client's
+ * bad paddings over the last hour have reached --max-bad-paddings; what it
+ * stores, plus content_size, minus the copy not yet verified that the
+ * upload would replace, is above --client-quota; or the name is new and
+ * the client has --client-max-files names with a copy. -ENOENT for an
+ * unknown client. One statement, on indexes.
+ */
+int store_check_upload(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name, uint64_t content_size,
+                       const struct store_limits *lim, enum store_limit *refused);
+
 /* What store_record_file did. */
 struct store_recorded {
 	long long attempts;             /* uploads of that file name so far, this one included */
@@ -174,10 +225,13 @@ struct store_recorded {
  * describing the verified copy but for the file name and attempts; a copy
  * kept aside before is dropped. disk->place is called inside the
  * transaction; disk->pending_exists may be. -ENOENT when the client is not
- * registered.
+ * registered. -EDQUOT with *refused set, and nothing changed, when the
+ * file would take the client above lim's --client-quota, or add a name
+ * beyond its --client-max-files (lim NULL: no limit): another connection
+ * of the client may have stored meanwhile.
  */
 int store_record_file(struct store *st, const struct store_file *f, const char *token, const struct store_disk *disk,
-                      struct store_recorded *out);
+                      const struct store_limits *lim, struct store_recorded *out, enum store_limit *refused);
 
 /* The checksum verdicts of efserver-protocol(7): 1029/1104, 1030/1105, 1031/1106. */
 enum store_verdict {
@@ -218,6 +272,27 @@ typedef int (*store_file_fn)(const struct store_file *f, void *ctx);
 int store_each_client(struct store *st, store_client_fn fn, void *ctx);
 /* id NULL: every client's files. */
 int store_each_file(struct store *st, const uint8_t *id, store_file_fn fn, void *ctx);
+
+/* How many file rows a client has, given-up files included (efctl's listings). */
+int store_count_files(struct store *st, const uint8_t id[WIRE_ID_SIZE], long long *rows);
+
+/* What a client uses of the limits (efctl usage). */
+struct store_usage {
+	uint8_t id[WIRE_ID_SIZE];
+	char name[WIRE_NAME_SIZE];
+	uint64_t stored_bytes;
+	uint64_t stored_files;
+	long long kept_aside;   /* kept-aside copies */
+	long long bad_paddings; /* over the last hour */
+};
+typedef int (*store_usage_fn)(const struct store_usage *u, void *ctx);
+/* Every client's usage, by name. */
+int store_each_usage(struct store *st, store_usage_fn fn, void *ctx);
+/* How many clients there are: the server-wide counter. */
+int store_count_clients(struct store *st, long long *clients);
+/* Registrations over the last hour, per source address, the most first. */
+typedef int (*store_source_fn)(const char *source, long long registrations, void *ctx);
+int store_each_source(struct store *st, store_source_fn fn, void *ctx);
 
 /* Remove a client and, by the foreign key's cascade, its file rows: 0, or -ENOENT. */
 int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE]);

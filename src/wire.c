@@ -25,17 +25,30 @@
 #define FILE_1100 (ID + SIZE + NAME) /* 275 */
 
 /*
- * What each kind of request is called and how it is answered: on success,
+ * What each kind of request is called, how it is answered: on success,
  * with a refusal that keeps the connection, and when it is malformed
- * (efserver-protocol(7), "Responses" and "Errors").
+ * (efserver-protocol(7), "Responses" and "Errors"), and the limits it is
+ * held to (efsession(8), Limits).
+ *
+ * What each costs the server at most for a client id that is not
+ * registered, once its fixed fields are read (efsession(8), Limits): a
+ * 1026/1101 a lookup, after its key field is parsed (1,024 bytes at most,
+ * no RSA work); a 1027 a lookup; a 1028/1103 a lookup, its content unread;
+ * a checksum request a lookup in a write transaction that changes
+ * nothing. Each also updates last seen of a known id, a statement that
+ * finds no row for an unknown one. A registration is the one write a
+ * stranger can make, at most --registrations-per-hour from each source.
  */
-#define REGISTER   WIRE_KIND_REGISTER, "register", RESP_REGISTERED, RESP_REGISTER_REFUSED, RESP_REGISTER_REFUSED
-#define PUBLIC_KEY WIRE_KIND_PUBLIC_KEY, "public key", RESP_AES_KEY, RESP_ERROR, RESP_ERROR
-#define RECONNECT  WIRE_KIND_RECONNECT, "reconnect", RESP_RECONNECTED, RESP_RECONNECT_REFUSED, RESP_ERROR
-#define SEND_FILE  WIRE_KIND_FILE, "send file", RESP_FILE_RECEIVED, RESP_ERROR, RESP_ERROR
-#define CRC_OK     WIRE_KIND_CRC_OK, "checksum correct", RESP_ACK, RESP_ERROR, RESP_ERROR
-#define CRC_RETRY  WIRE_KIND_CRC_RETRY, "checksum wrong, will resend", RESP_ACK, RESP_ERROR, RESP_ERROR
-#define CRC_ABORT  WIRE_KIND_CRC_ABORT, "checksum wrong, giving up", RESP_ACK, RESP_ERROR, RESP_ERROR
+#define REGISTER                                                                                                       \
+	WIRE_KIND_REGISTER, "register", RESP_REGISTERED, RESP_REGISTER_REFUSED, RESP_REGISTER_REFUSED,                 \
+	    WIRE_LIMIT_REGISTRATION
+#define PUBLIC_KEY WIRE_KIND_PUBLIC_KEY, "public key", RESP_AES_KEY, RESP_ERROR, RESP_ERROR, 0
+#define RECONNECT  WIRE_KIND_RECONNECT, "reconnect", RESP_RECONNECTED, RESP_RECONNECT_REFUSED, RESP_ERROR, 0
+#define SEND_FILE                                                                                                      \
+	WIRE_KIND_FILE, "send file", RESP_FILE_RECEIVED, RESP_ERROR, RESP_ERROR, WIRE_LIMIT_STORAGE | WIRE_LIMIT_RATE
+#define CRC_OK    WIRE_KIND_CRC_OK, "checksum correct", RESP_ACK, RESP_ERROR, RESP_ERROR, 0
+#define CRC_RETRY WIRE_KIND_CRC_RETRY, "checksum wrong, will resend", RESP_ACK, RESP_ERROR, RESP_ERROR, 0
+#define CRC_ABORT WIRE_KIND_CRC_ABORT, "checksum wrong, giving up", RESP_ACK, RESP_ERROR, RESP_ERROR, 0
 
 /* Every request code (efserver-protocol(7), "Requests"). */
 static const struct wire_request_spec requests[] = {

@@ -90,6 +90,23 @@ enum {
 };
 
 /*
+ * The limits of efsession(8) a request is held to, and where each is
+ * checked (efsession(8), Limits); --max-refusals holds for every request.
+ */
+enum {
+	/* --max-clients, --registrations-per-hour: in the transaction that registers, the request read in full. */
+	WIRE_LIMIT_REGISTRATION = 1 << 0,
+	/*
+	 * --max-bad-paddings, --client-quota, --client-max-files and
+	 * --min-free-space: before the content is read; the quota and the
+	 * files again in the transaction that records the file.
+	 */
+	WIRE_LIMIT_STORAGE = 1 << 1,
+	/* --min-rate: while the content arrives. */
+	WIRE_LIMIT_RATE = 1 << 2,
+};
+
+/*
  * One row of the request table: everything that differs from one request
  * code to another (efserver-protocol(7), "Requests" and "Responses").
  * Adding a request code is adding an enum value and a row.
@@ -102,6 +119,7 @@ struct wire_request_spec {
 	uint16_t success;      /* the response on success */
 	uint16_t refusal;      /* the refusal that leaves the connection open */
 	uint16_t format_error; /* the answer to a malformed request, before closing */
+	unsigned limits;       /* WIRE_LIMIT_* */
 	uint32_t min_payload;  /* payload_size bounds in the standard dialect */
 	uint32_t max_payload;
 	uint32_t dump; /* leading bytes of the payload a debug dump may show: the fixed fields */

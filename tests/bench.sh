@@ -83,7 +83,8 @@ launch() {
 	die "cannot start systemd-socket-activate for $name"
 }
 
-EFARGS=(--state-dir "$WORK/state" --log-target stderr)
+# Every round registers clients anew from 127.0.0.1, more than --registrations-per-hour lets one source.
+EFARGS=(--state-dir "$WORK/state" --log-target stderr --registrations-per-hour 0)
 launch ef "$EFSESSION" "${EFARGS[@]}"
 launch efrss "$RSS" "$WORK/rss.log" "$EFSESSION" "${EFARGS[@]}"
 launch trivial "$SINK"

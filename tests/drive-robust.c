@@ -121,13 +121,19 @@ static int tcp_connect(const char *host, const char *port)
 	return fd;
 }
 
-/* efsession as a child on one end of a socketpair, its log in STATE.log. */
+/*
+ * efsession as a child on one end of a socketpair, its log in STATE.log,
+ * with the limits of efsession(8) that these runs pass on purpose turned
+ * off: thousands of registrations from one source, hundreds of them
+ * refused on one connection, and a file system filled up to its last byte
+ * (tests/replay/limit-*.replay test the limits).
+ */
 struct child {
 	pid_t pid;
 	int fd;
 };
 
-static struct child spawn_rlimit(const char *state, rlim_t fsize, const char *extra)
+static struct child spawn_rlimit(const char *state, rlim_t fsize)
 {
 	int sv[2], log;
 	char logpath[600];
@@ -152,7 +158,8 @@ static struct child spawn_rlimit(const char *state, rlim_t fsize, const char *ex
 			setrlimit(RLIMIT_FSIZE, &rl);
 		}
 		execl(efsession_path, efsession_path, "--state-dir", state, "--log-target", "stderr", "--idle-timeout",
-		      "60", extra, (char *)NULL);
+		      "60", "--registrations-per-hour", "0", "--min-free-space", "0", "--max-refusals", "0",
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(sv[1]);
@@ -162,7 +169,7 @@ static struct child spawn_rlimit(const char *state, rlim_t fsize, const char *ex
 
 static struct child spawn(const char *state)
 {
-	return spawn_rlimit(state, RLIM_INFINITY, NULL);
+	return spawn_rlimit(state, RLIM_INFINITY);
 }
 
 static int reap(struct child *c)
@@ -1438,7 +1445,7 @@ static int cmd_full(char **argv)
 	make_ident(state, "filler", &c);
 	wire_id_to_hex(c.id, hex);
 	snprintf(dir, sizeof(dir), "%s/files/%s", state, hex);
-	ch = spawn_rlimit(state, fsize, NULL);
+	ch = spawn_rlimit(state, fsize);
 	(void)send_upload(ch.fd, true, &c, "big.bin", &ct, UINT64_MAX, NULL);
 	ok(get_response(ch.fd, &code, resp, sizeof(resp), &len) == 0 && code == RESP_ERROR && len == 0,
 	   "with %s, an upload of %llu bytes gets 2107", how, (unsigned long long)size);
@@ -1447,7 +1454,7 @@ static int cmd_full(char **argv)
 	is_int(count_entries(dir), 0, "nothing is left in the client's directory");
 	ok(tmp_empty(state), "nothing is left in tmp/");
 	ok(db_ok(state, &a) && a.rows == 0, "the database is intact and holds no row for the file");
-	ch = spawn_rlimit(state, fsize, NULL);
+	ch = spawn_rlimit(state, fsize);
 	ok(upload(ch.fd, true, &c, "small.bin", &small, &code) == 0 && confirm(ch.fd, true, &c, "small.bin") == 0,
 	   "a small upload afterwards succeeds");
 	reap(&ch);

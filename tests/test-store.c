@@ -7,6 +7,7 @@
  * files, put in place by a confirmation and dropped by the other verdicts,
  * and rows a crash left between a confirmation's rename and its commit
  * rolled forward; that a version-1 database with rows migrates in place;
+ * the counters and counts of the limits of efsession(8), and their checks;
  * that a newer schema, or a file that is no database, is refused with the
  * reason noted; that no database is created where it must not be; and that
  * eight processes opening one brand-new database at the same moment and
@@ -236,7 +237,7 @@ static int record(struct store *st, const struct store_file *f, const char *toke
 {
 	struct store_disk disk = disk_of(d);
 
-	return store_record_file(st, f, token, &disk, out);
+	return store_record_file(st, f, token, &disk, NULL, out, NULL);
 }
 
 static int settle(struct store *st, enum store_verdict v, const uint8_t id[WIRE_ID_SIZE], const char *path,
@@ -334,7 +335,7 @@ static void test_clients(const char *dir, struct store *st)
 	is_int(store_get_client(st, alice, &c), 0, "get alice by id");
 	ok(strcmp(c.name, "alice") == 0 && memcmp(c.id, alice, WIRE_ID_SIZE) == 0, "get returns her id and name");
 	ok(c.public_key_len == 0 && c.aes_key_len == 0, "a new client has no public key and no AES key");
-	is_int(c.file_count, 0, "a new client has no files");
+	ok(c.stored_bytes == 0 && c.stored_files == 0, "a new client stores nothing");
 	ok(strlen(c.last_seen) == 24 && c.last_seen[10] == 'T' && c.last_seen[23] == 'Z',
 	   "last seen is ISO 8601 UTC with milliseconds (%s)", c.last_seen);
 
@@ -343,7 +344,7 @@ static void test_clients(const char *dir, struct store *st)
 	ok(memcmp(c.id, bob, WIRE_ID_SIZE) == 0, "find returns bob's id");
 	memset(&c, 0x55, sizeof(c));
 	is_int(store_get_client(st, other, &c), -ENOENT, "get of an unknown id is -ENOENT");
-	ok(c.name[0] == 0x55 && c.file_count == 0x5555555555555555LL, "a failed get leaves the output untouched");
+	ok(c.name[0] == 0x55 && c.stored_files == 0x5555555555555555ULL, "a failed get leaves the output untouched");
 	is_int(store_find_client_by_name(st, "carol", &c), -ENOENT, "find of an unknown name is -ENOENT");
 
 	db = raw_open(dir);
@@ -478,7 +479,8 @@ static void test_files(const char *dir, struct store *st)
 	ok(g.size == 1000 && g.checksum == 0xdeadbeef, "size and checksum are stored (full 32-bit checksum)");
 	ok(strlen(g.received) == 24, "received time is set (%s)", g.received);
 	is_int(store_get_client(st, alice, &c), 0, "get alice after uploads");
-	is_int(c.file_count, 1, "three uploads of one file name are one row");
+	ok(c.stored_files == 1 && c.stored_bytes == 1000,
+	   "three uploads of one file name are one name, of its last size");
 
 	make_file(&f, alice, "other\\report.txt", path, 2000, 7);
 	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "record a different file name on the same path");
@@ -887,7 +889,7 @@ static void child_run(const char *dir, int index, int start_fd, int result_fd)
 			child_note(&res, store_register_client(st, id, name));
 			child_note(&res, store_set_keys(st, id, name, spki, sizeof(spki), aes, sizeof(aes)));
 			make_file(&f, id, "upload.bin", path, (uint64_t)i * 16, (uint32_t)i);
-			r = store_record_file(st, &f, TOKEN_A, &disk, &rec);
+			r = store_record_file(st, &f, TOKEN_A, &disk, NULL, &rec, NULL);
 			child_note(&res, r == 0 && (rec.attempts != 1 || rec.aside) ? -EILSEQ : r);
 			r = store_settle_file(st, STORE_CONFIRM, id, path, "upload.bin", &disk, &done);
 			child_note(&res, r == 0 && done.outcome != STORE_SETTLED_DONE ? -EILSEQ : r);
@@ -1014,7 +1016,7 @@ static bool killed_inside(const char *dir, const struct store_file *f, enum stor
 		disk.promote = die_in_promote;
 		if (store_open(dir, 0, NULL, NULL, &child) == 0) {
 			if (upload)
-				(void)store_record_file(child, f, TOKEN_B, &disk, &rec);
+				(void)store_record_file(child, f, TOKEN_B, &disk, NULL, &rec, NULL);
 			else
 				(void)store_settle_file(child, v, f->client_id, f->path_name, f->file_name, &disk,
 				                        &done);
@@ -1073,6 +1075,9 @@ static void test_crash(void)
 	store_close(st);
 	free(dir);
 }
+
+static void is_usage(struct store *st, const uint8_t id[WIRE_ID_SIZE], uint64_t bytes, uint64_t files,
+                     const char *what);
 
 /* The schema of version 1, as efsession wrote it before kept-aside copies. */
 static const char schema_v1[] =
@@ -1140,6 +1145,11 @@ static void test_migration(void)
 	sqlite3_close(db);
 	is_int(store_get_client(st, id, &c), 0, "the client is there");
 	ok(strcmp(c.name, "old") == 0 && c.public_key_len == 2 && c.aes_key_len == 2, "with its name and keys");
+	ok(c.stored_bytes == 11 && c.stored_files == 1,
+	   "its counters computed: the verified copy, not the given-up one");
+	db = raw_open(dir);
+	is_int(raw_int(db, "SELECT clients FROM totals"), 1, "and the server's count of clients");
+	sqlite3_close(db);
 	is_int(store_get_file(st, id, "files/v/v.txt", &g), 0, "its verified file is there");
 	ok(g.verified && g.size == 11 && g.checksum == 111 && g.attempts == 2 && !g.pending, "as it was");
 	is_int(store_get_file(st, id, "files/v/u.txt", &g), 0, "its given-up file is there");
@@ -1147,6 +1157,212 @@ static void test_migration(void)
 	make_file(&f, id, "v.txt", "files/v/v.txt", 22, 222);
 	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a new upload of the verified file");
 	ok(rec.aside && rec.attempts == 3, "is kept aside, counting on");
+	is_usage(st, id, 33, 1, "and counted by the triggers the migration made");
+	store_close(st);
+	free(dir);
+}
+
+/* What efctl usage reads: a client's usage, found by name. */
+struct usage_seen {
+	char name[WIRE_NAME_SIZE];
+	struct store_usage u;
+	bool found;
+	long long sources, registrations;
+};
+
+static int see_usage(const struct store_usage *u, void *ctx)
+{
+	struct usage_seen *w = ctx;
+
+	if (strcmp(u->name, w->name) == 0) {
+		w->u = *u;
+		w->found = true;
+	}
+	return 0;
+}
+
+static int see_source(const char *source, long long n, void *ctx)
+{
+	struct usage_seen *w = ctx;
+
+	w->sources++;
+	if (strcmp(source, w->name) == 0)
+		w->registrations = n;
+	return 0;
+}
+
+/* A client's counters as the store reads them for a request. */
+static void is_usage(struct store *st, const uint8_t id[WIRE_ID_SIZE], uint64_t bytes, uint64_t files, const char *what)
+{
+	struct store_client c;
+
+	memset(&c, 0, sizeof(c));
+	if (!ok(store_get_client(st, id, &c) == 0 && c.stored_bytes == bytes && c.stored_files == files, "%s", what))
+		printf("#   got %llu bytes in %llu files, want %llu in %llu\n", (unsigned long long)c.stored_bytes,
+		       (unsigned long long)c.stored_files, (unsigned long long)bytes, (unsigned long long)files);
+}
+
+/*
+ * The limits of efsession(8) the store decides: the counters the triggers
+ * keep through every change of a file row, registrations per source and
+ * bad paddings per client over the last hour (older ones not counted, and
+ * pruned), the server-wide count of clients, the check before an upload's
+ * content and the one inside the transaction that records it.
+ */
+static void test_limits(void)
+{
+	char *dir = make_subdir("limits");
+	const char *path = "files/l/a.txt";
+	struct store_limits lim = {0};
+	enum store_limit why = STORE_LIMIT_NONE;
+	uint8_t id[WIRE_ID_SIZE], other[WIRE_ID_SIZE], aes[16];
+	struct usage_seen seen = {0};
+	struct store_recorded rec;
+	struct store_settled done;
+	struct disk_log d = {0};
+	struct store_file f;
+	struct store *st = NULL;
+	bool dropped;
+	long long n = -1;
+	sqlite3 *db;
+
+	make_id(id, 7, 1);
+	make_id(other, 7, 2);
+	fill(aes, sizeof(aes), 3);
+	if (store_open(dir, 0, NULL, NULL, &st) < 0) {
+		ok(0, "open a store for the limits");
+		return;
+	}
+	/* Registrations: counted per source, refused beyond the limit, refusals not counted. */
+	lim.registrations_per_hour = 2;
+	is_int(store_register_from(st, id, "one", "192.0.2.1", &lim, &why), 0, "a first registration from a source");
+	is_int(store_register_from(st, other, "one", "192.0.2.1", &lim, &why), -EEXIST, "a taken name: -EEXIST");
+	make_id(other, 7, 3);
+	is_int(store_register_from(st, other, "two", "192.0.2.1", &lim, &why), 0, "the refusal was not counted");
+	make_id(other, 7, 4);
+	why = STORE_LIMIT_NONE;
+	is_int(store_register_from(st, other, "three", "192.0.2.1", &lim, &why), -EDQUOT, "a third one: -EDQUOT");
+	is_int(why, STORE_LIMIT_REGISTRATIONS_PER_HOUR, "refused by --registrations-per-hour");
+	is_int(store_find_client_by_name(st, "three", &(struct store_client){0}), -ENOENT, "nothing registered");
+	is_int(store_register_from(st, other, "three", "2001:db8::/64", &lim, &why), 0, "another source is not held");
+	db = raw_open(dir);
+	is_int(raw_int(db, "SELECT count(*) FROM registrations"), 3, "three registrations counted");
+	/* Over an hour old: not counted, and pruned by the next registration. */
+	raw_exec(db, "UPDATE registrations SET at = '" OLD_TIME "' WHERE source = '192.0.2.1'");
+	raw_exec(db, "INSERT INTO registrations (source, at) SELECT '192.0.2.9', '" OLD_TIME "' FROM files");
+	make_id(other, 7, 5);
+	is_int(store_register_from(st, other, "four", "192.0.2.1", &lim, &why), 0,
+	       "registrations over an hour old do not count");
+	is_int(raw_int(db, "SELECT count(*) FROM registrations WHERE at = '" OLD_TIME "'"), 0,
+	       "and they are pruned in the registering transaction");
+	is_int(store_register_client(st, (uint8_t[WIRE_ID_SIZE]){1}, "unlimited"), 0,
+	       "store_register_client counts against nothing");
+	is_int(raw_int(db, "SELECT count(*) FROM registrations"), 2, "and is not counted");
+	/* The clients in all: the server-wide counter. */
+	is_int(store_count_clients(st, &n), 0, "count the clients");
+	is_int(n, 5, "five clients");
+	lim = (struct store_limits){.max_clients = 5};
+	make_id(other, 7, 6);
+	why = STORE_LIMIT_NONE;
+	is_int(store_register_from(st, other, "five", NULL, &lim, &why), -EDQUOT, "a sixth beyond --max-clients 5");
+	is_int(why, STORE_LIMIT_MAX_CLIENTS, "refused by --max-clients");
+	is_int(store_remove_client(st, (uint8_t[WIRE_ID_SIZE]){1}), 0, "a client removed");
+	is_int(store_register_from(st, other, "five", NULL, &lim, &why), 0, "makes room for another");
+	is_int(raw_int(db, "SELECT clients FROM totals"), 5, "the counter follows");
+
+	/* Files: the counters follow every change, and the checks read them. */
+	lim = (struct store_limits){.client_quota = 100, .client_max_files = 2};
+	is_usage(st, id, 0, 0, "a new client stores nothing");
+	make_file(&f, id, "a.txt", path, 40, 1);
+	is_int(store_check_upload(st, id, path, 48, &lim, &why), 0, "48 bytes fit a quota of 100");
+	is_int(store_record_file(st, &f, TOKEN_A,
+	                         &(struct store_disk){.ctx = &d, .pending_exists = log_exists, .place = log_place},
+	                         &lim, &rec, &why),
+	       0, "record 40 bytes");
+	is_usage(st, id, 40, 1, "40 bytes in one file");
+	is_int(store_check_upload(st, id, path, 96, &lim, &why), 0, "a new upload replaces the unverified copy");
+	is_int(store_check_upload(st, id, "files/l/b.txt", 64, &lim, &why), -EDQUOT, "another name: 40 + 64");
+	is_int(why, STORE_LIMIT_CLIENT_QUOTA, "refused by --client-quota");
+	is_int(store_check_upload(st, other, "files/l/b.txt", 64, &lim, &why), 0, "another client is not held");
+	is_int(settle(st, STORE_CONFIRM, id, path, "a.txt", &d, &done), 0, "confirm it");
+	is_int(store_check_upload(st, id, path, 64, &lim, &why), -EDQUOT, "kept aside, it would add to the copy");
+	make_file(&f, id, "a.txt", path, 30, 2);
+	is_int(record(st, &f, TOKEN_B, &d, &rec), 0, "kept aside, without limits");
+	ok(rec.aside, "kept aside");
+	is_usage(st, id, 70, 1, "the kept-aside copy counts");
+	is_int(store_check_upload(st, id, path, 48, &lim, &why), 0,
+	       "a new one replaces the kept-aside copy: 70 - 30 + 48");
+	is_int(store_check_upload(st, id, path, 64, &lim, &why), -EDQUOT, "but not 70 - 30 + 64");
+	make_file(&f, id, "b.txt", "files/l/b.txt", 10, 3);
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a second name");
+	is_usage(st, id, 80, 2, "80 bytes in two names");
+	lim.client_quota = 0;
+	is_int(store_check_upload(st, id, "files/l/c.txt", 16, &lim, &why), -EDQUOT, "a third name");
+	is_int(why, STORE_LIMIT_CLIENT_MAX_FILES, "refused by --client-max-files");
+	is_int(store_check_upload(st, id, "files/l/b.txt", 16, &lim, &why), 0, "a name it has is not new");
+	is_int(settle(st, STORE_GIVE_UP, id, "files/l/b.txt", "b.txt", &d, &done), 0, "give b.txt up");
+	is_usage(st, id, 70, 1, "a given-up name has no copy");
+	is_int(store_check_upload(st, id, "files/l/c.txt", 16, &lim, &why), 0, "room for a new name");
+	/* Inside the record transaction: another connection stored meanwhile. */
+	lim = (struct store_limits){.client_quota = 100};
+	memset(&d, 0, sizeof(d));
+	make_file(&f, id, "c.txt", "files/l/c.txt", 31, 4);
+	why = STORE_LIMIT_NONE;
+	is_int(store_record_file(st, &f, TOKEN_C,
+	                         &(struct store_disk){.ctx = &d, .pending_exists = log_exists, .place = log_place},
+	                         &lim, &rec, &why),
+	       -EDQUOT, "31 more bytes than the quota leaves: -EDQUOT in the transaction");
+	ok(why == STORE_LIMIT_CLIENT_QUOTA && d.place_calls == 0, "by --client-quota, the file never placed");
+	is_usage(st, id, 70, 1, "nothing changed");
+	is_int(store_get_file(st, id, "files/l/c.txt", &f), -ENOENT, "no row for it");
+	lim = (struct store_limits){.client_max_files = 1};
+	make_file(&f, id, "c.txt", "files/l/c.txt", 1, 4);
+	is_int(store_record_file(st, &f, TOKEN_C,
+	                         &(struct store_disk){.ctx = &d, .pending_exists = log_exists, .place = log_place},
+	                         &lim, &rec, &why),
+	       -EDQUOT, "a second name beyond --client-max-files 1, in the transaction");
+	is_int(why, STORE_LIMIT_CLIENT_MAX_FILES, "refused by --client-max-files");
+	make_file(&f, id, "b.txt", "files/l/b.txt", 1, 4);
+	is_int(store_record_file(st, &f, TOKEN_C,
+	                         &(struct store_disk){.ctx = &d, .pending_exists = log_exists, .place = log_place},
+	                         &lim, &rec, &why),
+	       -EDQUOT, "a given-up name uploaded again is new");
+	/* Bad paddings: counted per client over the last hour. */
+	lim = (struct store_limits){.max_bad_paddings = 2};
+	is_int(store_check_upload(st, id, path, 16, &lim, &why), 0, "no bad padding yet");
+	is_int(store_drop_aes_key(st, id, aes, sizeof(aes), &dropped), 0, "a bad padding");
+	is_int(store_drop_aes_key(st, id, aes, sizeof(aes), &dropped), 0, "another, with a key already gone");
+	is_int(store_drop_aes_key(st, (uint8_t[WIRE_ID_SIZE]){9}, aes, sizeof(aes), &dropped), 0,
+	       "one for an unknown id");
+	is_int(raw_int(db, "SELECT count(*) FROM bad_paddings"), 2, "is not counted");
+	is_int(store_check_upload(st, id, path, 16, &lim, &why), -EDQUOT, "two bad paddings: -EDQUOT");
+	is_int(why, STORE_LIMIT_MAX_BAD_PADDINGS, "refused by --max-bad-paddings");
+	is_int(store_check_upload(st, other, path, 16, &lim, &why), 0, "another client is not held");
+	raw_exec(db, "UPDATE bad_paddings SET at = '" OLD_TIME "'");
+	is_int(store_check_upload(st, id, path, 16, &lim, &why), 0, "bad paddings over an hour old do not count");
+	is_int(store_drop_aes_key(st, id, aes, sizeof(aes), &dropped), 0, "a third");
+	is_int(raw_int(db, "SELECT count(*) FROM bad_paddings"), 1, "the old ones pruned in its transaction");
+	/* efctl usage. */
+	snprintf(seen.name, sizeof(seen.name), "one");
+	is_int(store_each_usage(st, see_usage, &seen), 0, "each_usage");
+	ok(seen.found && seen.u.stored_bytes == 70 && seen.u.stored_files == 1 && seen.u.kept_aside == 1 &&
+	       seen.u.bad_paddings == 1,
+	   "a client's usage: bytes, files, kept-aside copies, bad paddings of the last hour");
+	is_int(store_count_files(st, id, &n), 0, "count_files");
+	is_int(n, 2, "counts every row, the given-up one too");
+	snprintf(seen.name, sizeof(seen.name), "2001:db8::/64");
+	is_int(store_each_source(st, see_source, &seen), 0, "each_source");
+	ok(seen.sources == 2 && seen.registrations == 1, "the sources of the last hour, with their registrations");
+	/* The counters are what a recount finds. */
+	is_int(raw_int(db,
+	               "SELECT count(*) FROM clients WHERE stored_bytes != (SELECT coalesce(sum(CASE WHEN status = 0 "
+	               "THEN size ELSE 0 END + coalesce(pending_size, 0)), 0) FROM files WHERE client_id = clients.id) "
+	               "OR stored_files != (SELECT count(*) FROM files WHERE client_id = clients.id AND status = 0)"),
+	       0, "every client's counters are what a recount finds");
+	is_int(store_remove_client(st, id), 0, "remove the client");
+	is_int(raw_int(db, "SELECT count(*) FROM bad_paddings"), 0, "its bad paddings go with it");
+	is_int(store_integrity_check(st), 0, "the database is intact");
+	sqlite3_close(db);
 	store_close(st);
 	free(dir);
 }
@@ -1221,6 +1437,7 @@ int main(void)
 	test_not_a_database();
 	test_crash();
 	test_migration();
+	test_limits();
 	test_no_creation();
 	test_concurrency();
 

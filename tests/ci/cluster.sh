@@ -176,12 +176,14 @@ if [ "$backend" = postgresql ]; then
 	fi
 fi
 
-# Host k: efsession per connection on $net.k:1357, its log in host$k.log.
+# Host k: efsession per connection on $net.k:1357, its log in host$k.log. Every client comes
+# through the balancer, one source address: --registrations-per-hour would stop the load.
 for k in "${hosts[@]}"; do
 	log=$WORK/host$k.log
 	: >"$log"
 	ip netns exec "$nsid-h$k" "$SOCKET_ACTIVATE" --listen="$net.$k:1357" --accept --inetd \
-		"$top/efsession" --state-dir "$state" --log-target stderr --log-level debug "${db_opt[@]}" 2>"$log" &
+		"$top/efsession" --state-dir "$state" --log-target stderr --log-level debug --registrations-per-hour 0 \
+		"${db_opt[@]}" 2>"$log" &
 	launchers[k]=$!
 	while kill -0 "${launchers[k]}" 2>/dev/null && ! grep -q "^Listening on" "$log"; do
 		sleep 0.05
