@@ -53,7 +53,18 @@ enum {
 #define ESC_SIZE   LOG_ESCAPE_SIZE(WIRE_NAME_SIZE)
 #define HEX_SHA256 (2 * 32 + 1)
 
-enum command { CMD_CLIENTS, CMD_FILES, CMD_SHOW, CMD_VERIFY, CMD_ADD, CMD_REMOVE, CMD_GC, CMD_DECRYPT, CMD_NONE };
+enum command {
+	CMD_CLIENTS,
+	CMD_FILES,
+	CMD_SHOW,
+	CMD_USAGE,
+	CMD_VERIFY,
+	CMD_ADD,
+	CMD_REMOVE,
+	CMD_GC,
+	CMD_DECRYPT,
+	CMD_NONE
+};
 
 /* Which options each command takes. */
 enum {
@@ -65,6 +76,7 @@ enum {
 	OPT_SELECT = 32, /* --id ID or --name NAME: the client named one way only */
 	OPT_OUT = 64,
 	OPT_RSA_BITS = 128,
+	OPT_LIMITS = 256, /* --client-quota, --min-free-space: efsession's, which efctl cannot read */
 };
 
 static const struct command_spec {
@@ -85,6 +97,15 @@ static const struct command_spec {
     [CMD_SHOW] = {"show", OPT_JSON | OPT_SELECT, 1, true, "show NAME|ID | --id ID | --name NAME [--json]",
                   "Show one client: its id, last seen, public key fingerprint, whether it has\n"
                   "an AES key (never the key), and its files."},
+    [CMD_USAGE] = {"usage", OPT_JSON | OPT_CLIENT | OPT_SELECT | OPT_LIMITS, 0, false,
+                   "usage [--client NAME|ID | --id ID | --name NAME] [--client-quota BYTES]\n"
+                   "              [--min-free-space BYTES] [--json]",
+                   "What the limits of efsession count: per client, the bytes it stores (kept-\n"
+                   "aside copies included), its files, kept-aside copies, what is left of\n"
+                   "--client-quota and its bad paddings of the last hour; the clients in all,\n"
+                   "the registrations of the last hour per source address, and the free space\n"
+                   "against --min-free-space. Give efsession's --client-quota and\n"
+                   "--min-free-space (the defaults are the same)."},
     [CMD_VERIFY] = {"verify", OPT_CLIENT | OPT_SELECT | OPT_CHECKSUM, 0, false,
                     "verify [--client NAME|ID | --id ID | --name NAME] [--checksum ALGO]",
                     "Recompute every stored file's size and checksum, and every kept-aside\n"
@@ -124,6 +145,8 @@ struct ctl {
 	bool json;
 	bool force;
 	enum cksum_algo checksum;
+	uint64_t client_quota;   /* efsession's --client-quota, for usage */
+	uint64_t min_free_space; /* and its --min-free-space */
 	int state_fd;
 	struct store *st;
 	struct vault *v;
@@ -159,6 +182,8 @@ static void usage(FILE *to)
 	            "  -o, --output FILE           decrypt: write to FILE\n"
 	            "      --out DIR               add-client: write the identity files into DIR\n"
 	            "      --rsa-bits N            add-client: the RSA key size, 1024 (default) to 4096\n"
+	            "      --client-quota BYTES    usage: efsession's --client-quota (default 0: none)\n"
+	            "      --min-free-space BYTES  usage: efsession's --min-free-space (default 1G)\n"
 	            "  -h, --help                  show this help (or a command's) and exit\n"
 	            "  -V, --version               show the version and exit\n"
 	            "\n"
@@ -577,6 +602,130 @@ static int cmd_show(struct ctl *c)
 	}
 	if (r < 0)
 		return read_failed(r);
+	return EXIT_OK;
+}
+
+/* The rows of efctl usage: one client's, or every client's, measured, then printed. */
+struct usage_table {
+	struct ctl *c;
+	const uint8_t *only; /* the client --client names, or NULL */
+	bool measure;
+	int w_name;
+	long long rows;
+};
+
+static int usage_row(const struct store_usage *u, void *ctx)
+{
+	struct usage_table *t = ctx;
+	struct ctl *c = t->c;
+	char hex[WIRE_ID_HEX_SIZE], e[ESC_SIZE], hs[32], hq[32];
+	uint64_t left = c->client_quota > u->stored_bytes ? c->client_quota - u->stored_bytes : 0;
+
+	if (t->only && memcmp(t->only, u->id, WIRE_ID_SIZE) != 0)
+		return 0;
+	esc(u->name, e);
+	if (t->measure) {
+		if (width(e) > t->w_name)
+			t->w_name = width(e);
+		return 0;
+	}
+	wire_id_to_hex(u->id, hex);
+	if (c->json) {
+		printf("%s\n    {\"name\": ", t->rows ? "," : "");
+		json_str(u->name);
+		printf(", \"id\": \"%s\", \"stored_bytes\": %llu, \"files\": %llu, \"kept_aside\": %lld, "
+		       "\"bad_paddings_last_hour\": %lld, \"quota_left\": ",
+		       hex, (unsigned long long)u->stored_bytes, (unsigned long long)u->stored_files, u->kept_aside,
+		       u->bad_paddings);
+		if (c->client_quota)
+			printf("%llu}", (unsigned long long)left);
+		else
+			fputs("null}", stdout);
+	} else {
+		cell(e, t->w_name + 2);
+		printf("%10s  %5llu  %10lld  %10s  %12lld\n", opts_human_size(u->stored_bytes, hs, sizeof(hs)),
+		       (unsigned long long)u->stored_files, u->kept_aside,
+		       c->client_quota ? opts_human_size(left, hq, sizeof(hq)) : "-", u->bad_paddings);
+	}
+	t->rows++;
+	return 0;
+}
+
+static int usage_source(const char *source, long long registrations, void *ctx)
+{
+	struct usage_table *t = ctx;
+
+	if (t->c->json) {
+		printf("%s\n    {\"source\": ", t->rows ? "," : "");
+		json_str(source);
+		printf(", \"registrations\": %lld}", registrations);
+	} else {
+		printf("  %-40s  %5lld\n", source, registrations);
+	}
+	t->rows++;
+	return 0;
+}
+
+/*
+ * efctl usage: what the limits of efsession(8) count, as the database
+ * counts it, against the --client-quota and --min-free-space efctl is
+ * given (it cannot read a session's options).
+ */
+static int cmd_usage(struct ctl *c)
+{
+	struct usage_table t = {.c = c, .measure = true, .w_name = 4};
+	struct store_client cl;
+	char hs[32], hm[32], hl[32];
+	uint64_t avail = 0, left;
+	long long clients = 0;
+	int r;
+
+	if ((r = open_selection(c, &cl)) != EXIT_OK)
+		return r;
+	if ((r = vault_open_existing(c->state_dir, &c->v)) < 0) {
+		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c->state_dir, strerror(-r));
+		return EXIT_SYSTEM;
+	}
+	if ((r = vault_free_space(c->v, &avail)) < 0) {
+		fprintf(stderr, "efctl: cannot tell the free space of %s: %s\n", c->state_dir, strerror(-r));
+		return EXIT_SYSTEM;
+	}
+	if ((r = store_count_clients(c->st, &clients)) < 0)
+		return read_failed(r);
+	t.only = c->client ? cl.id : NULL;
+	left = avail > c->min_free_space ? avail - c->min_free_space : 0;
+	if (c->json) {
+		fputs("{\"clients\": [", stdout);
+	} else {
+		if ((r = store_each_usage(c->st, usage_row, &t)) < 0)
+			return read_failed(r);
+		cell("NAME", t.w_name + 2);
+		printf("%10s  %5s  %10s  %10s  %12s\n", "STORED", "FILES", "KEPT ASIDE", "QUOTA LEFT", "BAD PADDINGS");
+	}
+	t.measure = false;
+	if ((r = store_each_usage(c->st, usage_row, &t)) < 0)
+		return read_failed(r);
+	if (c->json) {
+		printf(
+		    "\n  ],\n  \"client_count\": %lld,\n  \"client_quota\": %llu,\n  \"free_space\": {\"bytes\": %llu, "
+		    "\"min_free_space\": %llu, \"left_for_uploads\": %llu},\n  \"registrations_last_hour\": [",
+		    clients, (unsigned long long)c->client_quota, (unsigned long long)avail,
+		    (unsigned long long)c->min_free_space, (unsigned long long)left);
+	} else {
+		printf("\nclients:     %lld\n", clients);
+		printf("free space:  %s on the state directory's file system; %s of it for uploads above "
+		       "--min-free-space %s\n",
+		       opts_human_size(avail, hs, sizeof(hs)), opts_human_size(left, hl, sizeof(hl)),
+		       opts_human_size(c->min_free_space, hm, sizeof(hm)));
+		printf("registrations in the last hour, by source address:\n");
+	}
+	t.rows = 0;
+	if ((r = store_each_source(c->st, usage_source, &t)) < 0)
+		return read_failed(r);
+	if (c->json)
+		fputs(t.rows ? "\n  ]\n}\n" : "]\n}\n", stdout);
+	else if (t.rows == 0)
+		printf("  none\n");
 	return EXIT_OK;
 }
 
@@ -1268,11 +1417,17 @@ int main(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"out", required_argument, NULL, 'O'},
 	    {"rsa-bits", required_argument, NULL, 'B'},
+	    {"client-quota", required_argument, NULL, 'Q'},
+	    {"min-free-space", required_argument, NULL, 'M'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0, 0, 0, 0},
 	};
-	struct ctl c = {.checksum = CKSUM_POSIX, .state_fd = -1, .rsa_bits = KEYFILE_RSA_BITS};
+	struct ctl c = {.checksum = CKSUM_POSIX,
+	                .state_fd = -1,
+	                .rsa_bits = KEYFILE_RSA_BITS,
+	                .client_quota = OPTS_CLIENT_QUOTA_DEFAULT,
+	                .min_free_space = OPTS_MIN_FREE_SPACE_DEFAULT};
 	enum command cmd = CMD_NONE;
 	unsigned given = 0, selectors = 0;
 	uint64_t u;
@@ -1315,6 +1470,16 @@ int main(int argc, char **argv)
 			}
 			c.rsa_bits = (unsigned)u;
 			given |= OPT_RSA_BITS;
+			break;
+		case 'Q':
+		case 'M':
+			if (opts_parse_size(optarg, 0, INT64_MAX, opt == 'Q' ? &c.client_quota : &c.min_free_space) <
+			    0) {
+				fprintf(stderr, "efctl: --%s wants bytes (K/M/G suffixes allowed), not '%s'\n",
+				        opt == 'Q' ? "client-quota" : "min-free-space", optarg);
+				return EXIT_USAGE;
+			}
+			given |= OPT_LIMITS;
 			break;
 		case 'C':
 			if (cksum_algo_from_name(optarg, &c.checksum) < 0) {
@@ -1415,6 +1580,9 @@ int main(int argc, char **argv)
 		break;
 	case CMD_SHOW:
 		r = cmd_show(&c);
+		break;
+	case CMD_USAGE:
+		r = cmd_usage(&c);
 		break;
 	case CMD_VERIFY:
 		r = cmd_verify(&c);
