@@ -68,8 +68,9 @@ struct session {
 
 /* How an upload's content has arrived so far, for --min-rate (efsession(8), Limits). */
 struct pace {
-	int64_t start; /* io_now_ms() when its first byte came; 0: none yet */
-	uint64_t got;  /* bytes of it read */
+	uint64_t min_rate; /* bytes a second it must average; 0: any */
+	int64_t start;     /* io_now_ms() when its first byte came; 0: none yet */
+	uint64_t got;      /* bytes of it read */
 };
 
 typedef enum outcome (*handler_fn)(struct session *s, const struct wire_request_spec *rq);
@@ -223,16 +224,17 @@ static int64_t rate_deadline(const struct session *s, const struct pace *p)
 {
 	int64_t grace = s->timeout_ms >= 0 ? s->timeout_ms : RATE_GRACE_MS, due;
 
-	if (!p || !p->start)
+	if (!p || !p->min_rate || !p->start)
 		return -1;
-	due = (int64_t)(p->got * 1000 / s->cfg->min_rate);
+	due = (int64_t)(p->got * 1000 / p->min_rate);
 	return p->start + (due > grace ? due : grace);
 }
 
 /*
- * Read len bytes of the request, all of them within the idle timeout and,
- * for an upload's content (p not NULL), each by the moment --min-rate sets;
- * false when the connection ended, went quiet or fell behind.
+ * Read len bytes of the request: all of them within the idle timeout or,
+ * for an upload's content (p not NULL), each within the idle timeout of the
+ * one before and by the moment --min-rate sets; false when the connection
+ * ended, went quiet or fell behind.
  */
 static bool read_paced(struct session *s, void *buf, size_t len, const char *what, struct pace *p)
 {
@@ -249,10 +251,12 @@ static bool read_paced(struct session *s, void *buf, size_t len, const char *wha
 			break;
 		got += (size_t)n;
 		s->consumed += (size_t)n;
-		if (p && !p->start)
-			p->start = io_now_ms();
-		if (p)
-			p->got += (uint64_t)n;
+		if (!p)
+			continue;
+		now = io_now_ms();
+		p->start = p->start ? p->start : now;
+		p->got += (uint64_t)n;
+		idle = s->timeout_ms >= 0 ? now + s->timeout_ms : -1;
 	}
 	if (got == len)
 		return true;
@@ -264,7 +268,7 @@ static bool read_paced(struct session *s, void *buf, size_t len, const char *wha
 		    "the connection.",
 		    (unsigned long long)p->got, what, s->hdr.code, (double)(now - p->start) / 1000.0,
 		    opts_human_size(p->got * 1000 / (uint64_t)(now > p->start ? now - p->start : 1), hs, sizeof(hs)),
-		    opts_human_size(s->cfg->min_rate, hm, sizeof(hm)));
+		    opts_human_size(p->min_rate, hm, sizeof(hm)));
 	} else if (n == -ETIMEDOUT) {
 		log_notice("No data for %u s while reading %s of request %u; closing the connection.",
 		           s->cfg->idle_timeout, what, s->hdr.code);
@@ -640,8 +644,7 @@ static enum outcome receive_content(struct session *s, const struct wire_request
 {
 	bool over_cipher = cksum_over_ciphertext(s->cfg->checksum), first = true;
 	/* --debug turns --min-rate off, as it does the idle timeout. */
-	bool paced = (rq->limits & WIRE_LIMIT_RATE) && s->cfg->min_rate && !s->cfg->debug;
-	struct pace pace = {0};
+	struct pace pace = {.min_rate = (rq->limits & WIRE_LIMIT_RATE) && !s->cfg->debug ? s->cfg->min_rate : 0};
 	uint32_t remaining = content_size;
 	size_t n, out_len, pad;
 	int r;
@@ -650,7 +653,7 @@ static enum outcome receive_content(struct session *s, const struct wire_request
 	*bad_padding = false;
 	while (remaining > 0) {
 		n = remaining < SESSION_CHUNK ? remaining : SESSION_CHUNK;
-		if (!read_paced(s, s->buf, n, "the file content", paced ? &pace : NULL))
+		if (!read_paced(s, s->buf, n, "the file content", &pace))
 			return OUT_DROP;
 		if (first && s->cfg->debug)
 			log_hexdump("file content (encrypted)", s->buf, n, DUMP_MAX);

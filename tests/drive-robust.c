@@ -15,6 +15,15 @@
  *   refused EFSESSION STATE                an unusable state directory: 2107 and the connection closed
  *   idle HOST PORT N TIMEOUT               N connections never written to are all closed in time
  *   trickle HOST PORT TIMEOUT              a client sending a byte a second is cut off
+ *   sources HOST PORT LIMIT SOURCE...      registrations counted per source address (efsession(8), Limits)
+ *   rate HOST PORT RATE SIZE stored|dropped
+ *                                          an upload's content sent at RATE bytes a second: stored, or
+ *                                          dropped by --min-rate without a response
+ *   burst HOST PORT N                      N connections opened at once, in under a second
+ *   hold HOST PORT N ADDRESSES IDLE REFUSALS
+ *                                          N slow holders from ADDRESSES source addresses (127.0.0.2 on)
+ *                                          against a normal client; IDLE and REFUSALS are the server's
+ *                                          --idle-timeout and --max-refusals
  */
 #include "config.h"
 
@@ -104,21 +113,37 @@ static bool closed_quietly(int fd, int timeout_ms)
 	return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
-static int tcp_connect(const char *host, const char *port)
+/* A connection to host:port from the address source (NULL: any), blocking or not; -1 if it failed. */
+static int tcp_open(const char *host, const char *port, const char *source, bool nonblock)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai, *src = NULL;
 	int fd, r;
 
 	if ((r = getaddrinfo(host, port, &hints, &ai)) != 0)
 		die("getaddrinfo %s:%s: %s", host, port, gai_strerror(r));
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+	if (source) {
+		hints = (struct addrinfo){
+		    .ai_family = ai->ai_family, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+		if ((r = getaddrinfo(source, NULL, &hints, &src)) != 0)
+			die("source address %s: %s", source, gai_strerror(r));
+	}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+	if (fd >= 0 && src && bind(fd, src->ai_addr, src->ai_addrlen) < 0)
+		die("bind %s: %s", source, strerror(errno));
+	if (fd < 0 || (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && !(nonblock && errno == EINPROGRESS))) {
 		if (fd >= 0)
 			close(fd);
 		fd = -1;
 	}
 	freeaddrinfo(ai);
+	if (src)
+		freeaddrinfo(src);
 	return fd;
+}
+
+static int tcp_connect(const char *host, const char *port)
+{
+	return tcp_open(host, port, NULL, false);
 }
 
 /*
@@ -323,6 +348,52 @@ static size_t upload_head(uint8_t buf[WIRE_REQUEST_HEAD_MAX], bool set1100, cons
 }
 
 /*
+ * The rate, in bytes a second, at which send_upload sends an upload's
+ * content (its header and fixed fields go at once); 0: as fast as it can.
+ */
+static uint64_t upload_rate;
+
+/* Sleep until ms on the monotonic clock. */
+static void sleep_until(int64_t ms)
+{
+	int64_t left = ms - now_ms();
+	struct timespec ts;
+
+	if (left <= 0)
+		return;
+	ts.tv_sec = left / 1000;
+	ts.tv_nsec = (left % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		continue;
+}
+
+/*
+ * send_all, with the bytes from skip on no faster than upload_rate since
+ * *start (set by the first of them); *paced counts them.
+ */
+static int send_paced(int fd, const uint8_t *buf, size_t len, size_t skip, int64_t *start, uint64_t *paced)
+{
+	size_t slice = upload_rate / 20 > 0 ? (size_t)(upload_rate / 20) : 1, n;
+
+	if (!upload_rate)
+		return send_all(fd, buf, len);
+	if (skip > len)
+		skip = len;
+	if (skip && send_all(fd, buf, skip) < 0)
+		return -1;
+	for (size_t at = skip; at < len; at += n) {
+		n = len - at < slice ? len - at : slice;
+		if (!*start)
+			*start = now_ms();
+		sleep_until(*start + (int64_t)(*paced * 1000 / upload_rate));
+		if (send_all(fd, buf + at, n) < 0)
+			return -1;
+		*paced += n;
+	}
+	return 0;
+}
+
+/*
  * Where an upload stops on purpose: after `cut` bytes of the request
  * (UINT64_MAX: never). Returns the bytes sent.
  */
@@ -333,8 +404,9 @@ static int send_upload(int fd, bool set1100, const struct ident *c, const char *
 	const uint64_t total = wire_content_size(ct->size);
 	struct crypto_cbc *cbc;
 	struct prng p = {ct->seed ? ct->seed : 1};
-	uint64_t done = 0, sent = 0, n, i, limit;
+	uint64_t done = 0, sent = 0, n, i, limit, paced = 0;
 	size_t off = upload_head(buf, set1100, c, name, total), len;
+	int64_t start = 0;
 	int r = 0;
 
 	if (crypto_cbc_new(&cbc, c->aes, c->aes_len, true) < 0)
@@ -349,7 +421,7 @@ static int send_upload(int fd, bool set1100, const struct ident *c, const char *
 		done += n;
 		len = off + (size_t)n;
 		limit = cut - sent < len ? cut - sent : len;
-		if (send_all(fd, buf, (size_t)limit) < 0) {
+		if (send_paced(fd, buf, (size_t)limit, off, &start, &paced) < 0) {
 			r = -1;
 			break;
 		}
@@ -1607,6 +1679,356 @@ static int cmd_trickle(char **argv)
 	return tap_done();
 }
 
+/* A client of the driver registered, with its AES key, from source over TCP (NULL: any address). */
+static int tcp_ident(const char *host, const char *port, const char *source, const char *name, struct ident *c)
+{
+	int fd = tcp_open(host, port, source, false);
+	uint16_t code = 0;
+	int r = -1;
+
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	if (fd >= 0 && do_register(fd, true, name, c->id, &code) == 0 && code == RESP_REGISTERED &&
+	    do_public_key(fd, true, c) == 0)
+		r = 0;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* sources: LIMIT registrations from each source address, then the next refused (2101) with the connection open. */
+static int cmd_sources(char **argv)
+{
+	const char *host = argv[0], *port = argv[1];
+	int limit = atoi(argv[2]), ok_count, fd, r;
+	uint8_t id[16];
+	uint16_t code;
+	char name[96];
+
+	for (char **src = argv + 3; *src; src++) {
+		fd = tcp_open(host, port, *src, false);
+		ok_count = 0;
+		for (int i = 0; fd >= 0 && i < limit; i++) {
+			snprintf(name, sizeof(name), "from-%s-%ld-%d", *src, (long)getpid(), i);
+			code = 0;
+			ok_count += do_register(fd, true, name, id, &code) == 0 && code == RESP_REGISTERED;
+		}
+		is_int(ok_count, limit, "%d registrations from %s: 2100 each", limit, *src);
+		snprintf(name, sizeof(name), "from-%s-%ld-over", *src, (long)getpid());
+		code = 0;
+		r = fd >= 0 ? do_register(fd, true, name, id, &code) : -1;
+		ok(r == 0 && code == RESP_REGISTER_REFUSED, "the next from %s: 2101 (got %u)", *src, code);
+		snprintf(name, sizeof(name), "from-%s-%ld-again", *src, (long)getpid());
+		code = 0;
+		r = fd >= 0 ? do_register(fd, false, name, id, &code) : -1;
+		ok(r == 0 && code == RESP_REGISTER_REFUSED,
+		   "and the connection is still open: another gets 2101 as well");
+		if (fd >= 0)
+			close(fd);
+	}
+	return tap_done();
+}
+
+/* rate: an upload whose content goes at RATE bytes a second; stored (2103) or dropped (closed, no response). */
+static int cmd_rate(char **argv)
+{
+	const char *host = argv[0], *port = argv[1], *want = argv[4];
+	struct content ct = {.size = strtoull(argv[3], NULL, 0), .seed = 5};
+	uint8_t resp[WIRE_RESPONSE_PAYLOAD_MAX];
+	bool dropped = strcmp(want, "dropped") == 0;
+	struct ident c;
+	uint16_t code = 0;
+	char name[64];
+	int64_t t0;
+	size_t len;
+	int fd, r;
+
+	upload_rate = strtoull(argv[2], NULL, 0);
+	init_crypto();
+	snprintf(name, sizeof(name), "rate-%ld", (long)getpid());
+	if (tcp_ident(host, port, NULL, name, &c) < 0)
+		die("cannot set up client '%s'", name);
+	if ((fd = tcp_connect(host, port)) < 0)
+		die("connect");
+	t0 = now_ms();
+	r = send_upload(fd, true, &c, "paced.bin", &ct, UINT64_MAX, NULL);
+	if (dropped) {
+		r = r < 0 || closed_quietly(fd, IO_TIMEOUT_MS);
+		ok(r, "%llu bytes at %llu bytes a second: the connection is closed without a response, after %.1f s",
+		   (unsigned long long)ct.size, (unsigned long long)upload_rate, (double)(now_ms() - t0) / 1000.0);
+	} else {
+		ok(r == 0 && get_response(fd, &code, resp, sizeof(resp), &len) == 0 && code == RESP_FILE_RECEIVED,
+		   "%llu bytes at %llu bytes a second: stored (2103) after %.1f s", (unsigned long long)ct.size,
+		   (unsigned long long)upload_rate, (double)(now_ms() - t0) / 1000.0);
+	}
+	close(fd);
+	return tap_done();
+}
+
+/* As many descriptors as the hard limit allows, for the connections a test opens at once. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* burst: N connections opened at once (non-blocking), each closed once connected or refused. */
+static int cmd_burst(char **argv)
+{
+	const char *host = argv[0], *port = argv[1];
+	int n = atoi(argv[2]), opened = 0, connected = 0, failed = 0, left;
+	int *fds = calloc((size_t)n, sizeof(int));
+	struct pollfd *p = calloc((size_t)n, sizeof(struct pollfd));
+	int64_t t0, t_open, deadline;
+
+	if (!fds || !p)
+		die("out of memory");
+	raise_nofile();
+	t0 = now_ms();
+	for (int i = 0; i < n; i++) {
+		fds[i] = tcp_open(host, port, NULL, true);
+		opened += fds[i] >= 0;
+		failed += fds[i] < 0;
+	}
+	t_open = now_ms();
+	/* Each is closed as soon as its handshake is done (or refused): the burst, not a hold. */
+	deadline = now_ms() + 10000;
+	left = opened;
+	while (left > 0 && now_ms() < deadline) {
+		int np = 0;
+
+		for (int i = 0; i < n; i++)
+			if (fds[i] >= 0)
+				p[np++] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
+		if (poll(p, (nfds_t)np, 200) <= 0)
+			continue;
+		for (int j = 0; j < np; j++) {
+			int err = 0;
+			socklen_t el = sizeof(err);
+
+			if (!p[j].revents)
+				continue;
+			(void)getsockopt(p[j].fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			connected += err == 0;
+			failed += err != 0;
+			close(p[j].fd);
+			for (int i = 0; i < n; i++)
+				if (fds[i] == p[j].fd)
+					fds[i] = -1;
+			left--;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	printf("# %d connections started in %.3f s: %d connected, %d refused or failed\n", n,
+	       (double)(t_open - t0) / 1000.0, connected, failed);
+	ok(t_open - t0 < 1000, "%d connections were started in under a second (%.3f s)", n,
+	   (double)(t_open - t0) / 1000.0);
+	ok(connected > 0, "and connected");
+	free(fds);
+	free(p);
+	return tap_done();
+}
+
+/*
+ * hold: how slow holders fare. Four kinds, in turn: a connection that says
+ * nothing; one that trickles a request header, a byte every 2 s; an upload
+ * whose content trickles at 64 bytes a second (its client registered
+ * beforehand from the holder's address); one that sends a refused request
+ * (a confirmation of a file no client has) every IDLE/2 seconds. A normal
+ * client from 127.0.0.1 registers every 250 ms until it is served. Reports
+ * how many held a slot and for how long.
+ */
+enum hold_kind { HOLD_IDLE, HOLD_TRICKLE, HOLD_UPLOAD, HOLD_REFUSE, HOLD_KINDS };
+
+struct holder {
+	enum hold_kind kind;
+	int fd;
+	char source[32];
+	struct ident c;
+	int64_t closed; /* when the server closed it; 0: not yet */
+	int64_t next;   /* when it sends next */
+	int sent;       /* trickle: header bytes sent; refuse: requests sent */
+	bool answered;  /* the server sent something (a refusal) */
+	uint8_t msg[WIRE_REQUEST_HEAD_MAX];
+	size_t msg_len;
+};
+
+static const char *const hold_names[HOLD_KINDS] = {"silent", "trickling a header", "trickling an upload",
+                                                   "sending refused requests"};
+
+/* The normal client: a registration on a connection of its own; true when it got 2100. */
+static bool normal_client_served(const char *host, const char *port)
+{
+	int fd = tcp_open(host, port, "127.0.0.1", false);
+	char name[64];
+	uint8_t id[16];
+	uint16_t code = 0;
+	bool served;
+
+	if (fd < 0)
+		return false;
+	snprintf(name, sizeof(name), "normal-%ld-%lld", (long)getpid(), (long long)now_ms());
+	served = do_register(fd, true, name, id, &code) == 0 && code == RESP_REGISTERED;
+	close(fd);
+	return served;
+}
+
+static int cmd_hold(char **argv)
+{
+	const char *host = argv[0], *port = argv[1];
+	int n = atoi(argv[2]), naddr = atoi(argv[3]), idle = atoi(argv[4]), refusals = atoi(argv[5]);
+	struct holder *h = calloc((size_t)n, sizeof(*h));
+	struct pollfd *p = calloc((size_t)n, sizeof(*p));
+	int64_t t0, served = 0, at_1s = -1, last_try = 0, longest[HOLD_KINDS] = {0}, end;
+	int held[HOLD_KINDS] = {0}, open_at_1s = 0, left;
+	struct content ct = {.size = 1u << 20, .seed = 9};
+	uint8_t field[WIRE_NAME_SIZE], b;
+	char name[96];
+	bool bad = false;
+
+	if (!h || !p || naddr < 1)
+		die("hold: bad arguments");
+	raise_nofile();
+	init_crypto();
+	for (int i = 0; i < n; i++) {
+		h[i].kind = (enum hold_kind)(i % HOLD_KINDS);
+		snprintf(h[i].source, sizeof(h[i].source), "127.0.0.%d", 2 + i % naddr);
+		if (h[i].kind == HOLD_UPLOAD) {
+			snprintf(name, sizeof(name), "holder-%ld-%d", (long)getpid(), i);
+			if (tcp_ident(host, port, h[i].source, name, &h[i].c) < 0)
+				die("cannot set up holder %d from %s", i, h[i].source);
+		}
+	}
+	t0 = now_ms();
+	for (int i = 0; i < n; i++) {
+		h[i].fd = tcp_open(host, port, h[i].source, false);
+		h[i].next = now_ms();
+		if (h[i].fd < 0) {
+			h[i].closed = now_ms();
+			continue;
+		}
+		if (h[i].kind == HOLD_UPLOAD) {
+			/* The header and fixed fields, then nothing but the trickle. */
+			h[i].msg_len = upload_head(h[i].msg, true, &h[i].c, "held.bin", wire_content_size(ct.size));
+			(void)send_all(h[i].fd, h[i].msg, h[i].msg_len);
+			h[i].sent = 0;
+		} else if (h[i].kind == HOLD_TRICKLE || h[i].kind == HOLD_REFUSE) {
+			h[i].msg_len = build(h[i].msg, sizeof(h[i].msg), true, WIRE_KIND_CRC_OK,
+			                     (const uint8_t *)"0123456789abcdef",
+			                     &(struct wire_request_body){.name = name_field("nothing", field)});
+		}
+	}
+	printf("# %d holders connected in %.1f s, from %d source addresses\n", n, (double)(now_ms() - t0) / 1000.0,
+	       naddr);
+	end = t0 + (int64_t)(refusals + 2) * idle * 1000 / 2 + 60000;
+	left = n;
+	for (int i = 0; i < n; i++)
+		left -= h[i].closed != 0;
+	while ((left > 0 || !served) && now_ms() < end) {
+		int np = 0;
+		int64_t now = now_ms();
+
+		for (int i = 0; i < n; i++) {
+			struct holder *x = &h[i];
+
+			if (x->closed || now < x->next)
+				continue;
+			if (x->kind == HOLD_TRICKLE && x->sent < WIRE_REQUEST_HEADER_SIZE) {
+				(void)send(x->fd, x->msg + x->sent++, 1, MSG_NOSIGNAL);
+				x->next = now + 2000;
+			} else if (x->kind == HOLD_UPLOAD) {
+				uint8_t junk[16] = {0};
+
+				/* 64 bytes a second, in blocks: the content is never finished. */
+				(void)send(x->fd, junk, sizeof(junk), MSG_NOSIGNAL);
+				x->next = now + 250;
+			} else if (x->kind == HOLD_REFUSE) {
+				(void)send(x->fd, x->msg, x->msg_len, MSG_NOSIGNAL);
+				x->sent++;
+				x->next = now + (int64_t)idle * 500;
+			} else {
+				x->next = INT64_MAX;
+			}
+		}
+		if (at_1s < 0 && now - t0 >= 1000) {
+			at_1s = now;
+			for (int i = 0; i < n; i++)
+				open_at_1s += !h[i].closed;
+		}
+		if (!served && now - last_try >= 250) {
+			last_try = now;
+			if (normal_client_served(host, port))
+				served = now_ms();
+		}
+		for (int i = 0; i < n; i++)
+			if (!h[i].closed)
+				p[np++] = (struct pollfd){.fd = h[i].fd, .events = POLLIN};
+		if (np && poll(p, (nfds_t)np, 50) > 0) {
+			for (int j = 0; j < np; j++) {
+				ssize_t k;
+
+				if (!p[j].revents)
+					continue;
+				while ((k = recv(p[j].fd, &b, 1, MSG_DONTWAIT)) > 0)
+					for (int i = 0; i < n; i++)
+						if (h[i].fd == p[j].fd)
+							h[i].answered = true;
+				if (k < 0 && errno == EAGAIN)
+					continue;
+				for (int i = 0; i < n; i++) {
+					if (h[i].fd != p[j].fd || h[i].closed)
+						continue;
+					h[i].closed = now_ms();
+					close(h[i].fd);
+					left--;
+				}
+			}
+		} else if (!np) {
+			sleep_until(now_ms() + 50);
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		int64_t lived = (h[i].closed ? h[i].closed : now_ms()) - t0;
+
+		/* A holder still open at 1 s held a slot; one closed before was turned away at once. */
+		if (h[i].closed && h[i].closed - t0 < 1000)
+			continue;
+		held[h[i].kind]++;
+		if (lived > longest[h[i].kind])
+			longest[h[i].kind] = lived;
+		if (!h[i].closed) {
+			bad = true;
+			close(h[i].fd);
+		}
+	}
+	printf("# %d of %d holders still held a slot 1 s after they connected\n", open_at_1s, n);
+	for (int k = 0; k < HOLD_KINDS; k++)
+		printf("#   %d %s: the longest held its slot %.1f s\n", held[k], hold_names[k], longest[k] / 1000.0);
+	if (served)
+		printf("# the normal client was served %.1f s after the holders connected (idle timeout %d s)\n",
+		       (double)(served - t0) / 1000.0, idle);
+	ok(!bad, "every holder's connection was closed by the server");
+	for (int k = 0; k < HOLD_REFUSE; k++)
+		ok(longest[k] <= (int64_t)(idle + 5) * 1000,
+		   "holders %s held their slots no longer than the idle timeout "
+		   "and a margin (%.1f s <= %d s + 5 s)",
+		   hold_names[k], longest[k] / 1000.0, idle);
+	ok(longest[HOLD_REFUSE] <= (int64_t)((refusals - 1) * idle / 2 + idle + 5) * 1000,
+	   "holders %s were closed at their refusal %d (%.1f s)", hold_names[HOLD_REFUSE], refusals,
+	   longest[HOLD_REFUSE] / 1000.0);
+	ok(served && served - t0 <= (int64_t)(idle + 5) * 1000,
+	   "the normal client was served within the idle timeout and a margin (%.1f s <= %d s + 5 s)",
+	   served ? (double)(served - t0) / 1000.0 : -1.0, idle);
+	free(h);
+	free(p);
+	return tap_done();
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -1617,6 +2039,8 @@ int main(int argc, char **argv)
 	    {"load", 5, cmd_load},       {"kill", 4, cmd_kill},         {"kill-verified", 5, cmd_kill_verified},
 	    {"race", 3, cmd_race},       {"register", 4, cmd_register}, {"full", 3, cmd_full},
 	    {"refused", 2, cmd_refused}, {"idle", 4, cmd_idle},         {"trickle", 3, cmd_trickle},
+	    {"sources", 4, cmd_sources}, {"rate", 5, cmd_rate},         {"burst", 3, cmd_burst},
+	    {"hold", 6, cmd_hold},
 	};
 	size_t i;
 
@@ -1625,8 +2049,9 @@ int main(int argc, char **argv)
 	for (i = 0; argc >= 2 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0 && argc - 2 >= cmds[i].args)
 			return cmds[i].fn(argv + 2);
-	fprintf(stderr,
-	        "usage: drive-robust load|kill|kill-verified|race|register|full|refused|idle|trickle ARGS (see the "
-	        "source)\n");
+	fprintf(
+	    stderr,
+	    "usage: drive-robust load|kill|kill-verified|race|register|full|refused|idle|trickle|sources|rate|burst|"
+	    "hold ARGS (see the source)\n");
 	return 99;
 }

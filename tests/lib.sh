@@ -99,8 +99,9 @@ start_server() {
 }
 
 # start_launcher PROGRAM [ARGS...]: PROGRAM (an absolute path) per connection
-# under systemd-socket-activate on 127.0.0.1:$PORT, its stderr and the
-# launcher's in $SERVER_LOG, as start_server. Retries on another port if taken.
+# under systemd-socket-activate on 127.0.0.1:$PORT (or $LISTEN_ADDRESS:$PORT,
+# [::] for both IPv6 and IPv4), its stderr and the launcher's in $SERVER_LOG,
+# as start_server. Retries on another port if taken.
 start_launcher() {
 	local try style=--inetd
 	[ "${SERVER_FD3:-0}" = 1 ] && style=
@@ -109,7 +110,7 @@ start_launcher() {
 	for try in 1 2 3 4 5 6 7 8 9 10; do
 		PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
 		: >"$SERVER_LOG"
-		"$SOCKET_ACTIVATE" --listen="127.0.0.1:$PORT" --accept $style "$@" 2>>"$SERVER_LOG" &
+		"$SOCKET_ACTIVATE" --listen="${LISTEN_ADDRESS:-127.0.0.1}:$PORT" --accept $style "$@" 2>>"$SERVER_LOG" &
 		SERVER_PID=$!
 		while kill -0 "$SERVER_PID" 2>/dev/null && ! grep -q "^Listening on" "$SERVER_LOG"; do
 			sleep 0.05
