@@ -4,9 +4,13 @@
 # README.md's "Deploying" section as written, as root in a copy of the
 # distribution's files: build, install, create the user and the state
 # directory, enable efserver.socket, then the upload and efctl command it
-# shows; then it looks closer and uploads more over 127.0.0.1:1357. Results
-# go to /efserver-results/tap as unnumbered TAP lines ("ok - ...",
-# "not ok - ...", "# ..."), then "done".
+# shows; then it looks closer and uploads more over 127.0.0.1:1357; then the
+# limits: a burst of 5,000 connections leaves the socket active and a client
+# served (the same burst under systemd's default trigger limit stops it),
+# and slow holders from many loopback addresses, fewer and more than
+# MaxConnections=, are cut at the idle timeout while a normal client is
+# served. Results go to /efserver-results/tap as unnumbered TAP lines
+# ("ok - ...", "not ok - ...", "# ..."), then "done".
 set -u
 results=/efserver-results/tap
 state=/var/lib/efserver
@@ -185,5 +189,126 @@ done
 stray=$(journalctl -q --no-pager -o cat _TRANSPORT=stdout SYSLOG_IDENTIFIER=efsession)
 check "efsession wrote nothing to its stderr stream" test -z "$stray"
 journalctl -q --no-pager -o short SYSLOG_IDENTIFIER=efsession | tail -6 | note
+
+# The limits under systemd (efserver(8), "Limits"): a burst, slow holders, what a session costs.
+driver=$src/tests/drive-robust
+if ! make -s -C "$src" tests/drive-robust >/root/drive-build.log 2>&1; then
+	fail "tests/drive-robust builds in the deployed tree"
+	tail -20 /root/drive-build.log | note
+	finish
+fi
+check "efserver.socket has no trigger limit (TriggerLimitIntervalSec=0)" \
+	test "$(systemctl show -P TriggerLimitIntervalUSec efserver.socket)" = 0
+check "efserver.socket bounds the sessions: MaxConnections=128, MaxConnectionsPerSource=8" \
+	test "$(systemctl show -P MaxConnections efserver.socket) $(systemctl show -P MaxConnectionsPerSource efserver.socket)" = "128 8"
+echo "# efserver@.service: RuntimeMaxSec=$(systemctl show -P RuntimeMaxUSec efserver@probe.service)" >>"$results"
+
+# drive NAME ARGS...: tests/drive-robust, its TAP lines folded into ours.
+drive() {
+	local name=$1 line
+	shift
+	"$driver" "$@" >"/root/$name.tap" 2>"/root/$name.err"
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) pass "$name: ${line#ok * - }" ;;
+		"not ok "*) fail "$name: ${line#not ok * - }" ;;
+		"Bail out!"*) fail "$name: $line" ;;
+		"#"*) echo "$line" >>"$results" ;;
+		esac
+	done <"/root/$name.tap"
+	grep -q '^1\.\.' "/root/$name.tap" || { fail "$name: the driver finished"; tail -5 "/root/$name.err" | note; }
+}
+# sessions_gone: until no efserver@ instance runs.
+sessions_gone() {
+	for _ in $(seq 1 300); do
+		[ -z "$(systemctl list-units --plain --no-legend --state=active,activating 'efserver@*.service')" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+dropped() {
+	journalctl -q --no-pager -o cat -u efserver.socket --since "$1" | grep -c "Too many incoming connections"
+}
+# drained: until the listening socket's queue of connections not yet accepted (/proc/net/tcp6, port 1357) is empty
+# and no session runs.
+drained() {
+	local q
+	for _ in $(seq 1 300); do
+		q=$(awk '$2 ~ /:054D$/ && $4 == "0A" { split($5, a, ":"); print a[2]; exit }' /proc/net/tcp6 /proc/net/tcp)
+		[ $((16#${q:-0})) -eq 0 ] && sessions_gone && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+since=$(date '+%Y-%m-%d %H:%M:%S')
+drive burst burst 127.0.0.1 1357 5000
+burst_end=$(date +%s.%N)
+drained
+echo "# systemd took $(awk -v a="$burst_end" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s more to accept them all, and turned away $(dropped "$since") of them (MaxConnections=, MaxConnectionsPerSource=)" >>"$results"
+check "after the burst efserver.socket is still active ($(systemctl show -P Result efserver.socket))" \
+	systemctl -q is-active efserver.socket
+mkdir -p /root/erin
+upload "after the burst, efclient registers erin and uploads" --server 127.0.0.1:1357 --name erin --dir /root/erin \
+	/root/files/one-byte
+
+# The same burst against a socket with a trigger limit, as systemd 252 has by default: it stops.
+mkdir -p /etc/systemd/system/efserver.socket.d
+printf '[Socket]\nTriggerLimitIntervalSec=2s\nTriggerLimitBurst=200\n' >/etc/systemd/system/efserver.socket.d/trigger.conf
+systemctl daemon-reload && systemctl restart efserver.socket
+"$driver" burst 127.0.0.1 1357 5000 >/dev/null 2>&1
+drained
+result=$(systemctl show -P Result efserver.socket)
+check "with systemd's default trigger limit instead, the same burst stops the socket (Result=$result)" \
+	test "$result" = trigger-limit-hit
+rm /etc/systemd/system/efserver.socket.d/trigger.conf
+systemctl daemon-reload && systemctl reset-failed efserver.socket && systemctl restart efserver.socket
+check "without it again, efserver.socket is active" systemctl -q is-active efserver.socket
+drained
+
+# Slow holders, with an idle timeout of 10 s to keep the run short.
+mkdir -p /etc/systemd/system/efserver@.service.d
+printf '[Service]\nEnvironment="EFSESSION_OPTIONS=--idle-timeout 10"\n' >/etc/systemd/system/efserver@.service.d/idle.conf
+systemctl daemon-reload
+# memory_now: the efsession processes running, their private memory (KiB), and their units' memory by
+# their cgroups (KiB, with the kernel's memory for their sockets and namespaces).
+memory_now() {
+	local priv=0 cg=0 n=0 d u m
+	for d in /proc/[0-9]*; do
+		[ "$(cat "$d/comm" 2>/dev/null)" = efsession ] || continue
+		priv=$((priv + $(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s + 0}' "$d/smaps_rollup" 2>/dev/null)))
+		n=$((n + 1))
+	done
+	for u in $(systemctl list-units --plain --no-legend --state=active 'efserver@*.service' | awk '{ print $1 }'); do
+		m=$(systemctl show -P MemoryCurrent "$u")
+		case $m in *[!0-9]* | "") ;; *) cg=$((cg + m)) ;; esac
+	done
+	echo "$n $priv $((cg / 1024))"
+}
+for phase in "100 100" "200 25"; do
+	set -- $phase
+	since=$(date '+%Y-%m-%d %H:%M:%S')
+	# The margin: systemd starts the sessions one after the other, each in its sandbox.
+	drive "hold-$1" hold 127.0.0.1 1357 "$1" "$2" 10 8 15 &
+	holders=$!
+	most=0 most_priv=0 most_cg=0
+	while kill -0 $holders 2>/dev/null; do
+		read -r n priv cg <<<"$(memory_now)"
+		[ "$n" -gt "$most" ] && most=$n most_priv=$priv most_cg=$cg
+		sleep 0.5
+	done
+	wait $holders
+	echo "# $1 holders from $2 addresses: at most $most sessions at once, $((most_priv / (most > 0 ? most : 1))) KiB private memory each, $((most_cg / (most > 0 ? most : 1))) KiB per unit by its cgroup ($((most_cg / 1024)) MiB in all)" >>"$results"
+	echo "# systemd turned away $(dropped "$since") connections of this run" >>"$results"
+	drained
+done
+rm /etc/systemd/system/efserver@.service.d/idle.conf && systemctl daemon-reload
+journalctl --sync 2>/dev/null
+for limit in max-refusals min-rate; do
+	check "the journal holds refusals with LIMIT=$limit" \
+		test -n "$(journalctl -q --no-pager -o cat LIMIT=$limit SYSLOG_IDENTIFIER=efsession | head -1)"
+done
+journalctl -q --no-pager -o cat LIMIT=min-rate SYSLOG_IDENTIFIER=efsession | head -1 | note
+systemctl reset-failed 'efserver@*' 2>/dev/null
 
 finish

@@ -59,7 +59,7 @@ stop_server
 
 # Slow holders against a normal client (tests/ci/nspawn.sh does this under real systemd, with more).
 start_server "$WORK/hold" --idle-timeout 2 --max-refusals 3
-run_drive hold hold 127.0.0.1 "$PORT" 8 8 2 3
+run_drive hold hold 127.0.0.1 "$PORT" 8 8 2 3 5
 wait_sessions
 stop_server
 
