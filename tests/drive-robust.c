@@ -10,6 +10,9 @@
  *   kill-verified EFSESSION STATE N SEED EFCTL
  *                                          N new uploads of verified files and their verdicts, killed likewise
  *   race EFSESSION STATE ROUNDS            two connections upload the same name at once
+ *   record-race EFSESSION STATE quota|files
+ *                                          another connection of the client stores while an upload's
+ *                                          content arrives: the record transaction refuses it
  *   register EFSESSION STATE N SEED        N registrations with random names, valid or not
  *   full EFSESSION STATE SIZE [FSIZE]      an upload that cannot fit gets 2107 and leaves nothing
  *   refused EFSESSION STATE                an unusable state directory: 2107 and the connection closed
@@ -159,6 +162,9 @@ struct child {
 	int fd;
 };
 
+/* One more option, and its value, for the efsession children (NULL: none). */
+static const char *spawn_option[2];
+
 static struct child spawn_rlimit(const char *state, rlim_t fsize)
 {
 	int sv[2], log;
@@ -183,9 +189,10 @@ static struct child spawn_rlimit(const char *state, rlim_t fsize)
 			signal(SIGXFSZ, SIG_IGN);
 			setrlimit(RLIMIT_FSIZE, &rl);
 		}
+		/* spawn_option[0] NULL ends the list there. */
 		execl(efsession_path, efsession_path, "--state-dir", state, "--log-target", "stderr", "--idle-timeout",
 		      "60", "--registrations-per-hour", "0", "--min-free-space", "0", "--max-refusals", "0",
-		      (char *)NULL);
+		      spawn_option[0], spawn_option[1], (char *)NULL);
 		_exit(127);
 	}
 	close(sv[1]);
@@ -1280,6 +1287,69 @@ static int cmd_race(char **argv)
 }
 
 /*
+ * record-race: a client's upload passes --client-quota (or
+ * --client-max-files) before its content; while the content trickles in,
+ * another connection of the same client stores a file that leaves no room
+ * for it. The transaction that would record it finds that out: 2107, the
+ * connection closed, nothing kept (efsession(8), LIMITS).
+ */
+static int cmd_record_race(char **argv)
+{
+	const char *state = argv[1];
+	bool quota = strcmp(argv[2], "quota") == 0;
+	struct content slow = {.size = 2 * MIB, .seed = 31}, fast = {.size = 2 * MIB, .seed = 32};
+	uint8_t resp[WIRE_RESPONSE_PAYLOAD_MAX];
+	char path[1200], hex[WIRE_ID_HEX_SIZE];
+	struct store_client cl = {0};
+	struct child ca, cb;
+	struct ident c;
+	struct store *st;
+	uint16_t code = 0;
+	int status = -1;
+	size_t len;
+	pid_t w;
+
+	efsession_path = argv[0];
+	init_crypto();
+	make_ident(state, "sharer", &c);
+	wire_id_to_hex(c.id, hex);
+	spawn_option[0] = quota ? "--client-quota" : "--client-max-files";
+	spawn_option[1] = quota ? "3M" : "1";
+	ca = spawn(state);
+	cb = spawn(state);
+	fflush(stdout);
+	w = fork();
+	if (w == 0) {
+		/* 2 MiB at 1 MiB/s: its check before the content passes, its record comes 2 s later. */
+		upload_rate = MIB;
+		if (send_upload(ca.fd, true, &c, "slow.bin", &slow, UINT64_MAX, NULL) < 0 ||
+		    get_response(ca.fd, &code, resp, sizeof(resp), &len) < 0)
+			_exit(2);
+		_exit(code == RESP_ERROR && len == 0 && closed_quietly(ca.fd, IO_TIMEOUT_MS) ? 0 : 1);
+	}
+	sleep_until(now_ms() + 500);
+	ok(upload(cb.fd, false, &c, "fast.bin", &fast, &code) == 0, "another connection of the client stores 2 MiB");
+	ok(waitpid(w, &status, 0) == w && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "the upload that passed --%s before its content gets 2107 once it is read, and is closed",
+	   spawn_option[0] + 2);
+	reap(&ca);
+	reap(&cb);
+	snprintf(path, sizeof(path), "%s/files/%s/slow.bin", state, hex);
+	ok(access(path, F_OK) < 0 && tmp_empty(state), "nothing of it is kept");
+	snprintf(path, sizeof(path), "%s/files/%s/fast.bin", state, hex);
+	ok(file_matches(path, &fast), "the other file is stored whole");
+	if (store_open_readonly(state, 5000, &st) == 0) {
+		(void)store_get_client(st, c.id, &cl);
+		store_close(st);
+	}
+	ok(cl.stored_bytes == fast.size && cl.stored_files == 1,
+	   "the client's counters count the stored file alone (%llu bytes, %llu files)",
+	   (unsigned long long)cl.stored_bytes, (unsigned long long)cl.stored_files);
+	spawn_option[0] = spawn_option[1] = NULL;
+	return tap_done();
+}
+
+/*
  * register: N registrations with random names on a few efsession children.
  * Valid names get 2100; a name taken gets 2101 and the connection goes on;
  * an invalid one (control byte, bad UTF-8, empty, no NUL) 2101 and the
@@ -2038,10 +2108,19 @@ int main(int argc, char **argv)
 		int args;
 		int (*fn)(char **argv);
 	} cmds[] = {
-	    {"load", 5, cmd_load},       {"kill", 4, cmd_kill},         {"kill-verified", 5, cmd_kill_verified},
-	    {"race", 3, cmd_race},       {"register", 4, cmd_register}, {"full", 3, cmd_full},
-	    {"refused", 2, cmd_refused}, {"idle", 4, cmd_idle},         {"trickle", 3, cmd_trickle},
-	    {"sources", 4, cmd_sources}, {"rate", 5, cmd_rate},         {"burst", 3, cmd_burst},
+	    {"load", 5, cmd_load},
+	    {"kill", 4, cmd_kill},
+	    {"kill-verified", 5, cmd_kill_verified},
+	    {"race", 3, cmd_race},
+	    {"register", 4, cmd_register},
+	    {"full", 3, cmd_full},
+	    {"record-race", 3, cmd_record_race},
+	    {"refused", 2, cmd_refused},
+	    {"idle", 4, cmd_idle},
+	    {"trickle", 3, cmd_trickle},
+	    {"sources", 4, cmd_sources},
+	    {"rate", 5, cmd_rate},
+	    {"burst", 3, cmd_burst},
 	    {"hold", 7, cmd_hold},
 	};
 	size_t i;

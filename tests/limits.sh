@@ -4,7 +4,10 @@
 # an IPv4 client of a dual-stack socket by its IPv4 address, an IPv6 one by
 # its /64), across connections and processes; an upload whose content comes
 # slower than --min-rate dropped without a response once its grace has
-# passed, a faster one stored, and --debug lifting the limit; slow holders
+# passed, a faster one stored, and --debug lifting the limit; an upload
+# that passed --client-quota or --client-max-files before its content,
+# refused once it is read because another connection of its client stored
+# meanwhile; slow holders
 # cut at the idle timeout or at their last refusal while a normal client is
 # served; and, on a small tmpfs the test mounts, one client filling it
 # stopped by --client-quota, then by --min-free-space, while another still
@@ -56,6 +59,15 @@ stop_server
 start_server "$WORK/rate-debug" --idle-timeout 2 --min-rate 32K --debug
 run_drive debug rate 127.0.0.1 "$PORT" 8192 24576 stored
 stop_server
+
+# Another connection of the same client stores while an upload's content arrives: refused in the record transaction.
+for what in quota files; do
+	mkdir -p "$WORK/race-$what"
+	run_drive "record-race-$what" record-race "$(cd "$top_builddir" && pwd)/efsession" "$WORK/race-$what" "$what"
+done
+check "the refusals after the content are logged with their limits" \
+	eval 'grep -q "after its content: .* \[LIMIT=client-quota\]" "$WORK/race-quota.log" &&
+		grep -q "after its content: .* \[LIMIT=client-max-files\]" "$WORK/race-files.log"'
 
 # Slow holders against a normal client (tests/ci/nspawn.sh does this under real systemd, with more).
 start_server "$WORK/hold" --idle-timeout 2 --max-refusals 3
