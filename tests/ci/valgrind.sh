@@ -91,7 +91,8 @@ check "efclient under valgrind: no error and no leak in any of its $(count_repor
 # The captures, piped into efsession under valgrind (whose exit status the runner checks).
 for f in upload-1025 upload-1100 resend-1105 give-up-1031 bad-framing bad-public-key hostile-names hostile-keys \
 	hostile-padding padding-oracle kept-aside verified-stranger key-rules state-orphaned \
-	seed004-capture seed004-dialect tolerances; do
+	seed004-capture seed004-dialect tolerances limit-client-quota limit-client-max-files limit-max-bad-paddings \
+	limit-max-refusals limit-registrations schema-v2; do
 	EFSESSION=$WORK/vg/efsession "$top/tests/replay-run" "$top/tests/replay/$f.replay" >"$WORK/$f.tap" 2>&1
 	rc=$?
 	check "tests/replay/$f.replay passes with efsession under valgrind" [ $rc -eq 0 ]
