@@ -17,10 +17,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define SD_JOURNAL_SUPPRESS_LOCATION
-#include <systemd/sd-journal.h>
-
 #include "log.h"
+#include "systemd.h"
 #include "utf8.h"
 #include "wire.h"
 
@@ -222,7 +220,8 @@ void log_context_file(const char *name, long long size)
 	ctx.file_size = size;
 }
 
-static void emit_journal(int level, const char *file, int line, const char *func, const char *msg)
+/* The entry with its fields; -ELIBACC when libsystemd, opened at the first entry, is not there. */
+static int emit_journal(int level, const char *file, int line, const char *func, const char *msg)
 {
 	char f[12][LOG_FIELD_MAX + 32];
 	struct iovec iov[12];
@@ -254,7 +253,7 @@ static void emit_journal(int level, const char *file, int line, const char *func
 	if (ctx.file_size >= 0)
 		FIELD("FILE_SIZE=%lld", ctx.file_size);
 #undef FIELD
-	(void)sd_journal_sendv(iov, n);
+	return systemd_journal_sendv(iov, n);
 }
 
 /* "peer name: ", the prefix that tells connections apart where entries have no fields. */
@@ -303,8 +302,12 @@ void log_emit(int level, const char *file, int line, const char *func, const cha
 	va_end(ap);
 	switch (ctx.target) {
 	case LOG_TARGET_JOURNAL:
-		emit_journal(level, file, line, func, msg);
-		break;
+		if (emit_journal(level, file, line, func, msg) != -ELIBACC)
+			break;
+		/* Without libsystemd, syslog: it reaches journald too, and never the connection. */
+		ctx.target = LOG_TARGET_SYSLOG;
+		openlog(ctx.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		/* fall through */
 	case LOG_TARGET_SYSLOG:
 		syslog(level, "%s%s", who(prefix, sizeof(prefix)), msg);
 		break;
