@@ -26,8 +26,15 @@
 #define STORE_RETRIES           8
 #define STORE_JOURNAL_MODE_SIZE 16
 #define STORE_TIME_SIZE         32
-/* WAL pages (4 KiB) after which a commit checkpoints them into the database. */
-#define STORE_WAL_CHECKPOINT_PAGES "128"
+/*
+ * WAL frames (4 KiB pages) from which the connection that closes moves them
+ * into the database and empties the WAL (store_close); and the bound at
+ * which a connection that stays open checkpoints as it commits.
+ */
+#define STORE_WAL_CHECKPOINT_FRAMES 32
+#define STORE_WAL_CHECKPOINT_BOUND  (32 * STORE_WAL_CHECKPOINT_FRAMES)
+/* How long a closing connection waits for the locks that checkpoint needs. */
+#define STORE_CLOSE_CHECKPOINT_MS 250
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -150,6 +157,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 struct store {
 	sqlite3 *db;
 	bool readonly;
+	int wal_frames; /* in the WAL after this connection's last commit */
 	sqlite3_stmt *stmt[ST_COUNT];
 };
 
@@ -475,12 +483,42 @@ static int create_private(const char *path)
 	return r;
 }
 
+/*
+ * The first process to open the database when no other has it open rebuilds
+ * the WAL index by reading every frame of the WAL, and SQLite restarts the
+ * WAL only from an index that remembers the last checkpoint: with one short
+ * process per connection, an automatic checkpoint at commit would copy the
+ * same frames again at every commit and the WAL would never shrink. So a
+ * connection whose commits left a long WAL empties it as it closes, after
+ * its responses, moving the frames into the database (synced) and
+ * truncating the WAL; busy, it leaves that to the next one.
+ */
+static void wal_empty(struct store *st)
+{
+	if (st->wal_frames < STORE_WAL_CHECKPOINT_FRAMES)
+		return;
+	(void)sqlite3_busy_timeout(st->db, STORE_CLOSE_CHECKPOINT_MS);
+	(void)sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
+/* After each commit: a connection that stays open long checkpoints on the way, so that the WAL stays bounded. */
+static int wal_committed(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+	struct store *st = ctx;
+
+	st->wal_frames = frames;
+	if (frames >= STORE_WAL_CHECKPOINT_BOUND)
+		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(st->stmt); i++)
 		(void)sqlite3_finalize(st->stmt[i]);
+	wal_empty(st);
 	(void)sqlite3_close_v2(st->db);
 	free(st);
 }
@@ -510,8 +548,8 @@ static int store_new(const char *path, int flags, int busy_timeout_ms, struct st
 	 * Each connection is one short process: a checkpoint at every close would
 	 * sync the database and delete the WAL that the next process recreates.
 	 * Commits are synced to the WAL all the same (synchronous FULL); the
-	 * automatic checkpoint (STORE_WAL_CHECKPOINT_PAGES) moves it into the
-	 * database as it grows.
+	 * connection that closes after the WAL has grown moves it into the
+	 * database (wal_empty).
 	 */
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	*out = st;
@@ -552,10 +590,8 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 	r = pragma(st, "PRAGMA synchronous = FULL", NULL, NULL, 0);
 	if (r < 0)
 		goto out;
-	/* Small, because the first process to open the database reads the whole WAL to rebuild its index. */
-	r = pragma(st, "PRAGMA wal_autocheckpoint = " STORE_WAL_CHECKPOINT_PAGES, NULL, NULL, 0);
-	if (r < 0)
-		goto out;
+	/* Instead of the automatic checkpoint at commit (wal_empty says why). */
+	(void)sqlite3_wal_hook(st->db, wal_committed, st);
 	r = pragma(st, "PRAGMA foreign_keys = ON", NULL, NULL, 0);
 	if (r < 0)
 		goto out;
