@@ -512,6 +512,43 @@ static int wal_committed(void *ctx, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
+/* In place of the unix VFS's opener of a file's directory: SQLite then skips its directory sync. */
+static int no_directory(const char *path, int *fd)
+{
+	(void)path;
+	(void)fd;
+	return SQLITE_CANTOPEN;
+}
+
+/*
+ * SQLite syncs the directory at the first sync of any WAL it opens with
+ * leave to create it, in case the file is new: with a process per request,
+ * one more sync for every request that writes. The WAL is on disk with its
+ * directory entry once any connection has synced the directory after the
+ * file appeared, and every connection does so before its first commit when
+ * the WAL was missing before it opened the database, or is still empty now
+ * that it has (no commit yet, or emptied by wal_empty); so SQLite's own
+ * directory sync is turned off. No other connection can delete the WAL
+ * while this one has the database open. Errors are ignored, as SQLite
+ * ignores them.
+ */
+static void wal_directory(const char *state_dir, const char *wal, bool wal_was_missing)
+{
+	sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
+	struct stat sb;
+	int fd;
+
+	if (wal_was_missing || stat(wal, &sb) < 0 || sb.st_size == 0) {
+		fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)fsync(fd);
+			(void)close(fd);
+		}
+	}
+	if (vfs && vfs->iVersion >= 3 && vfs->xSetSystemCall)
+		(void)vfs->xSetSystemCall(vfs, "openDirectory", (sqlite3_syscall_ptr)no_directory);
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
@@ -559,7 +596,9 @@ static int store_new(const char *path, int flags, int busy_timeout_ms, struct st
 int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 {
 	struct store *st = NULL;
-	char *path = NULL;
+	struct stat sb;
+	char *path = NULL, *wal = NULL;
+	bool wal_was_missing;
 	int r;
 
 	failure_clear();
@@ -571,6 +610,11 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 	r = create_private(path);
 	if (r < 0)
 		goto out;
+	if (asprintf(&wal, "%s-wal", path) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	wal_was_missing = stat(wal, &sb) < 0;
 	/* No SQLITE_OPEN_CREATE: the file exists with mode 0600; if it vanished meanwhile, fail rather than recreate it. */
 	r = store_new(path, SQLITE_OPEN_READWRITE, busy_timeout_ms, &st);
 	if (r < 0)
@@ -598,10 +642,12 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 	r = schema_upgrade(st);
 	if (r < 0)
 		goto out;
+	wal_directory(state_dir, wal, wal_was_missing);
 	*out = st;
 	st = NULL;
 out:
 	store_close(st);
+	free(wal);
 	free(path);
 	return r;
 }
