@@ -33,8 +33,6 @@
  */
 #define STORE_WAL_CHECKPOINT_FRAMES 32
 #define STORE_WAL_CHECKPOINT_BOUND  (32 * STORE_WAL_CHECKPOINT_FRAMES)
-/* How long a closing connection waits for the locks that checkpoint needs. */
-#define STORE_CLOSE_CHECKPOINT_MS 250
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -490,14 +488,20 @@ static int create_private(const char *path)
  * process per connection, an automatic checkpoint at commit would copy the
  * same frames again at every commit and the WAL would never shrink. So a
  * connection whose commits left a long WAL empties it as it closes, after
- * its responses, moving the frames into the database (synced) and
- * truncating the WAL; busy, it leaves that to the next one.
+ * its responses: it copies the frames into the database (synced) beside
+ * other writers, then truncates the WAL if no other connection is reading
+ * it, never waiting, since the truncation holds up every writer.
  */
 static void wal_empty(struct store *st)
 {
+	int frames = 0, copied = 0;
+
 	if (st->wal_frames < STORE_WAL_CHECKPOINT_FRAMES)
 		return;
-	(void)sqlite3_busy_timeout(st->db, STORE_CLOSE_CHECKPOINT_MS);
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied) != SQLITE_OK ||
+	    copied < frames)
+		return;
+	(void)sqlite3_busy_timeout(st->db, 0);
 	(void)sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 }
 
