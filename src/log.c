@@ -300,14 +300,14 @@ void log_emit(int level, const char *file, int line, const char *func, const cha
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	switch (ctx.target) {
-	case LOG_TARGET_JOURNAL:
-		if (emit_journal(level, file, line, func, msg) != -ELIBACC)
-			break;
-		/* Without libsystemd, syslog: it reaches journald too, and never the connection. */
+	/* Without libsystemd, syslog from then on: it reaches journald too, and never the connection. */
+	if (ctx.target == LOG_TARGET_JOURNAL && emit_journal(level, file, line, func, msg) == -ELIBACC) {
 		ctx.target = LOG_TARGET_SYSLOG;
 		openlog(ctx.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
-		/* fall through */
+	}
+	switch (ctx.target) {
+	case LOG_TARGET_JOURNAL:
+		break;
 	case LOG_TARGET_SYSLOG:
 		syslog(level, "%s%s", who(prefix, sizeof(prefix)), msg);
 		break;

@@ -16,8 +16,8 @@
 
 /* Its functions, with the types of its own headers. */
 static struct {
-	typeof(&sd_listen_fds) listen_fds;
-	typeof(&sd_journal_sendv) journal_sendv;
+	__typeof__(&sd_listen_fds) listen_fds;
+	__typeof__(&sd_journal_sendv) journal_sendv;
 } lib;
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
