@@ -60,36 +60,24 @@ expect() {
 	check "$2 syncs: ${3:-nothing} (got: ${got:-nothing})" [ "$got" = "$3" ]
 }
 
-cat >"$WORK/requests.replay" <<'REPLAY'
-# One request per process, from the fixture's alice and a new client.
-run
-> alice 03 u16:1028 u32:pad(1000)+259 u32:pad(1000) name:"a.txt" content:1000:1
-< 03 u16:2103 u32:279 alice u32:pad(1000) name:"a.txt" sum:1000:1
-exit 0
-run
-> alice 03 u16:1028 u32:pad(1000)+259 u32:pad(1000) name:"b.txt" content:1000:2
-< 03 u16:2103 u32:279 alice u32:pad(1000) name:"b.txt" sum:1000:2
-exit 0
-run
-> alice 03 u16:1029 u32:255 name:"b.txt"
-< 03 u16:2104 u32:16 alice
-exit 0
-run
-> alice 03 u16:1028 u32:pad(1000)+259 u32:pad(1000) name:"b.txt" content:1000:3
-< 03 u16:2103 u32:279 alice u32:pad(1000) name:"b.txt" sum:1000:3
-exit 0
-run
-> alice 03 u16:1030 u32:255 name:"a.txt"
-< 03 u16:2104 u32:16 alice
-exit 0
-run
-> alice 03 u16:1031 u32:255 name:"a.txt"
-< 03 u16:2104 u32:16 alice
-exit 0
-run
-> alice 03 u16:1029 u32:255 name:"never.txt"
-< 03 u16:2107 u32:0
-exit 0
+# A run of the replay: an upload by the fixture's alice of NAME (content SEED), or a checksum request CODE on NAME answered RESPONSE.
+upload() {
+	printf 'run\n> alice 03 u16:1028 u32:pad(1000)+259 u32:pad(1000) name:"%s" content:1000:%s\n' "$1" "$2"
+	printf '< 03 u16:2103 u32:279 alice u32:pad(1000) name:"%s" sum:1000:%s\nexit 0\n' "$1" "$2"
+}
+about() {
+	printf 'run\n> alice 03 u16:%s u32:255 name:"%s"\n< 03 %s\nexit 0\n' "$1" "$2" "$3"
+}
+{
+	echo "# One request per process, from the fixture's alice and a new client."
+	upload a.txt 1
+	upload b.txt 2
+	about 1029 b.txt "u16:2104 u32:16 alice"
+	upload b.txt 3
+	about 1030 a.txt "u16:2104 u32:16 alice"
+	about 1031 a.txt "u16:2104 u32:16 alice"
+	about 1029 never.txt "u16:2107 u32:0"
+	cat <<'REPLAY'
 run
 > zero-id 03 u16:1025 u32:255 name:"carol"
 < 03 u16:2100 u32:16 capture-id
@@ -103,6 +91,7 @@ run
 < 03 u16:2105 u32:144 id any:128
 exit 0
 REPLAY
+} >"$WORK/requests.replay"
 replay requests
 expect 1 "the first upload into a new client directory (1028)" "files file dir wal"
 expect 2 "an upload (1028)" "file dir wal"
