@@ -27,12 +27,12 @@
 #define STORE_JOURNAL_MODE_SIZE 16
 #define STORE_TIME_SIZE         32
 /*
- * WAL frames (4 KiB pages) from which the connection that closes moves them
- * into the database and empties the WAL (store_close); and the bound at
- * which a connection that stays open checkpoints as it commits.
+ * WAL frames (4 KiB pages) from which the last connection to close moves
+ * them into the database and empties the WAL (wal_empty); and from which a
+ * commit checkpoints, as SQLite's automatic checkpoint does.
  */
 #define STORE_WAL_CHECKPOINT_FRAMES 32
-#define STORE_WAL_CHECKPOINT_BOUND  (32 * STORE_WAL_CHECKPOINT_FRAMES)
+#define STORE_WAL_AUTOCHECKPOINT    128
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -485,33 +485,32 @@ static int create_private(const char *path)
  * The first process to open the database when no other has it open rebuilds
  * the WAL index by reading every frame of the WAL, and SQLite restarts the
  * WAL only from an index that remembers the last checkpoint: with one short
- * process per connection, an automatic checkpoint at commit would copy the
- * same frames again at every commit and the WAL would never shrink. So a
- * connection whose commits left a long WAL empties it as it closes, after
- * its responses: it copies the frames into the database (synced) beside
- * other writers, then truncates the WAL if no other connection is reading
- * it, never waiting, since the truncation holds up every writer.
+ * process per connection, one after another, the WAL never restarts, every
+ * process reads it whole, and past STORE_WAL_AUTOCHECKPOINT every commit
+ * copies it into the database again. So the last connection to close,
+ * after its responses, empties a WAL its commits left long: SQLite's own
+ * checkpoint at close, which it makes only when it can lock the database
+ * file exclusively, truncating the WAL rather than deleting it. Others
+ * still open, it does nothing, and the WAL restarts as it should.
  */
 static void wal_empty(struct store *st)
 {
-	int frames = 0, copied = 0;
+	int persist = 1;
 
-	if (st->wal_frames < STORE_WAL_CHECKPOINT_FRAMES)
+	if (st->wal_frames < STORE_WAL_CHECKPOINT_FRAMES ||
+	    sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist) != SQLITE_OK ||
+	    sqlite3_exec(st->db, "PRAGMA journal_size_limit = 0", NULL, NULL, NULL) != SQLITE_OK)
 		return;
-	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied) != SQLITE_OK ||
-	    copied < frames)
-		return;
-	(void)sqlite3_busy_timeout(st->db, 0);
-	(void)sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
 }
 
-/* After each commit: a connection that stays open long checkpoints on the way, so that the WAL stays bounded. */
+/* After each commit: what SQLite's automatic checkpoint does, and the WAL's length for wal_empty. */
 static int wal_committed(void *ctx, sqlite3 *db, const char *name, int frames)
 {
 	struct store *st = ctx;
 
 	st->wal_frames = frames;
-	if (frames >= STORE_WAL_CHECKPOINT_BOUND)
+	if (frames >= STORE_WAL_AUTOCHECKPOINT)
 		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	return SQLITE_OK;
 }
@@ -589,7 +588,7 @@ static int store_new(const char *path, int flags, int busy_timeout_ms, struct st
 	 * Each connection is one short process: a checkpoint at every close would
 	 * sync the database and delete the WAL that the next process recreates.
 	 * Commits are synced to the WAL all the same (synchronous FULL); the
-	 * connection that closes after the WAL has grown moves it into the
+	 * last connection to close after the WAL has grown moves it into the
 	 * database (wal_empty).
 	 */
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
@@ -638,7 +637,7 @@ int store_open(const char *state_dir, int busy_timeout_ms, struct store **out)
 	r = pragma(st, "PRAGMA synchronous = FULL", NULL, NULL, 0);
 	if (r < 0)
 		goto out;
-	/* Instead of the automatic checkpoint at commit (wal_empty says why). */
+	/* The automatic checkpoint at commit, and the WAL's length for wal_empty. */
 	(void)sqlite3_wal_hook(st->db, wal_committed, st);
 	r = pragma(st, "PRAGMA foreign_keys = ON", NULL, NULL, 0);
 	if (r < 0)
