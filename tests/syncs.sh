@@ -22,21 +22,24 @@ exec strace -f -qq -y -o "$WORK/trace.\$((n + 1))" -e trace=fsync,fdatasync,writ
 WRAP
 chmod +x "$WORK/efsession"
 
-# syncs N: what run N synced before its first response, one word each: wal, db, state
-# (the state directory), files (files/), dir (a client's directory), file (a received file).
+# syncs N: what run N synced before its first response, one word each, in order: wal, db,
+# state (the state directory), files (files/), dir (any other directory), file (any file).
 syncs() {
-	awk -v state="$STATE" '
-		/^[0-9]+ +write\(1</ { exit }
-		/sync\(/ {
-			p = $0; sub(/^[^<]*</, "", p); sub(/>.*$/, "", p)
-			if (p ~ /-wal$/) w = "wal"
-			else if (p ~ /\.db$/) w = "db"
-			else if (p == state) w = "state"
-			else if (p == state "/files") w = "files"
-			else if (p ~ "^" state "/files/[0-9a-f]+$") w = "dir"
-			else w = "file"
-			printf "%s%s", sep, w; sep = " "
-		}' "$WORK/trace.$1"
+	local line p words=()
+	while IFS= read -r line; do
+		[[ $line == *" write(1<"* ]] && break
+		[[ $line == *sync\(* ]] || continue
+		p=${line#*<}
+		p=${p%%>*}
+		case $p in
+		*-wal) words+=(wal) ;;
+		*.db) words+=(db) ;;
+		"$STATE") words+=(state) ;;
+		"$STATE/files") words+=(files) ;;
+		*) if [ -d "$p" ]; then words+=(dir); else words+=(file); fi ;;
+		esac
+	done <"$WORK/trace.$1"
+	echo "${words[*]}"
 }
 
 # replay NAME STATE-LINE: the replay file $WORK/NAME.replay, its state kept in $WORK/NAME.
@@ -53,11 +56,15 @@ replay() {
 	STATE=$(ls -d "$WORK/$1"/efreplay.* | grep -v '\.log' | head -1)
 }
 
-# expect N WHAT SYNCS: run N synced exactly SYNCS before it answered.
+# expect N WHAT SYNCS: run N synced exactly SYNCS before it answered, in whatever order.
 expect() {
 	local got
 	got=$(syncs "$1")
-	check "$2 syncs: ${3:-nothing} (got: ${got:-nothing})" [ "$got" = "$3" ]
+	check "$2 syncs: ${3:-nothing} (got: ${got:-nothing})" [ "$(sorted $got)" = "$(sorted $3)" ]
+}
+
+sorted() {
+	printf '%s\n' "$@" | sort | paste -sd' '
 }
 
 # A run of the replay: an upload by the fixture's alice of NAME (content SEED), or a checksum request CODE on NAME answered RESPONSE.
@@ -69,7 +76,9 @@ about() {
 	printf 'run\n> alice 03 u16:%s u32:255 name:"%s"\n< 03 %s\nexit 0\n' "$1" "$2" "$3"
 }
 {
-	echo "# One request per process, from the fixture's alice and a new client."
+	echo "# One request per process, from the fixture's alice and a new client,"
+	echo "# after a first commit that leaves the WAL neither new nor empty."
+	about 1030 never.txt "u16:2107 u32:0"
 	upload a.txt 1
 	upload b.txt 2
 	about 1029 b.txt "u16:2104 u32:16 alice"
@@ -93,16 +102,16 @@ exit 0
 REPLAY
 } >"$WORK/requests.replay"
 replay requests
-expect 1 "the first upload into a new client directory (1028)" "files file dir wal"
-expect 2 "an upload (1028)" "file dir wal"
-expect 3 "a confirmation (1029)" "wal"
-expect 4 "an upload over a confirmed copy (1028)" "file wal dir wal"
-expect 5 "a resend request (1030)" "wal"
-expect 6 "a give-up (1031)" "dir wal"
-expect 7 "a refused confirmation (its last seen is committed after the answer)" ""
-expect 8 "a registration (1025)" "wal"
-expect 9 "a key exchange (1026)" "wal"
-expect 10 "a reconnection (1027)" "wal"
+expect 2 "the first upload into a new client directory (1028)" "files file dir wal"
+expect 3 "an upload (1028)" "file dir wal"
+expect 4 "a confirmation (1029)" "wal"
+expect 5 "an upload over a confirmed copy (1028)" "file wal dir wal"
+expect 6 "a resend request (1030)" "wal"
+expect 7 "a give-up (1031)" "dir wal"
+expect 8 "a refused confirmation (its last seen is committed after the answer)" ""
+expect 9 "a registration (1025)" "wal"
+expect 10 "a key exchange (1026)" "wal"
+expect 11 "a reconnection (1027)" "wal"
 
 cat >"$WORK/new.replay" <<'REPLAY'
 # The first registration on an empty state directory, then the next.
@@ -143,7 +152,8 @@ check "60 registrations, a process each: each synced the WAL once before answeri
 emptied=$(cat "$WORK"/trace.* | grep -c 'sync(.*\.db>')
 check "the database itself was synced after the answers, when a closing process emptied the WAL ($emptied times)" \
 	[ "$emptied" -ge 1 ]
-check "the state directory was synced at most once per emptying of the WAL ($dirs times)" [ "$dirs" -le "$emptied" ]
+# The first registration may find the WAL as the seeded state left it, emptied.
+check "the state directory was synced at most once per emptying of the WAL ($dirs times)" [ "$dirs" -le $((emptied + 1)) ]
 wal=$(stat -c %s "$STATE/efserver.db-wal")
 check "the WAL is short after them ($wal bytes)" [ "$wal" -le $((64 * 4120 + 32)) ]
 
