@@ -16,6 +16,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CKSUM_CLMUL 1
+#include <cpuid.h>
 #include <smmintrin.h>
 #include <wmmintrin.h>
 #define CKSUM_TARGET_CLMUL __attribute__((target("pclmul,sse4.1")))
@@ -53,7 +54,17 @@ static void cksum_setup(void)
 			cksum_table[k][b] = (c << 8) ^ cksum_table[0][c >> 24];
 		}
 #if CKSUM_CLMUL
-	cksum_use_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+	{
+		/*
+		 * CPUID leaf 1 here, at the first checksum, rather than through
+		 * __builtin_cpu_supports(), whose probe of every feature runs in
+		 * each process before main(): a dozen CPUID instructions, each
+		 * of which traps to the hypervisor in a virtual machine.
+		 */
+		unsigned a, b, c, d;
+
+		cksum_use_clmul = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_PCLMUL) && (c & bit_SSE4_1);
+	}
 #endif
 }
 

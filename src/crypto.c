@@ -12,9 +12,7 @@
 #include "failure.h"
 
 #define CRYPTO_NEED_LIBGCRYPT "1.10.0"
-/* Enough for a few cipher contexts and the OAEP frames; libgcrypt rounds it up to pages. */
-#define CRYPTO_SECMEM_SIZE (32 * 1024)
-#define CRYPTO_BLOCK       16
+#define CRYPTO_BLOCK          16
 /* RFC 8017 section 7.1.1: OAEP with SHA-1 takes at most k - 2 * 20 - 2 bytes. */
 #define CRYPTO_OAEP_OVERHEAD (2 * 20 + 2)
 
@@ -39,20 +37,29 @@ static void crypto_silent_log(void *opaque, int level, const char *fmt, va_list 
 	(void)ap;
 }
 
+/*
+ * Once per process, and nothing a connection may not need: randomness comes
+ * from the kernel (getrandom(2)) at each request for it, rather than from
+ * libgcrypt's own generator, whose pool is seeded and mixed at its first use
+ * in every process; the pool of secure memory (32 KiB in libgcrypt 1.10) is
+ * mapped and locked by libgcrypt at the first secure allocation, which a
+ * connection that handles no key never makes.
+ */
 int crypto_init(void)
 {
 	if (gcry_control(GCRYCTL_INITIALIZATION_FINISHED_P))
 		return 0;
 	gcry_set_log_handler(crypto_silent_log, NULL);
+	/* Heeded only before gcry_check_version. */
+	(void)gcry_control(GCRYCTL_SET_PREFERRED_RNG_TYPE, GCRY_RNG_TYPE_SYSTEM);
 	if (!gcry_check_version(CRYPTO_NEED_LIBGCRYPT))
 		return -ENOTSUP;
+	/*
+	 * The pool is used and wiped on free even when it cannot be locked
+	 * (RLIMIT_MEMLOCK): not a reason to stop, nor to say so on stderr.
+	 */
 	if (gcry_control(GCRYCTL_DISABLE_SECMEM_WARN))
 		return -EIO;
-	/*
-	 * This fails when the pool cannot be locked (RLIMIT_MEMLOCK); the pool is
-	 * still used and wiped on free, so an unlocked pool is not a reason to stop.
-	 */
-	(void)gcry_control(GCRYCTL_INIT_SECMEM, CRYPTO_SECMEM_SIZE, 0);
 	if (gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0))
 		return -EIO;
 	return 0;

@@ -19,10 +19,10 @@
  */
 int crypto_error(gcry_error_t err);
 
-/* Initialise libgcrypt once per process: version check, secure memory, finished. */
+/* Initialise libgcrypt once per process: the kernel's randomness, version check, finished. */
 int crypto_init(void);
 
-/* Strong random bytes. */
+/* Strong random bytes, from getrandom(2) through libgcrypt. */
 void crypto_random(void *buf, size_t len);
 /* A random client id with RFC 4122 version-4 bits. */
 void crypto_new_client_id(uint8_t id[16]);

@@ -1,8 +1,9 @@
 /*
  * efbench: load generator for any server of the efserver protocol
  * (efserver-protocol(7)). It registers its clients and exchanges their keys
- * first, untimed, then runs upload sessions or key exchanges from several
- * threads at once and reports their rate, latency and errors.
+ * first, untimed, then runs upload sessions, key exchanges, confirmations or
+ * whole sessions of new clients from several threads at once and reports
+ * their rate, latency and errors.
  *
  * The content of an upload is random ciphertext, the same for every upload
  * of a client: prepared once, so that the client's own work does not
@@ -64,9 +65,16 @@ enum {
 #define BENCH_ERRORS_SHOWN 10
 
 enum bench_mode {
-	MODE_UPLOAD, /* file, then checksum confirmation */
-	MODE_KEYS,   /* a public key sent, an AES key received and decrypted */
-	MODE_RAW,    /* the frames of MODE_UPLOAD, any response accepted: for a trivial server as ceiling */
+	MODE_UPLOAD,  /* file, then checksum confirmation */
+	MODE_KEYS,    /* a public key sent, an AES key received and decrypted */
+	MODE_RAW,     /* the frames of MODE_UPLOAD, any response accepted: for a trivial server as ceiling */
+	MODE_FULL,    /* a new client: registration, key exchange, then MODE_UPLOAD */
+	MODE_CONFIRM, /* the confirmation alone, of a file uploaded during the set-up */
+};
+
+/* Requests in one operation of each mode: with one connection per request, its connections. */
+static const unsigned mode_requests[] = {
+    [MODE_UPLOAD] = 2, [MODE_KEYS] = 1, [MODE_RAW] = 2, [MODE_FULL] = 4, [MODE_CONFIRM] = 1,
 };
 
 enum bench_conn {
@@ -104,6 +112,7 @@ struct bench {
 	struct bench_client *clients;
 	uint8_t *pattern; /* BENCH_PATTERN bytes of random ciphertext */
 	size_t pattern_len;
+	char tag[9];     /* random, in the names of this run's clients */
 	double *latency; /* seconds per operation; negative: failed */
 	atomic_uint_fast64_t next;
 	atomic_uint_fast64_t errors;
@@ -114,6 +123,7 @@ struct worker {
 	struct bench *b;
 	pthread_t thread;
 	int fd;
+	uint8_t *scratch; /* MODE_FULL: pattern_len bytes, to work out each new client's checksum */
 	char why[160];
 };
 
@@ -366,6 +376,15 @@ static int send_verdict(struct worker *w, const struct bench_client *c, const ui
 	return 0;
 }
 
+/* MODE_CONFIRM: the confirmation of the file the set-up uploaded for client i. */
+static int confirm(struct worker *w, const struct bench_client *c, uint64_t i)
+{
+	uint8_t field[WIRE_NAME_SIZE];
+
+	file_name(i, field);
+	return send_verdict(w, c, field, true);
+}
+
 static int upload(struct worker *w, struct bench_client *c, uint64_t op)
 {
 	struct bench *b = w->b;
@@ -455,6 +474,36 @@ static int register_client(struct worker *w, struct bench_client *c)
 	return 0;
 }
 
+/* A name of this run: the set-up's clients by index, MODE_FULL's new ones by operation ("new-N"). */
+static void client_name(const struct bench *b, const char *kind, uint64_t i, char name[WIRE_NAME_SIZE])
+{
+	snprintf(name, WIRE_NAME_SIZE, "efbench-%ld-%s-%s%" PRIu64, (long)getpid(), b->tag, kind, i);
+}
+
+static int prepare_content(struct bench *b, struct bench_client *c, uint8_t *scratch);
+
+/*
+ * MODE_FULL: a client that did not exist, as a first-time client goes: it
+ * registers, sends its public key, and uploads a file under the AES key it
+ * got (whose checksum is worked out anew, the content being the same), then
+ * confirms it.
+ */
+static int new_client(struct worker *w, uint64_t op)
+{
+	struct bench_client c = {0};
+	int r;
+
+	client_name(w->b, "new-", op, c.name);
+	if ((r = register_client(w, &c)) == 0 && (r = key_exchange(w, &c, c.aes, &c.aes_len)) == 0) {
+		if ((r = prepare_content(w->b, &c, w->scratch)) < 0)
+			r = failed(w, "preparing the content: %s", strerror(-r));
+		else
+			r = upload(w, &c, op);
+	}
+	crypto_wipe(&c, sizeof(c));
+	return r;
+}
+
 static void report_error(struct worker *w, uint64_t op)
 {
 	struct bench *b = w->b;
@@ -482,6 +531,10 @@ static void *worker_run(void *arg)
 		t = now_s();
 		if (b->mode == MODE_KEYS)
 			r = key_exchange(w, c, NULL, NULL);
+		else if (b->mode == MODE_FULL)
+			r = new_client(w, op);
+		else if (b->mode == MODE_CONFIRM)
+			r = confirm(w, c, op % b->nclients);
 		else
 			r = upload(w, c, op);
 		if (b->conn != CONN_WORKER || r < 0)
@@ -567,9 +620,11 @@ static int setup(struct bench *b)
 	int r = 0;
 
 	crypto_random(tag, sizeof(tag));
+	snprintf(b->tag, sizeof(b->tag), "%02x%02x%02x%02x", tag[0], tag[1], tag[2], tag[3]);
+	if (b->mode == MODE_FULL)
+		return 0;
 	for (unsigned i = 0; i < b->nclients; i++)
-		snprintf(b->clients[i].name, sizeof(b->clients[i].name), "efbench-%ld-%02x%02x%02x%02x-%u",
-		         (long)getpid(), tag[0], tag[1], tag[2], tag[3], i);
+		client_name(b, "", i, b->clients[i].name);
 	if (b->mode != MODE_RAW) {
 		for (unsigned i = 0; i < b->nclients; i++) {
 			struct bench_client *c = &b->clients[i];
@@ -598,6 +653,15 @@ static int setup(struct bench *b)
 		fprintf(stderr, "efbench: preparing the content: %s\n", strerror(-r));
 		return EXIT_LOCAL;
 	}
+	/* The files MODE_CONFIRM confirms, uploaded and confirmed once; named as its operations name them. */
+	for (unsigned i = 0; b->mode == MODE_CONFIRM && i < b->nclients; i++) {
+		r = upload(&w, &b->clients[i], i);
+		disconnect(&w);
+		if (r < 0) {
+			fprintf(stderr, "efbench: uploading the file of client %u to %s: %s\n", i, b->server, w.why);
+			return EXIT_NETWORK;
+		}
+	}
 	return 0;
 }
 
@@ -623,8 +687,11 @@ static void report(struct bench *b, double elapsed)
 {
 	static const char *const conns[] = {"one connection per session", "one connection per request",
 	                                    "one connection per worker"};
-	static const char *const modes[] = {"upload", "keys", "raw"};
+	static const char *const modes[] = {"upload", "keys", "raw", "full", "confirm"};
 	uint64_t errors = atomic_load(&b->errors), ok = b->count - errors;
+	const char *rate = b->mode == MODE_KEYS      ? "key exchanges/s:"
+	                   : b->mode == MODE_CONFIRM ? "confirmations/s:"
+	                                             : "uploads/s:";
 	size_t n = 0;
 
 	for (uint64_t i = 0; i < b->count; i++)
@@ -635,14 +702,25 @@ static void report(struct bench *b, double elapsed)
 	       b->nclients == 1 ? "" : "s", b->concurrency, conns[b->conn]);
 	if (b->mode == MODE_KEYS)
 		printf("operations:    %" PRIu64 " key exchanges, RSA-%u\n", b->count, keyfile_bits(b->key));
+	else if (b->mode == MODE_CONFIRM)
+		printf("operations:    %" PRIu64 " confirmations\n", b->count);
+	else if (b->mode == MODE_FULL)
+		printf("operations:    %" PRIu64
+		       " new clients, each registered with an RSA-%u key and uploading %" PRIu64
+		       " bytes, checksum %s\n",
+		       b->count, keyfile_bits(b->key), b->size, cksum_algo_name(b->algo));
 	else
 		printf("operations:    %" PRIu64 " uploads of %" PRIu64 " bytes, checksum %s\n", b->count, b->size,
 		       cksum_algo_name(b->algo));
 	printf("errors:        %" PRIu64 "\n", errors);
 	printf("seconds:       %.3f\n", elapsed);
-	printf("%-14s %.1f\n", b->mode == MODE_KEYS ? "key exchanges/s:" : "uploads/s:", (double)ok / elapsed);
-	if (b->mode != MODE_KEYS)
+	printf("%-14s %.1f\n", rate, (double)ok / elapsed);
+	if (b->mode != MODE_KEYS && b->mode != MODE_CONFIRM)
 		printf("MB/s:          %.1f\n", (double)ok * (double)b->size / elapsed / 1e6);
+	/* What a server started per connection pays for most: its starts. */
+	if (b->conn != CONN_WORKER)
+		printf("connections/s: %.1f\n",
+		       (double)ok * (b->conn == CONN_REQUEST ? mode_requests[b->mode] : 1) / elapsed);
 	printf("latency p50:   %.3f ms\n", quantile(b->latency, n, 0.50) * 1e3);
 	printf("latency p99:   %.3f ms\n", quantile(b->latency, n, 0.99) * 1e3);
 }
@@ -652,11 +730,14 @@ static void usage(FILE *to)
 	fprintf(to,
 	        "Usage: efbench [OPTION]... HOST:PORT\n"
 	        "Load an efserver protocol server: register clients and exchange their keys,\n"
-	        "then run upload sessions or key exchanges concurrently; print the rate, the\n"
-	        "latency and the number of errors. See efbench(1).\n"
+	        "then run upload sessions, key exchanges, confirmations or new clients'\n"
+	        "sessions concurrently; print the rate, the latency and the number of errors.\n"
+	        "See efbench(1).\n"
 	        "\n"
-	        "  -m, --mode MODE              upload (default), keys, or raw (upload frames to a\n"
-	        "                               trivial server, any response accepted)\n"
+	        "  -m, --mode MODE              upload (default), keys, raw (upload frames to a\n"
+	        "                               trivial server, any response accepted), full (a\n"
+	        "                               new client: register, key, upload, confirm) or\n"
+	        "                               confirm (confirmations of a file uploaded before)\n"
 	        "  -c, --code-set SET           1025 or 1100 (default %d)\n"
 	        "  -s, --size BYTES             plaintext bytes per upload, K/M/G suffixes (default 1K)\n"
 	        "  -u, --count N                operations in all (default 100)\n"
@@ -714,8 +795,13 @@ static int parse_options(int argc, char **argv, struct bench *b, unsigned *rsa_b
 				b->mode = MODE_KEYS;
 			else if (strcmp(optarg, "raw") == 0)
 				b->mode = MODE_RAW;
+			else if (strcmp(optarg, "full") == 0)
+				b->mode = MODE_FULL;
+			else if (strcmp(optarg, "confirm") == 0)
+				b->mode = MODE_CONFIRM;
 			else {
-				fprintf(stderr, "efbench: --mode is upload, keys or raw, not '%s'\n", optarg);
+				fprintf(stderr, "efbench: --mode is upload, keys, raw, full or confirm, not '%s'\n",
+				        optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -878,13 +964,19 @@ int main(int argc, char **argv)
 	if ((status = setup(&b)) != 0)
 		goto out;
 	t1 = now_s();
-	if (b.mode != MODE_RAW)
+	if (b.mode != MODE_RAW && b.mode != MODE_FULL)
 		fprintf(stderr, "efbench: %u client%s registered with keys in %.3f s\n", b.nclients,
 		        b.nclients == 1 ? "" : "s", t1 - t0);
 
+	for (unsigned i = 0; b.mode == MODE_FULL && i < b.concurrency; i++)
+		if (!(workers[i].scratch = malloc(b.pattern_len))) {
+			fprintf(stderr, "efbench: out of memory\n");
+			goto out;
+		}
 	t0 = now_s();
 	for (started = 0; started < b.concurrency; started++) {
-		workers[started] = (struct worker){.b = &b, .fd = -1};
+		workers[started].b = &b;
+		workers[started].fd = -1;
 		if ((r = pthread_create(&workers[started].thread, NULL, worker_run, &workers[started])) != 0) {
 			fprintf(stderr, "efbench: cannot start a thread: %s\n", strerror(r));
 			/* No operation is taken once next passes count: the started workers finish and stop. */
@@ -905,6 +997,8 @@ out:
 	free(b.clients);
 	free(b.latency);
 	free(b.pattern);
+	for (unsigned i = 0; workers && i < b.concurrency; i++)
+		free(workers[i].scratch);
 	free(workers);
 	keyfile_free(b.key);
 	if (b.addr)

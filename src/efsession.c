@@ -26,6 +26,7 @@
 #include "seal.h"
 #include "session.h"
 #include "store.h"
+#include "systemd.h"
 #include "vault.h"
 #include "wire.h"
 
@@ -361,7 +362,11 @@ int main(int argc, char **argv)
 	log_open("efsession", target);
 	log_set_level(level);
 
-	n = sd_listen_fds(1);
+	n = systemd_listen_fds(1);
+	if (n == -ELIBACC) {
+		log_crit("systemd passed sockets, but libsystemd cannot be loaded to take them.");
+		return SESSION_SYSTEM_ERROR;
+	}
 	if (n > 1) {
 		log_crit("systemd passed %d sockets; efsession serves exactly one connection (use Accept=yes).", n);
 		return SESSION_SYSTEM_ERROR;

@@ -17,10 +17,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define SD_JOURNAL_SUPPRESS_LOCATION
-#include <systemd/sd-journal.h>
-
 #include "log.h"
+#include "systemd.h"
 #include "utf8.h"
 #include "wire.h"
 
@@ -222,7 +220,8 @@ void log_context_file(const char *name, long long size)
 	ctx.file_size = size;
 }
 
-static void emit_journal(int level, const char *file, int line, const char *func, const char *limit, const char *msg)
+/* The entry with its fields; -ELIBACC when libsystemd, opened at the first entry, is not there. */
+static int emit_journal(int level, const char *file, int line, const char *func, const char *limit, const char *msg)
 {
 	char f[13][LOG_FIELD_MAX + 32];
 	struct iovec iov[13];
@@ -256,7 +255,7 @@ static void emit_journal(int level, const char *file, int line, const char *func
 	if (limit)
 		FIELD("LIMIT=%s", limit);
 #undef FIELD
-	(void)sd_journal_sendv(iov, n);
+	return systemd_journal_sendv(iov, n);
 }
 
 /* "peer name: ", the prefix that tells connections apart where entries have no fields. */
@@ -306,6 +305,11 @@ static void emit(int level, const char *limit, const char *file, int line, const
 	if (level > LOG_DEBUG)
 		level = LOG_DEBUG;
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Without libsystemd, syslog from then on: it reaches journald too, and never the connection. */
+	if (ctx.target == LOG_TARGET_JOURNAL && emit_journal(level, file, line, func, limit, msg) == -ELIBACC) {
+		ctx.target = LOG_TARGET_SYSLOG;
+		openlog(ctx.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	}
 	/* At the end of the line even when the message had to be cut short. */
 	if (limit && ctx.target != LOG_TARGET_JOURNAL &&
 	    (t = snprintf(tail, sizeof(tail), LOG_LIMIT_TEXT, limit)) > 0 && (size_t)t < sizeof(tail)) {
@@ -314,7 +318,6 @@ static void emit(int level, const char *limit, const char *file, int line, const
 	}
 	switch (ctx.target) {
 	case LOG_TARGET_JOURNAL:
-		emit_journal(level, file, line, func, limit, msg);
 		break;
 	case LOG_TARGET_SYSLOG:
 		syslog(level, "%s%s", who(prefix, sizeof(prefix)), msg);

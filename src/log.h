@@ -1,6 +1,7 @@
 /*
  * Logging to wherever efsession's messages belong: the journal under
- * systemd, syslog under inetd (where fd 2 is the connection itself),
+ * systemd (through libsystemd, opened at the first entry; syslog if it
+ * cannot be), syslog under inetd (where fd 2 is the connection itself),
  * coloured lines on a terminal, plain lines otherwise. Every entry carries
  * the context fields of the connection (PEER, CLIENT_ID, CLIENT_NAME,
  * REQUEST_CODE, FILE_NAME, FILE_SIZE) and its source file and line; an

@@ -26,8 +26,13 @@
 #define STORE_RETRIES           8
 #define STORE_JOURNAL_MODE_SIZE 16
 #define STORE_TIME_SIZE         32
-/* WAL pages (4 KiB) after which a commit checkpoints them into the database. */
-#define STORE_WAL_CHECKPOINT_PAGES "128"
+/*
+ * WAL frames (4 KiB pages) from which the last connection to close moves
+ * them into the database and empties the WAL (wal_empty); and from which a
+ * commit checkpoints, as SQLite's automatic checkpoint does.
+ */
+#define STORE_WAL_CHECKPOINT_FRAMES 32
+#define STORE_WAL_AUTOCHECKPOINT    128
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -299,6 +304,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 struct store {
 	sqlite3 *db;
 	bool readonly;
+	int wal_frames; /* in the WAL after this connection's last commit */
 	sqlite3_stmt *stmt[ST_COUNT];
 };
 
@@ -636,12 +642,84 @@ static int create_private(const char *state_dir, const char *path, store_create_
 	return r;
 }
 
+/*
+ * The first process to open the database when no other has it open rebuilds
+ * the WAL index by reading every frame of the WAL, and SQLite restarts the
+ * WAL only from an index that remembers the last checkpoint: with one short
+ * process per connection, one after another, the WAL never restarts, every
+ * process reads it whole, and past STORE_WAL_AUTOCHECKPOINT every commit
+ * copies it into the database again. So the last connection to close,
+ * after its responses, empties a WAL its commits left long: SQLite's own
+ * checkpoint at close, which it makes only when it can lock the database
+ * file exclusively, truncating the WAL rather than deleting it. Others
+ * still open, it does nothing, and the WAL restarts as it should.
+ */
+static void wal_empty(struct store *st)
+{
+	int persist = 1;
+
+	if (st->wal_frames < STORE_WAL_CHECKPOINT_FRAMES ||
+	    sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist) != SQLITE_OK ||
+	    sqlite3_exec(st->db, "PRAGMA journal_size_limit = 0", NULL, NULL, NULL) != SQLITE_OK)
+		return;
+	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
+}
+
+/* After each commit: what SQLite's automatic checkpoint does, and the WAL's length for wal_empty. */
+static int wal_committed(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+	struct store *st = ctx;
+
+	st->wal_frames = frames;
+	if (frames >= STORE_WAL_AUTOCHECKPOINT)
+		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
+/* In place of the unix VFS's opener of a file's directory: SQLite then skips its directory sync. */
+static int no_directory(const char *path, int *fd)
+{
+	(void)path;
+	(void)fd;
+	return SQLITE_CANTOPEN;
+}
+
+/*
+ * SQLite syncs the directory at the first sync of any WAL it opens with
+ * leave to create it, in case the file is new: with a process per request,
+ * one more sync for every request that writes. The WAL is on disk with its
+ * directory entry once any connection has synced the directory after the
+ * file appeared, and every connection does so before its first commit when
+ * the WAL was missing before it opened the database, or is still empty now
+ * that it has (no commit yet, or emptied by wal_empty); so SQLite's own
+ * directory sync is turned off. No other connection can delete the WAL
+ * while this one has the database open. Errors are ignored, as SQLite
+ * ignores them.
+ */
+static void wal_directory(const char *state_dir, const char *wal, bool wal_was_missing)
+{
+	sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
+	struct stat sb;
+	int fd;
+
+	if (wal_was_missing || stat(wal, &sb) < 0 || sb.st_size == 0) {
+		fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)fsync(fd);
+			(void)close(fd);
+		}
+	}
+	if (vfs && vfs->iVersion >= 3 && vfs->xSetSystemCall)
+		(void)vfs->xSetSystemCall(vfs, "openDirectory", (sqlite3_syscall_ptr)no_directory);
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(st->stmt); i++)
 		(void)sqlite3_finalize(st->stmt[i]);
+	wal_empty(st);
 	(void)sqlite3_close_v2(st->db);
 	free(st);
 }
@@ -671,8 +749,8 @@ static int store_new(const char *path, int flags, int busy_timeout_ms, struct st
 	 * Each connection is one short process: a checkpoint at every close would
 	 * sync the database and delete the WAL that the next process recreates.
 	 * Commits are synced to the WAL all the same (synchronous FULL); the
-	 * automatic checkpoint (STORE_WAL_CHECKPOINT_PAGES) moves it into the
-	 * database as it grows.
+	 * last connection to close after the WAL has grown moves it into the
+	 * database (wal_empty).
 	 */
 	(void)sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	*out = st;
@@ -683,8 +761,8 @@ int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_c
 {
 	struct store *st = NULL;
 	sqlite3_int64 v = 0;
-	bool asked = false;
-	char *path = NULL;
+	bool asked = false, wal_was_missing;
+	char *path = NULL, *wal = NULL;
 	struct stat sb;
 	int r;
 
@@ -697,6 +775,11 @@ int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_c
 	r = create_private(state_dir, path, may_create, ctx, &asked);
 	if (r < 0)
 		goto out;
+	if (asprintf(&wal, "%s-wal", path) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	wal_was_missing = stat(wal, &sb) < 0;
 	/* No SQLITE_OPEN_CREATE: the file exists with mode 0600; if it vanished meanwhile, fail rather than recreate it. */
 	r = store_new(path, SQLITE_OPEN_READWRITE, busy_timeout_ms, &st);
 	if (r < 0)
@@ -725,20 +808,20 @@ int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_c
 	r = pragma(st, "PRAGMA synchronous = FULL", NULL, NULL, 0);
 	if (r < 0)
 		goto out;
-	/* Small, because the first process to open the database reads the whole WAL to rebuild its index. */
-	r = pragma(st, "PRAGMA wal_autocheckpoint = " STORE_WAL_CHECKPOINT_PAGES, NULL, NULL, 0);
-	if (r < 0)
-		goto out;
+	/* The automatic checkpoint at commit, and the WAL's length for wal_empty. */
+	(void)sqlite3_wal_hook(st->db, wal_committed, st);
 	r = pragma(st, "PRAGMA foreign_keys = ON", NULL, NULL, 0);
 	if (r < 0)
 		goto out;
 	r = schema_upgrade(st, v);
 	if (r < 0)
 		goto out;
+	wal_directory(state_dir, wal, wal_was_missing);
 	*out = st;
 	st = NULL;
 out:
 	store_close(st);
+	free(wal);
 	free(path);
 	return r;
 }

@@ -2,8 +2,9 @@
 # efbench works and counts what fails: against efsession over TCP in both
 # code sets and every connection policy, uploads arrive whole and are
 # confirmed; wrong checksums are counted as errors with exit status 1; key
-# exchanges work; raw mode drives the trivial server of make bench, which
-# stores what it is sent. No timing is checked.
+# exchanges, new clients' whole sessions and confirmations alone work; raw
+# mode drives the trivial server of make bench, which stores what it is
+# sent. No timing is checked.
 . "${top_srcdir:-.}/tests/lib.sh"
 need_socket_activate
 
@@ -27,7 +28,8 @@ stored_files() {
 	find "$WORK/state/files" -type f -name 'efbench-*.bin' | wc -l
 }
 
-start_server "$WORK/state"
+# efbench registers every client from 127.0.0.1, more than --registrations-per-hour lets one source.
+start_server "$WORK/state" --registrations-per-hour 0
 
 bench "$WORK/a" -c 1100 -u 20 -j 4
 check "1100: 20 upload sessions, 4 at a time, no error" eval '[ $status -eq 0 ] && errors_are "$WORK/a" 0'
@@ -47,13 +49,29 @@ check "without --code-set, efbench speaks efclient's default set, 1025" grep -q 
 bench "$WORK/d" -m keys -u 10 -j 2
 check "10 key exchanges, no error" eval '[ $status -eq 0 ] && errors_are "$WORK/d" 0 && grep -q "^key exchanges/s:" "$WORK/d"'
 
+files=$(stored_files)
+dirs=$(find "$WORK/state/files" -mindepth 1 -maxdepth 1 -type d | wc -l)
+bench "$WORK/n" -c 1025 -m full -p -u 6 -j 2
+check "6 new clients' sessions, each request on a connection of its own: no error" \
+	eval '[ $status -eq 0 ] && errors_are "$WORK/n" 0'
+check "6 more clients, each with a directory and its file stored" eval '[ "$(stored_files)" -eq $((files + 6)) ] &&
+	[ "$(find "$WORK/state/files" -mindepth 1 -maxdepth 1 -type d | wc -l)" -eq $((dirs + 6)) ]'
+check "the report counts 4 connections a session" \
+	eval 'awk -F: "/^uploads\/s/ { u = \$2 } /^connections\/s/ { c = \$2 } END { exit !(u > 0 && c > 3.99 * u && c < 4.01 * u) }" "$WORK/n"'
+
+files=$(stored_files)
+bench "$WORK/o" -c 1100 -m confirm -n 2 -u 8 -j 2
+check "8 confirmations of the 2 files the set-up uploaded: no error" \
+	eval '[ $status -eq 0 ] && errors_are "$WORK/o" 0 && grep -q "^confirmations/s: *[0-9]" "$WORK/o"'
+check "and just those 2 files stored" [ "$(stored_files)" -eq $((files + 2)) ]
+
 bench "$WORK/e" -k crc32 -u 3
 check "a checksum the server does not use: every upload is an error, exit 1" \
 	eval '[ $status -eq 1 ] && errors_are "$WORK/e" 3'
 check "each described on standard error" [ "$(grep -c "checksum .* from the server" "$WORK/e.err")" -eq 3 ]
 
 stop_server
-start_server "$WORK/state" --fault-checksum 1
+start_server "$WORK/state" --fault-checksum 1 --registrations-per-hour 0
 bench "$WORK/f" -c 1025 -u 4 -j 2
 check "--fault-checksum 1: the first upload of each file is wrong, 4 errors" \
 	eval '[ $status -eq 1 ] && errors_are "$WORK/f" 4'

@@ -4,8 +4,13 @@
 # (a) one large upload against a plain copy of the same bytes into a file,
 # fsynced; (b) 1 KiB upload sessions against a trivial per-connection
 # program under the same launcher; (c) key exchanges; (d) efsession's peak
-# RSS. Prints the results and writes them to bench-results.txt in the build
-# directory. BENCH_BIG (default 1G) and BENCH_ROUNDS (default 3) shorten a run.
+# RSS; (e) new clients' sessions with a connection per request, as the
+# seeds' 1025-set client makes them, against the trivial program's
+# connections; (f) the CPU one connection costs, for a confirmation alone
+# (logged to stderr, and to the journal as under systemd) and for the
+# trivial program. Prints the results and writes them to
+# bench-results.txt in the build directory. BENCH_BIG (default 1G) and
+# BENCH_ROUNDS (default 3) shorten a run.
 set -u
 
 : "${top_builddir:=.}"
@@ -22,6 +27,9 @@ ROUNDS=${BENCH_ROUNDS:-3}
 SMALL_1=300  # 1 KiB sessions at concurrency 1
 SMALL_8=1000 # and at concurrency 8
 KEYS=400
+FULL_1=100   # new clients' sessions (4 connections each) at concurrency 1
+FULL_8=300   # and at concurrency 8
+CONFIRMS=300 # confirmations, a connection each, for the CPU of one
 SETTLE=3 # seconds after a large file is deleted
 
 die() {
@@ -88,6 +96,9 @@ EFARGS=(--state-dir "$WORK/state" --log-target stderr --registrations-per-hour 0
 launch ef "$EFSESSION" "${EFARGS[@]}"
 launch efrss "$RSS" "$WORK/rss.log" "$EFSESSION" "${EFARGS[@]}"
 launch trivial "$SINK"
+launch trivrss "$RSS" "$WORK/rss-trivial.log" "$SINK"
+# As under systemd, where standard error is the journal: libsystemd is opened at the first entry.
+launch efjournal "$RSS" "$WORK/rss-journal.log" "$EFSESSION" --state-dir "$WORK/state" --log-target journal
 launch copy "$SINK" --store "$WORK/sink"
 launch copywb "$RSS" "$WORK/rss-copy.log" "$SINK" --store "$WORK/sink" --writeback
 
@@ -215,6 +226,36 @@ c1=$(best "$WORK/c1")
 c8=$(best "$WORK/c8")
 unset KEY
 
+# (e) new clients, 1025 set, each request on a connection of its own; the trivial program's connections beside.
+for r in $(seq "$ROUNDS"); do
+	run "$WORK/e1-ef.$r" ef -c 1025 -m full -p -u "$FULL_1" -j 1
+	run "$WORK/e1-triv.$r" trivial -c 1025 -m raw -p -u "$SMALL_1" -j 1
+	run "$WORK/e8-ef.$r" ef -c 1025 -m full -p -u "$FULL_8" -j 8
+	run "$WORK/e8-triv.$r" trivial -c 1025 -m raw -p -u "$SMALL_8" -j 8
+done
+KEY=connections/s
+e1_ef=$(best "$WORK"/e1-ef.*)
+e1_triv=$(best "$WORK"/e1-triv.*)
+e8_ef=$(best "$WORK"/e8-ef.*)
+e8_triv=$(best "$WORK"/e8-triv.*)
+unset KEY
+e8_lat=$(ls -1 "$WORK"/e8-ef.* | head -1)
+
+# (f) CPU (user + system, exec to exit) of one connection: a confirmation alone, and the trivial program's.
+: >"$WORK/rss.log"
+run "$WORK/f" efrss -c 1025 -m confirm -n 1 -u "$CONFIRMS"
+: >"$WORK/rss-trivial.log"
+run "$WORK/f-triv" trivrss -c 1025 -m raw -p -u $((CONFIRMS / 2))
+# median LOG: the median CPU of the processes logged, in ms (the set-up's two are among them).
+median() {
+	awk '{ print ($3 + $4) * 1000 }' "$1" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", NR ? v[int((NR + 1) / 2)] : 0 }'
+}
+: >"$WORK/rss-journal.log"
+run "$WORK/f-journal" efjournal -c 1025 -m confirm -n 1 -u "$CONFIRMS"
+f_ef=$(median "$WORK/rss.log")
+f_journal=$(median "$WORK/rss-journal.log")
+f_triv=$(median "$WORK/rss-trivial.log")
+
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 fs=$(df -P -T "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')
@@ -245,6 +286,18 @@ fs=$(df -P -T "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 		"$(mib "$anon_a")" "$(mib "$rss_b")"
 	"$RSS" "$WORK/rss-trivial" "$SINK" </dev/null
 	printf '    the trivial program, for scale: %s MiB\n' "$(mib "$(cut -d' ' -f1 "$WORK/rss-trivial")")"
+	echo "(e) new clients' sessions, code set 1025, each request on a connection of its own (register, key,"
+	echo "    upload of 1 KiB, confirm: 4 connections), against the trivial program's connections"
+	printf '    concurrency 1: efsession %7.1f connections/s (%5.1f sessions/s), trivial program %7.1f/s, ratio %s\n' \
+		"$e1_ef" "$(awk -v c="$e1_ef" 'BEGIN { print c / 4 }')" "$e1_triv" "$(ratio "$e1_ef" "$e1_triv")"
+	printf '    concurrency 8: efsession %7.1f connections/s (%5.1f sessions/s), trivial program %7.1f/s, ratio %s (target 0.4)\n' \
+		"$e8_ef" "$(awk -v c="$e8_ef" 'BEGIN { print c / 4 }')" "$e8_triv" "$(ratio "$e8_ef" "$e8_triv")"
+	printf '    session latency at concurrency 8: p50 %s ms, p99 %s ms\n' "$(field "$e8_lat" "latency p50")" \
+		"$(field "$e8_lat" "latency p99")"
+	echo "(f) CPU of one connection (user + system, exec to exit, median of $CONFIRMS)"
+	printf '    efsession, a confirmation (1029) alone: %s ms (target 1.5); the trivial program: %s ms\n' "$f_ef" \
+		"$f_triv"
+	printf '    the same confirmation logged to the journal, libsystemd opened for it: %s ms\n' "$f_journal"
 	if [ -s "$WORK/errors" ]; then
 		echo "ERRORS (the rates above count only the operations that succeeded):"
 		sed 's/^/    /' "$WORK/errors"

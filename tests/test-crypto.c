@@ -473,6 +473,36 @@ static void test_random(void)
 	is_int(i, sizeof(a), "crypto_wipe zeroes the whole buffer");
 }
 
+/* The kB of locked memory of this process (VmLck), or -1. */
+static long locked_kb(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* Nothing a connection may not need: the kernel's generator, and no secure memory before the first secure allocation. */
+static void test_init_needs(void)
+{
+	int type = 0;
+	void *p;
+
+	if (gcry_control(GCRYCTL_GET_CURRENT_RNG_TYPE, &type))
+		type = -1;
+	is_int(type, GCRY_RNG_TYPE_SYSTEM, "randomness comes from the system's generator");
+	is_int(locked_kb(), 0, "no memory is locked after crypto_init: no secure memory pool yet");
+	p = gcry_malloc_secure(64);
+	ok(p && gcry_is_secure(p), "the first secure allocation gets secure memory all the same");
+	gcry_free(p);
+}
+
 int main(void)
 {
 	size_t i;
@@ -480,6 +510,7 @@ int main(void)
 	is_int(crypto_init(), 0, "crypto_init succeeds");
 	is_int(crypto_init(), 0, "crypto_init again is a no-op that succeeds");
 	ok(gcry_control(GCRYCTL_INITIALIZATION_FINISHED_P), "libgcrypt reports its initialisation finished");
+	test_init_needs();
 
 	for (i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++)
 		test_oaep_fixture(&fixtures[i]);

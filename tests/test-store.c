@@ -37,6 +37,9 @@
 #define N_PROCS       8
 #define N_ROUNDS      50 /* four writes each: 200 per process */
 #define OPS_PER_ROUND 4
+/* Short connections one after another, and the WAL frames (4 KiB pages) they may leave at most. */
+#define N_SHORT        200
+#define WAL_FRAMES_MAX 64
 
 static char *tmpdir;
 
@@ -1028,6 +1031,49 @@ static bool killed_inside(const char *dir, const struct store_file *f, enum stor
 }
 
 /*
+ * One short connection after another, as with a process per request: each
+ * one rebuilds the WAL index, which remembers no checkpoint, so the WAL must
+ * be emptied by a closing connection or it grows with every commit (and
+ * every process reads it whole). It stays within a few dozen frames, and
+ * no commit is lost.
+ */
+static void test_short_connections(void)
+{
+	char *dir = make_subdir("short"), *wal = xasprintf(dir, STORE_DB_NAME "-wal");
+	long long largest = 0;
+	uint8_t id[WIRE_ID_SIZE];
+	char name[32];
+	struct stat sb;
+	struct store *st;
+	struct walk w = {0};
+	int failed = 0;
+
+	for (unsigned i = 0; i < N_SHORT; i++) {
+		make_id(id, 3, i);
+		snprintf(name, sizeof(name), "short-%u", i);
+		st = NULL;
+		if (store_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, name) < 0)
+			failed++;
+		store_close(st);
+		if (stat(wal, &sb) == 0 && sb.st_size > largest)
+			largest = sb.st_size;
+	}
+	is_int(failed, 0, "%d short connections open the store and register a client each", N_SHORT);
+	ok(largest <= 32 + WAL_FRAMES_MAX * (4096 + 24), "the WAL never held more than %d frames (largest %lld bytes)",
+	   WAL_FRAMES_MAX, largest);
+	st = NULL;
+	is_int(store_open_readonly(dir, 0, &st), 0, "open the store after them");
+	if (st)
+		is_int(store_each_client(st, walk_client, &w), 0, "walk the clients");
+	is_int(w.calls, N_SHORT, "every client registered is there");
+	if (st)
+		is_int(store_integrity_check(st), 0, "integrity_check passes");
+	store_close(st);
+	free(wal);
+	free(dir);
+}
+
+/*
  * Sessions killed inside their transactions: an upload of a verified file
  * killed while its copy is being kept aside leaves the row as it was; a
  * confirmation killed after its rename leaves a row naming a kept-aside
@@ -1439,6 +1485,7 @@ int main(void)
 	test_migration();
 	test_limits();
 	test_no_creation();
+	test_short_connections();
 	test_concurrency();
 
 	free(dir);
