@@ -291,8 +291,8 @@ static void emit_stream(int level, const char *msg, bool colour)
 #define LOG_LIMIT_TEXT " [LIMIT=%s]"
 #define LOG_LIMIT_MAX  64
 
-static void emit(int level, const char *limit, const char *file, int line, const char *func, const char *fmt,
-                 va_list ap)
+__attribute__((format(printf, 6, 0))) static void emit(int level, const char *limit, const char *file, int line,
+                                                       const char *func, const char *fmt, va_list ap)
 {
 	char msg[LOG_LINE_MAX], prefix[LOG_WHO_MAX], tail[LOG_LIMIT_MAX];
 	int saved = errno, n, t;
