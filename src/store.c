@@ -110,13 +110,15 @@ static const char schema_v2[] =
     "	AND (pending_name IS NULL OR (verified = 1 AND status = 0)));\n";
 
 /*
- * What the limits of efsession(8) count, kept by the database itself so
- * that no statement can forget them: per client, the plaintext bytes of
- * every copy it stores (under a name, or kept aside) and the names with a
- * copy (a given-up name has none); server-wide, the clients. Registrations
- * per source address and bad paddings per client, each with its time, for
- * the counts over the last hour. The counters are computed for the rows a
- * migrated database already holds.
+ * What the limits of efsession(8) count: per client, the plaintext bytes
+ * of every copy it stores (under a name, or kept aside) and the names with
+ * a copy (a given-up name has none); server-wide, the clients. The store
+ * keeps them in the transaction of every change (account(), count_client()),
+ * not by triggers, which SQLite would parse again in every process; a
+ * recount checks them (store_integrity_check). Registrations per source
+ * address and bad paddings per client, each with its time, for the counts
+ * over the last hour. The counters are computed for the rows a migrated
+ * database already holds.
  */
 static const char schema_v3[] =
     "ALTER TABLE clients ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0\n"
@@ -132,34 +134,6 @@ static const char schema_v3[] =
     "	clients INTEGER NOT NULL CHECK (typeof(clients) = 'integer' AND clients >= 0)\n"
     ");\n"
     "INSERT INTO totals (one, clients) SELECT 1, count(*) FROM clients;\n"
-    "CREATE TRIGGER client_added AFTER INSERT ON clients BEGIN\n"
-    "	UPDATE totals SET clients = clients + 1;\n"
-    "END;\n"
-    "CREATE TRIGGER client_removed AFTER DELETE ON clients BEGIN\n"
-    "	UPDATE totals SET clients = clients - 1;\n"
-    "END;\n"
-    "CREATE TRIGGER file_added AFTER INSERT ON files BEGIN\n"
-    "	UPDATE clients SET\n"
-    "		stored_bytes = stored_bytes + CASE WHEN new.status = 0 THEN new.size ELSE 0 END\n"
-    "			+ coalesce(new.pending_size, 0),\n"
-    "		stored_files = stored_files + (new.status = 0)\n"
-    "	WHERE id = new.client_id;\n"
-    "END;\n"
-    "CREATE TRIGGER file_changed AFTER UPDATE ON files BEGIN\n"
-    "	UPDATE clients SET\n"
-    "		stored_bytes = stored_bytes - CASE WHEN old.status = 0 THEN old.size ELSE 0 END\n"
-    "			- coalesce(old.pending_size, 0) + CASE WHEN new.status = 0 THEN new.size ELSE 0 END\n"
-    "			+ coalesce(new.pending_size, 0),\n"
-    "		stored_files = stored_files - (old.status = 0) + (new.status = 0)\n"
-    "	WHERE id = new.client_id;\n"
-    "END;\n"
-    "CREATE TRIGGER file_removed AFTER DELETE ON files BEGIN\n"
-    "	UPDATE clients SET\n"
-    "		stored_bytes = stored_bytes - CASE WHEN old.status = 0 THEN old.size ELSE 0 END\n"
-    "			- coalesce(old.pending_size, 0),\n"
-    "		stored_files = stored_files - (old.status = 0)\n"
-    "	WHERE id = old.client_id;\n"
-    "END;\n"
     "CREATE TABLE registrations (\n"
     "	id INTEGER PRIMARY KEY,\n"
     "	source TEXT NOT NULL CHECK (typeof(source) = 'text' AND length(CAST(source AS BLOB)) BETWEEN 1 AND 63),\n"
@@ -220,7 +194,9 @@ enum stmt_id {
 	ST_FILE_DELETE,
 	ST_FILE_COUNT,
 	ST_CLIENT_TOTAL,
+	ST_CLIENT_COUNT,
 	ST_CLIENT_USAGE,
+	ST_CLIENT_ACCOUNT,
 	ST_REGISTRATIONS_PRUNE,
 	ST_REGISTRATIONS_COUNT,
 	ST_REGISTRATION_ADD,
@@ -275,7 +251,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FILE_DELETE] = "DELETE FROM files WHERE client_id = ?1 AND path_name = ?2 AND status = 0",
     [ST_FILE_COUNT] = "SELECT count(*) FROM files WHERE client_id = ?1",
     [ST_CLIENT_TOTAL] = "SELECT clients FROM totals",
+    [ST_CLIENT_COUNT] = "UPDATE totals SET clients = clients + ?1",
     [ST_CLIENT_USAGE] = "SELECT stored_bytes, stored_files FROM clients WHERE id = ?1",
+    [ST_CLIENT_ACCOUNT] =
+        "UPDATE clients SET stored_bytes = stored_bytes + ?2, stored_files = stored_files + ?3 WHERE id = ?1",
     /* The oldest first, on the index by time: a batch of them per registration. */
     [ST_REGISTRATIONS_PRUNE] =
         "DELETE FROM registrations WHERE id IN (SELECT id FROM registrations WHERE at <= " SQL_HOUR_AGO
@@ -1027,6 +1006,56 @@ static int stmt_run(struct store *st, enum stmt_id which)
 	return stmt_exec(st, s);
 }
 
+/* What one row adds to its client's counters: the copy under the name unless given up, and one kept aside. */
+static void row_weight(const struct store_file *f, sqlite3_int64 *bytes, sqlite3_int64 *files)
+{
+	*bytes = (f->status == STORE_FILE_STORED ? (sqlite3_int64)f->size : 0) +
+	         (f->pending ? (sqlite3_int64)f->pending_size : 0);
+	*files = f->status == STORE_FILE_STORED;
+}
+
+/*
+ * Within a transaction, after a statement changed the row of path_name:
+ * its client's counters follow the row, from before (NULL: there was none)
+ * to the row as it is now, or none.
+ */
+static int account(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                   const struct store_file *before)
+{
+	sqlite3_int64 b0 = 0, f0 = 0, b1 = 0, f1 = 0;
+	struct store_file after;
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (before)
+		row_weight(before, &b0, &f0);
+	r = file_fetch(st, id, path_name, &after);
+	if (r == 0)
+		row_weight(&after, &b1, &f1);
+	else if (r != -ENOENT)
+		return r;
+	if (b1 == b0 && f1 == f0)
+		return 0;
+	if ((r = stmt_for(st, ST_CLIENT_ACCOUNT, id, NULL, &s)) < 0)
+		return r;
+	if (sqlite3_bind_int64(s, 2, b1 - b0) != SQLITE_OK || sqlite3_bind_int64(s, 3, f1 - f0) != SQLITE_OK)
+		return bind_failed(st, s);
+	return stmt_exec(st, s);
+}
+
+/* Within a transaction: the server-wide count of clients, after one was added (1) or removed (-1). */
+static int count_client(struct store *st, int delta)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(st, ST_CLIENT_COUNT, &s)) < 0)
+		return r;
+	if (sqlite3_bind_int(s, 1, delta) != SQLITE_OK)
+		return bind_failed(st, s);
+	return stmt_exec(st, s);
+}
+
 /*
  * Within a registering transaction: the registrations over an hour old
  * pruned, then the limits of lim on one more from source (efsession(8),
@@ -1103,6 +1132,8 @@ static int add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 		goto rollback;
 	}
 	stmt_done(s);
+	if ((r = count_client(st, 1)) < 0)
+		goto rollback;
 	if (source) {
 		if ((r = stmt_get(st, ST_REGISTRATION_ADD, &s)) < 0)
 			goto rollback;
@@ -1545,6 +1576,8 @@ static int file_current(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
 		return r < 0 ? r : 0;
 	if ((r = file_stmt(st, ST_FILE_PROMOTE, id, path_name, row->pending_name)) < 0)
 		return r == -ENOENT ? corrupt("file row changed inside its transaction") : r;
+	if ((r = account(st, id, path_name, row)) < 0)
+		return r;
 	row->size = row->pending_size;
 	row->checksum = row->pending_checksum;
 	memcpy(row->received, row->pending_received, sizeof(row->received));
@@ -1569,7 +1602,7 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 {
 	struct store_file row;
 	sqlite3_stmt *s = NULL;
-	bool aside = false, rolled, new_name;
+	bool aside = false, rolled, new_name, had_row;
 	char dropped[STORE_TOKEN_SIZE] = "";
 	long long n = 0;
 	int rc, r;
@@ -1585,9 +1618,10 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 	r = file_current(st, f->client_id, f->path_name, disk, &row, &rolled);
 	if (r < 0 && r != -ENOENT)
 		goto rollback;
+	had_row = r == 0;
 	/* efserver-protocol(7): a verified copy survives everything but its confirmed replacement. */
-	aside = r == 0 && row.verified;
-	new_name = r == -ENOENT || row.status == STORE_FILE_FAILED;
+	aside = had_row && row.verified;
+	new_name = !had_row || row.status == STORE_FILE_FAILED;
 	if (aside) {
 		if (row.pending)
 			memcpy(dropped, row.pending_name, sizeof(dropped));
@@ -1629,7 +1663,8 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 		goto rollback;
 	}
 	stmt_done(s);
-	if ((r = within_limits(st, f->client_id, lim, new_name, refused)) < 0)
+	if ((r = account(st, f->client_id, f->path_name, had_row ? &row : NULL)) < 0 ||
+	    (r = within_limits(st, f->client_id, lim, new_name, refused)) < 0)
 		goto rollback;
 	r = file_attempts(st, f->client_id, f->path_name, &n);
 	if (r < 0)
@@ -1689,11 +1724,13 @@ int store_settle_file(struct store *st, enum store_verdict verdict, const uint8_
 		goto rollback;
 	if (row.verified && row.pending && verdict == STORE_CONFIRM) {
 		if ((r = file_stmt(st, ST_FILE_PROMOTE, id, path_name, row.pending_name)) < 0 ||
+		    (r = account(st, id, path_name, &row)) < 0 ||
 		    (r = run_callback(disk->promote(disk->ctx, row.pending_name))) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_REPLACED;
 	} else if (row.verified && row.pending) {
-		if ((r = file_stmt(st, ST_FILE_DISCARD, id, path_name, row.pending_name)) < 0)
+		if ((r = file_stmt(st, ST_FILE_DISCARD, id, path_name, row.pending_name)) < 0 ||
+		    (r = account(st, id, path_name, &row)) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_DISCARDED;
 		memcpy(done.dropped, row.pending_name, sizeof(done.dropped));
@@ -1705,7 +1742,7 @@ int store_settle_file(struct store *st, enum store_verdict verdict, const uint8_
 		done.outcome = STORE_SETTLED_DONE;
 	} else {
 		if ((r = file_stmt(st, ST_FILE_GIVE_UP, id, path_name, NULL)) < 0 ||
-		    (r = run_callback(disk->remove(disk->ctx))) < 0)
+		    (r = account(st, id, path_name, &row)) < 0 || (r = run_callback(disk->remove(disk->ctx))) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_DONE;
 	}
@@ -1731,9 +1768,8 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	if ((r = stmt_for(st, ST_CLIENT_DELETE, id, NULL, &s)) == 0 && (r = stmt_exec(st, s)) == 0 &&
-	    sqlite3_changes(st->db) == 0)
-		r = -ENOENT;
+	if ((r = stmt_for(st, ST_CLIENT_DELETE, id, NULL, &s)) == 0 && (r = stmt_exec(st, s)) == 0)
+		r = sqlite3_changes(st->db) == 0 ? -ENOENT : count_client(st, -1);
 	if (r < 0) {
 		tx_rollback(st);
 		return r;
@@ -1744,6 +1780,7 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
                       store_publish_fn gone_check, void *ctx)
 {
+	struct store_file row;
 	int r;
 
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX))
@@ -1752,8 +1789,9 @@ int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
-	if ((r = file_stmt(st, ST_FILE_DELETE, id, path_name, NULL)) < 0 ||
-	    (r = run_callback(gone_check ? gone_check(ctx) : 0)) < 0)
+	if ((r = file_fetch(st, id, path_name, &row)) < 0 ||
+	    (r = file_stmt(st, ST_FILE_DELETE, id, path_name, NULL)) < 0 ||
+	    (r = account(st, id, path_name, &row)) < 0 || (r = run_callback(gone_check ? gone_check(ctx) : 0)) < 0)
 		goto rollback;
 	return tx_commit(st);
 
@@ -2043,8 +2081,12 @@ int store_each_source(struct store *st, store_source_fn fn, void *ctx)
 	return r;
 }
 
-/* Run a check PRAGMA that answers with rows of problems; the first one becomes the error message. */
-static int check_rows(struct store *st, const char *sql, const char *healthy)
+/*
+ * Run a check that answers with rows of problems: the first row becomes the
+ * error message, with problem before it when given; a check that says
+ * healthy answers that alone.
+ */
+static int check_rows(struct store *st, const char *sql, const char *healthy, const char *problem)
 {
 	sqlite3_stmt *s = NULL;
 	const unsigned char *t;
@@ -2056,12 +2098,10 @@ static int check_rows(struct store *st, const char *sql, const char *healthy)
 	rc = step_read(s);
 	if (rc == SQLITE_ROW) {
 		t = sqlite3_column_text(s, 0);
-		if (healthy && t && strcmp((const char *)t, healthy) == 0 && sqlite3_step(s) == SQLITE_DONE) {
+		if (healthy && t && strcmp((const char *)t, healthy) == 0 && sqlite3_step(s) == SQLITE_DONE)
 			r = 0;
-		} else {
-			/* integrity_check says what is wrong; foreign_key_check only names a table. */
-			r = corrupt(healthy && t ? (const char *)t : "a row refers to a missing row of another table");
-		}
+		else
+			r = failure_note(-EIO, "%s%s", problem ? problem : "", t ? (const char *)t : "(no detail)");
 	} else if (rc == SQLITE_DONE) {
 		r = healthy ? corrupt("integrity check returned nothing") : 0;
 	} else {
@@ -2079,7 +2119,14 @@ int store_checkpoint(struct store *st)
 	return pragma(st, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, 0);
 }
 
-/* The pages (integrity_check) and the references between tables (foreign_key_check). */
+/* The clients whose counters a recount of their rows contradicts, and the count of clients if it is wrong. */
+#define COUNTERS_WRONG                                                                                                 \
+	"SELECT 'client ' || quote(name) FROM clients AS c WHERE stored_bytes != (SELECT coalesce(sum(CASE WHEN "      \
+	"status = 0 THEN size ELSE 0 END + coalesce(pending_size, 0)), 0) FROM files WHERE client_id = c.id) OR "      \
+	"stored_files != (SELECT count(*) FROM files WHERE client_id = c.id AND status = 0)\n"                         \
+	"UNION ALL SELECT 'the count of clients' FROM totals WHERE clients != (SELECT count(*) FROM clients)"
+
+/* The pages (integrity_check), the references between tables (foreign_key_check) and the counters (a recount). */
 int store_integrity_check(struct store *st)
 {
 	int r;
@@ -2087,8 +2134,10 @@ int store_integrity_check(struct store *st)
 	if (!st)
 		return -EINVAL;
 	failure_clear();
-	r = check_rows(st, "PRAGMA integrity_check", "ok");
-	if (r < 0)
+	if ((r = check_rows(st, "PRAGMA integrity_check", "ok", NULL)) < 0 ||
+	    (r = check_rows(st, "PRAGMA foreign_key_check", NULL, "a row refers to a missing row of another table: ")) <
+	        0 ||
+	    (r = check_rows(st, COUNTERS_WRONG, NULL, "counters that disagree with a recount: ")) < 0)
 		return r;
-	return check_rows(st, "PRAGMA foreign_key_check", NULL);
+	return 0;
 }

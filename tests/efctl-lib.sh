@@ -42,6 +42,15 @@ json_ok() {
 	python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/ctl.out"
 }
 
+# recount STATE: after rows were changed by hand, the counters of the limits as the store keeps them.
+recount() {
+	sqlite3 "$1/efserver.db" "UPDATE clients SET
+		stored_bytes = (SELECT coalesce(sum(CASE WHEN status = 0 THEN size ELSE 0 END + coalesce(pending_size, 0)), 0)
+			FROM files WHERE client_id = clients.id),
+		stored_files = (SELECT count(*) FROM files WHERE client_id = clients.id AND status = 0);
+		UPDATE totals SET clients = (SELECT count(*) FROM clients)"
+}
+
 # snapshot STATE: the database rows and the files on disk, to compare before and after.
 snapshot() {
 	(

@@ -29,6 +29,7 @@ sqlite3 "$srv/efserver.db" "UPDATE files SET pending_name = 'aaaaaaaaaaaaaaaaaaa
 	WHERE file_name = 'h.txt' AND client_id = x'$bob';
 	INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
 	INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', '2000-01-01T00:00:00.000Z')"
+recount "$srv"
 S=(-s "$srv")
 
 ctl "${S[@]}" usage
