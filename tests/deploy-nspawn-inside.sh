@@ -298,7 +298,12 @@ for phase in "100 100" "200 25"; do
 		sleep 0.5
 	done
 	wait $holders
-	echo "# $1 holders from $2 addresses: at most $most sessions at once, $((most_priv / (most > 0 ? most : 1))) KiB private memory each, $((most_cg / (most > 0 ? most : 1))) KiB per unit by its cgroup ($((most_cg / 1024)) MiB in all)" >>"$results"
+	if [ "$most_cg" -gt 0 ]; then
+		cgroup="$((most_cg / (most > 0 ? most : 1))) KiB per unit by its cgroup ($((most_cg / 1024)) MiB in all)"
+	else
+		cgroup="the units' memory not accounted by their cgroups here"
+	fi
+	echo "# $1 holders from $2 addresses: at most $most sessions at once, $((most_priv / (most > 0 ? most : 1))) KiB private memory each, $cgroup" >>"$results"
 	echo "# systemd turned away $(dropped "$since") connections of this run" >>"$results"
 	drained
 done
