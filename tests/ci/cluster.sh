@@ -24,6 +24,8 @@
 # or postgresql chooses instead. Uses the main build; needs root (network
 # namespaces), haproxy, python3 and unshare.
 set -u
+# The database is the one chosen below, whatever this environment says.
+unset EFSERVER_DATABASE CREDENTIALS_DIRECTORY
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export top_srcdir=$top top_builddir=$top
 . "$top/tests/client-lib.sh"
