@@ -8,7 +8,6 @@
 
 . "${top_srcdir:-.}/tests/efctl-lib.sh"
 need bindfs bindfs
-need fusermount fuse3
 need unshare util-linux
 [ "$(id -u)" = 0 ] || skip_all "mounting a FUSE file system and naming a second host need root"
 [ -c /dev/fuse ] || skip_all "/dev/fuse is missing"
@@ -16,7 +15,7 @@ setup
 mnt=$work/shared
 mkdir "$work/under" "$mnt"
 bindfs "$work/under" "$mnt" 2>"$work/bindfs.err" || skip_all "bindfs cannot mount here: $(cat "$work/bindfs.err")"
-trap 'stop_peers; stop_server; fusermount -u "$mnt" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'stop_peers; stop_server; umount "$mnt" 2>/dev/null; rm -rf "$WORK"' EXIT
 srv=$mnt/state
 host=$(tmp_host)
 other=efhost-b.example

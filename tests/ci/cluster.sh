@@ -108,7 +108,7 @@ cluster_cleanup() {
 	done
 	wait 2>/dev/null
 	pg_stop
-	fusermount -u "$state" 2>/dev/null
+	umount "$state" 2>/dev/null
 	for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }'); do
 		case $ns in "$nsid"-*) ip netns del "$ns" ;; esac
 	done
