@@ -338,7 +338,7 @@ fs=$(df -P -T "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 		"$f_triv"
 	printf '    the same confirmation logged to the journal, libsystemd opened for it: %s ms\n' "$f_journal"
 	if [ -z "$pg_why" ]; then
-		echo "(g) the database on PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $NF }') (this machine, Unix socket, fsync on) beside SQLite, same run"
+		echo "(g) the database on PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $3 }') (this machine, Unix socket, fsync on) beside SQLite, same run"
 		printf '    1 KiB upload sessions, concurrency 8: SQLite %7.1f/s, PostgreSQL %7.1f/s, ratio %s\n' "$b8_ef" \
 			"$b8_pg" "$(ratio "$b8_pg" "$b8_ef")"
 		printf '    key exchanges, concurrency 1: SQLite %7.1f/s, PostgreSQL %7.1f/s, ratio %s\n' "$c1" "$c1_pg" \
