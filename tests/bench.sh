@@ -119,8 +119,7 @@ launch efrss "$RSS" "$WORK/rss.log" "$EFSESSION" "${EFARGS[@]}"
 launch trivial "$SINK"
 launch trivrss "$RSS" "$WORK/rss-trivial.log" "$SINK"
 # As under systemd, where standard error is the journal: libsystemd is opened at the first entry.
-launch efjournal "$RSS" "$WORK/rss-journal.log" "$EFSESSION" --state-dir "$WORK/state" --log-target journal \
-	--registrations-per-hour 0
+launch efjournal "$RSS" "$WORK/rss-journal.log" "$EFSESSION" --state-dir "$WORK/state" --log-target journal --registrations-per-hour 0
 launch copy "$SINK" --store "$WORK/sink"
 launch copywb "$RSS" "$WORK/rss-copy.log" "$SINK" --store "$WORK/sink" --writeback
 if [ -z "$pg_why" ]; then
