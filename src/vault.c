@@ -244,7 +244,7 @@ static void tmp_name(struct vault_file *f)
  */
 static bool no_tmpfile(int e)
 {
-	return e == EOPNOTSUPP || e == ENOTSUP || e == EISDIR || e == EINVAL || e == ENOSYS;
+	return e == EOPNOTSUPP || e == EISDIR || e == EINVAL || e == ENOSYS;
 }
 
 static int raw_write(void *ctx, const void *buf, size_t len)
