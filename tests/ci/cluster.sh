@@ -7,9 +7,9 @@
 # robin, no stickiness. The state directory stands in for a shared file
 # system: a FUSE mount (bindfs) which, as NFS, makes no unnamed files, so
 # every upload goes through a named file in tmp/ (a local directory when
-# bindfs is missing). Through it: efclient with the 1025 set and a connection per
-# request (the hosts' logs show consecutive requests served by different
-# hosts), efclient with the 1100 set, then 64 efbench clients x 20 uploads
+# bindfs is missing). Through it: efclient with the 1025 set and a
+# connection per request (the hosts' logs show consecutive requests served
+# by different hosts), efclient with the 1100 set, then 64 efbench clients x 20 uploads
 # of mixed sizes, both code sets, beside efclient uploads of known files,
 # while random efsession processes of one host are killed (SIGKILL) and the
 # database is restarted once. Afterwards: efctl verify clean, every confirmed
