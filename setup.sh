@@ -21,10 +21,11 @@ SERVE_PACKAGES=(gcc libc6-dev make autoconf automake pkgconf
 # with, and the tests/ci suites' valgrind, clang with libFuzzer, and
 # debootstrap and systemd-nspawn for a booted Debian 12, strace, which
 # injects disk faults, and for the tests of several hosts a PostgreSQL 15
-# server, haproxy as their balancer and ip for their network namespaces.
+# server, haproxy as their balancer, ip for their network namespaces and
+# bindfs, a FUSE file system that, as shared ones, makes no unnamed files.
 CHECK_PACKAGES=(zlib1g-dev mandoc procps openbsd-inetd sqlite3 python3
 	valgrind clang libclang-rt-14-dev debootstrap systemd-container strace
-	postgresql haproxy iproute2)
+	postgresql haproxy iproute2 bindfs)
 
 say() {
 	echo "setup: $*" >&2

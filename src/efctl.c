@@ -1174,13 +1174,14 @@ static int gc_pending_dir(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx)
 static int cmd_gc(struct ctl *c)
 {
 	struct gc g = {.c = c};
+	long elsewhere = 0;
 	struct store_disk disk = {.ctx = c, .pending_exists = ctl_pending_exists};
 	char e[ESC_SIZE];
 	int r;
 
 	if (open_store(c, c->force) < 0 || open_vault(c) < 0)
 		return EXIT_SYSTEM;
-	if ((r = vault_each_leftover(c->v, c->force, gc_leftover, &g)) < 0)
+	if ((r = vault_each_leftover(c->v, c->force, gc_leftover, &g, &elsewhere)) < 0)
 		fprintf(stderr, "efctl: cannot clean %s/" VAULT_TMP_DIR ": %s\n", c->state_dir, strerror(-r));
 	/* Interrupted confirmations first: once completed, their rows describe the files under their names. */
 	if (r == 0) {
@@ -1221,6 +1222,10 @@ static int cmd_gc(struct ctl *c)
 		return EXIT_SYSTEM;
 	if (g.busy)
 		printf("%lld client director%s filled meanwhile left alone.\n", g.busy, g.busy == 1 ? "y" : "ies");
+	if (elsewhere)
+		printf("%ld temporary file%s of other hosts left alone (efctl gc on each host judges its own; this is "
+		       "%s).\n",
+		       elsewhere, elsewhere == 1 ? "" : "s", vault_host(c->v));
 	if (g.found == 0)
 		printf("Nothing to clean.\n");
 	else if (!c->force)

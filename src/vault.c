@@ -29,6 +29,8 @@
 #define VAULT_WRITEBACK_STEP (8u << 20)
 /* Times a publisher makes again a client directory that efctl gc removed under it. */
 #define VAULT_DIR_TRIES 8
+/* The random part of a name in tmp/: this many hex digits. */
+#define VAULT_TMP_RANDOM 16
 
 struct vault {
 	int state_fd;
@@ -36,6 +38,7 @@ struct vault {
 	int tmp_fd;
 	int pending_fd;             /* -1: no pending/ (vault_open_existing on a state directory without one) */
 	const struct seal_key *key; /* NULL: files are stored as received */
+	char host[VAULT_HOST_SIZE]; /* this host, as named in tmp/ (vault_host_name) */
 };
 
 struct vault_file {
@@ -45,7 +48,7 @@ struct vault_file {
 	bool published;
 	bool synced; /* content complete and on disk */
 	struct seal_writer *seal;
-	char tmp_name[64];
+	char tmp_name[sizeof(VAULT_TMP_PREFIX) + VAULT_HOST_SIZE + 24 + VAULT_TMP_RANDOM];
 	uint64_t written;
 	uint64_t flushed; /* bytes already handed to writeback */
 };
@@ -71,6 +74,7 @@ static int vault_new(const char *state_dir, bool create, struct vault **out)
 	if (!v)
 		return -ENOMEM;
 	v->state_fd = v->files_fd = v->tmp_fd = v->pending_fd = -1;
+	vault_host_name(v->host);
 	if ((r = open_dir_at(AT_FDCWD, state_dir, false, &v->state_fd)) < 0 ||
 	    (r = open_dir_at(v->state_fd, VAULT_FILES_DIR, create, &v->files_fd)) < 0 ||
 	    (r = open_dir_at(v->state_fd, VAULT_TMP_DIR, create, &v->tmp_fd)) < 0 ||
@@ -128,6 +132,29 @@ void vault_close(struct vault *v)
 	if (v->state_fd >= 0)
 		close(v->state_fd);
 	free(v);
+}
+
+void vault_host_name(char out[VAULT_HOST_SIZE])
+{
+	char name[VAULT_HOST_SIZE] = "";
+	size_t i;
+
+	/* Linux host names have at most 64 bytes: the bound never cuts one. */
+	(void)gethostname(name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	for (i = 0; name[i]; i++)
+		out[i] = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+		                 (name[i] >= '0' && name[i] <= '9') || name[i] == '.' || name[i] == '-'
+		             ? name[i]
+		             : '_';
+	out[i] = '\0';
+	if (i == 0)
+		snprintf(out, VAULT_HOST_SIZE, "unnamed");
+}
+
+const char *vault_host(const struct vault *v)
+{
+	return v->host;
 }
 
 /* "top/<hex>/name" relative to the state directory. */
@@ -195,14 +222,29 @@ static int sync_client_dir(int area, const char *hex)
 	return r;
 }
 
-/* A fresh name for tmp/, upload-<pid>-<random>: efctl gc tells by the pid whether its session still runs. */
+/*
+ * A fresh name for tmp/, upload-<host>-<pid>-<random>: efctl gc on the same
+ * host tells by the pid whether its session still runs.
+ */
 static void tmp_name(struct vault_file *f)
 {
-	uint8_t rnd[8];
+	uint8_t rnd[VAULT_TMP_RANDOM / 2];
+	int n;
 
 	crypto_random(rnd, sizeof(rnd));
-	snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
-	         (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	n = snprintf(f->tmp_name, sizeof(f->tmp_name), VAULT_TMP_PREFIX "%s-%ld-", f->vault->host, (long)getpid());
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		n += snprintf(f->tmp_name + n, sizeof(f->tmp_name) - (size_t)n, "%02x", rnd[i]);
+}
+
+/*
+ * Whether open's errno says this file system makes no unnamed files: an old
+ * kernel (EISDIR), a file system without them (EOPNOTSUPP, as NFS, CIFS and
+ * FUSE answer), or one that refuses the flags (EINVAL, ENOSYS).
+ */
+static bool no_tmpfile(int e)
+{
+	return e == EOPNOTSUPP || e == EISDIR || e == EINVAL || e == ENOSYS;
 }
 
 static int raw_write(void *ctx, const void *buf, size_t len)
@@ -239,7 +281,7 @@ int vault_create(struct vault *v, struct vault_file **out)
 		return -ENOMEM;
 	f->vault = v;
 	f->fd = openat(v->tmp_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+	if (f->fd < 0 && no_tmpfile(errno)) {
 		/* No O_TMPFILE here: a named file in tmp/, which efctl gc can find after a crash. */
 		tmp_name(f);
 		f->fd = openat(v->tmp_fd, f->tmp_name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -678,35 +720,59 @@ int vault_each_pending(struct vault *v, vault_pending_fn fn, void *ctx)
 	return r;
 }
 
-/* The pid in a name upload-<pid>-<random>, or 0 when the name is not of that form. */
-static pid_t tmp_owner(const char *name)
+/*
+ * The host and pid in a name upload-<host>-<pid>-<random> (host empty in the
+ * upload-<pid>-<random> of earlier versions, written on one host only):
+ * read from the right, since a host name may hold '-'. 0, or -EINVAL when
+ * the name is not of that form.
+ */
+static int tmp_owner(const char *name, char host[VAULT_HOST_SIZE], pid_t *pid)
 {
-	const char *p = name + strlen(VAULT_TMP_PREFIX);
-	long pid = 0;
+	const char *start = name + strlen(VAULT_TMP_PREFIX), *end = strrchr(name, '-'), *p;
+	long n = 0;
+	size_t len;
 
-	if (strncmp(name, VAULT_TMP_PREFIX, strlen(VAULT_TMP_PREFIX)) != 0)
-		return 0;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		pid = pid * 10 + (*p - '0');
-		if (pid > INT32_MAX)
-			return 0;
+	if (strncmp(name, VAULT_TMP_PREFIX, strlen(VAULT_TMP_PREFIX)) != 0 || !end || end < start || !end[1])
+		return -EINVAL;
+	for (p = end; p > start && p[-1] >= '0' && p[-1] <= '9'; p--)
+		;
+	if (p == end || (p != start && p[-1] != '-'))
+		return -EINVAL;
+	for (const char *d = p; d < end; d++) {
+		n = n * 10 + (*d - '0');
+		if (n > INT32_MAX)
+			return -EINVAL;
 	}
-	return *p == '-' ? (pid_t)pid : 0;
+	len = p == start ? 0 : (size_t)(p - 1 - start);
+	if (len >= VAULT_HOST_SIZE || (p != start && len == 0))
+		return -EINVAL;
+	memcpy(host, start, len);
+	host[len] = '\0';
+	*pid = (pid_t)n;
+	return n > 0 ? 0 : -EINVAL;
 }
 
-int vault_each_leftover(struct vault *v, bool remove, vault_name_fn fn, void *ctx)
+int vault_each_leftover(struct vault *v, bool remove, vault_name_fn fn, void *ctx, long *elsewhere)
 {
+	char host[VAULT_HOST_SIZE];
 	struct dirent *d;
 	DIR *ds;
 	pid_t pid;
 	int r = 0;
 
+	*elsewhere = 0;
 	if ((r = dir_stream(v->tmp_fd, &ds)) < 0)
 		return r;
 	while ((errno = 0, d = readdir(ds))) {
-		pid = tmp_owner(d->d_name);
+		if (tmp_owner(d->d_name, host, &pid) < 0)
+			continue;
+		/* Another host's pid means nothing here: only that host judges its names. */
+		if (host[0] && strcmp(host, v->host) != 0) {
+			(*elsewhere)++;
+			continue;
+		}
 		/* EPERM: the process exists under another user, so the name is still in use. */
-		if (pid <= 0 || kill(pid, 0) == 0 || errno == EPERM)
+		if (kill(pid, 0) == 0 || errno == EPERM)
 			continue;
 		if (remove && unlinkat(v->tmp_fd, d->d_name, 0) < 0 && errno != ENOENT) {
 			r = -errno;

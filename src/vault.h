@@ -19,8 +19,14 @@
 #define VAULT_FILES_DIR   "files"
 #define VAULT_TMP_DIR     "tmp"
 #define VAULT_PENDING_DIR "pending"
-/* Names in tmp/ that a live or dead session may leave: upload-<pid>-<random>. */
+/*
+ * Names in tmp/ that a live or dead session may leave:
+ * upload-<host>-<pid>-<random>, so that on a state directory several hosts
+ * share, each judges only its own (efserver(8), "Running on several hosts").
+ */
 #define VAULT_TMP_PREFIX "upload-"
+/* The host in those names: gethostname's, at most 64 bytes, each byte outside [A-Za-z0-9.-] as '_'. */
+#define VAULT_HOST_SIZE 65
 /* A kept-aside copy's name: 32 random lowercase hex digits, a fresh one per upload, never reused. */
 #define VAULT_TOKEN_LEN  32
 #define VAULT_TOKEN_SIZE (VAULT_TOKEN_LEN + 1)
@@ -46,6 +52,9 @@ int vault_open(const char *state_dir, struct vault **out);
  */
 int vault_open_existing(const char *state_dir, struct vault **out);
 void vault_close(struct vault *v);
+/* This host's name as tmp/ names carry it; vault_host: the one a vault was opened with. */
+void vault_host_name(char out[VAULT_HOST_SIZE]);
+const char *vault_host(const struct vault *v);
 /*
  * From now on, files are sealed under key as they are written (seal.h);
  * the key must outlive the vault. NULL: stored as received.
@@ -62,7 +71,7 @@ int vault_pending_path(const uint8_t id[WIRE_ID_SIZE], const char *token, char *
 void vault_new_token(char out[VAULT_TOKEN_SIZE]);
 bool vault_token_ok(const char *token);
 
-/* Start a file: unnamed in tmp/ (or named upload-<pid>-... where O_TMPFILE is missing). */
+/* Start a file: unnamed in tmp/ (or named upload-<host>-<pid>-... where the file system makes no unnamed files). */
 int vault_create(struct vault *v, struct vault_file **out);
 int vault_write(struct vault_file *f, const void *buf, size_t len);
 /*
@@ -122,10 +131,12 @@ typedef int (*vault_pending_fn)(const uint8_t id[WIRE_ID_SIZE], const char *toke
 int vault_each_pending(struct vault *v, vault_pending_fn fn, void *ctx);
 
 /*
- * Every name in tmp/ left by a session that is no longer running
- * (upload-<pid>-..., no such process), unlinked first when remove is set.
+ * Every name in tmp/ left by a session of this host that is no longer
+ * running (upload-<host>-<pid>-..., no such process here; also the
+ * upload-<pid>-... of earlier versions), unlinked first when remove is set.
+ * Another host's names are never judged: *elsewhere counts them.
  */
 typedef int (*vault_name_fn)(const char *name, void *ctx);
-int vault_each_leftover(struct vault *v, bool remove, vault_name_fn fn, void *ctx);
+int vault_each_leftover(struct vault *v, bool remove, vault_name_fn fn, void *ctx, long *elsewhere);
 
 #endif

@@ -8,10 +8,14 @@
 # seeds' 1025-set client makes them, against the trivial program's
 # connections; (f) the CPU one connection costs, for a confirmation alone
 # (logged to stderr, and to the journal as under systemd) and for the
-# trivial program. Prints the results and writes them to
-# bench-results.txt in the build directory. BENCH_BIG (default 1G) and
-# BENCH_ROUNDS (default 3) shorten a run.
+# trivial program; (g) when efsession has --database and PostgreSQL 15 is
+# installed, (b) at concurrency 8 and (c) again with the database on a
+# PostgreSQL server this run starts (tests/pg-lib.sh), beside SQLite's. Prints
+# the results and writes them to bench-results.txt in the build directory.
+# BENCH_BIG (default 1G) and BENCH_ROUNDS (default 3) shorten a run.
 set -u
+# The database is the state directory's SQLite file unless said otherwise, whatever this environment says.
+unset EFSERVER_DATABASE CREDENTIALS_DIRECTORY
 
 : "${top_builddir:=.}"
 : "${top_srcdir:=.}"
@@ -42,6 +46,22 @@ for p in "$EFSESSION" "$EFBENCH" "$SINK" "$RSS"; do
 	[ -x "$p" ] || die "$p is not built"
 done
 
+# (g) needs efsession's --database and a PostgreSQL 15 to start; else the results say which is missing.
+pg_why=
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+if ! "$EFSESSION" --help 2>/dev/null | grep -q -- --database; then
+	pg_why="efsession has no --database option (a build without the PostgreSQL engine)"
+elif [ ! -x "$PG_BINDIR/initdb" ] || [ ! -x "$PG_BINDIR/pg_ctl" ] || [ ! -x "$PG_BINDIR/psql" ]; then
+	pg_why="PostgreSQL 15 is not installed (Debian package postgresql; no $PG_BINDIR/initdb)"
+elif [ "$(id -u)" -eq 0 ] && { ! command -v runuser >/dev/null || ! id -u "${PG_OS_USER:-nobody}" >/dev/null 2>&1; }; then
+	pg_why="PostgreSQL refuses to run as root, and there is no runuser or no user ${PG_OS_USER:-nobody} to run it as"
+else
+	# Its scratch directory and traps are replaced by this script's below.
+	. "${top_srcdir}/tests/pg-lib.sh"
+	rm -rf "$WORK"
+	EFSESSION=$BUILD/efsession
+fi
+
 # State and the ceiling's files share the build directory's file system.
 WORK=$(mktemp -d "$BUILD/bench.XXXXXX") || die "cannot make a scratch directory"
 LAUNCHERS=()
@@ -51,6 +71,7 @@ cleanup() {
 		kill "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
+	[ -z "$pg_why" ] && pg_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -101,6 +122,13 @@ launch trivrss "$RSS" "$WORK/rss-trivial.log" "$SINK"
 launch efjournal "$RSS" "$WORK/rss-journal.log" "$EFSESSION" --state-dir "$WORK/state" --log-target journal --registrations-per-hour 0
 launch copy "$SINK" --store "$WORK/sink"
 launch copywb "$RSS" "$WORK/rss-copy.log" "$SINK" --store "$WORK/sink" --writeback
+if [ -z "$pg_why" ]; then
+	# The same efsession with its database on a PostgreSQL server of this machine, on its Unix socket.
+	pg_start >&2
+	mkdir -p "$WORK/state-pg"
+	launch efpg "$EFSESSION" --state-dir "$WORK/state-pg" --log-target stderr --registrations-per-hour 0 \
+		--database "$PG_URI"
+fi
 
 # run OUT NAME [EFBENCH OPTION]...: efbench against launcher NAME, in the 1100 code set the
 # published figures are for; its report in OUT. Failed operations are counted in the results; an
@@ -208,6 +236,7 @@ for r in $(seq "$ROUNDS"); do
 	run "$WORK/b1-triv.$r" trivial -m raw -u "$SMALL_1" -j 1
 	run "$WORK/b8-ef.$r" ef -u "$SMALL_8" -j 8
 	run "$WORK/b8-triv.$r" trivial -m raw -u "$SMALL_8" -j 8
+	[ -z "$pg_why" ] && run "$WORK/b8-pg.$r" efpg -u "$SMALL_8" -j 8
 done
 b1_ef=$(best "$WORK"/b1-ef.*)
 b1_triv=$(best "$WORK"/b1-triv.*)
@@ -221,10 +250,19 @@ rss_b=$(sort -n "$WORK/rss.log" | tail -1 | cut -d' ' -f1)
 # (c) key exchanges: a public key in, a fresh AES key out and decrypted, one connection each.
 run "$WORK/c1" ef -m keys -u $((KEYS / 4)) -j 1
 run "$WORK/c8" ef -m keys -u "$KEYS" -j 8
+if [ -z "$pg_why" ]; then
+	run "$WORK/c1-pg" efpg -m keys -u $((KEYS / 4)) -j 1
+	run "$WORK/c8-pg" efpg -m keys -u "$KEYS" -j 8
+fi
 KEY="key exchanges/s"
 c1=$(best "$WORK/c1")
 c8=$(best "$WORK/c8")
+if [ -z "$pg_why" ]; then
+	c1_pg=$(best "$WORK/c1-pg")
+	c8_pg=$(best "$WORK/c8-pg")
+fi
 unset KEY
+[ -z "$pg_why" ] && b8_pg=$(best "$WORK"/b8-pg.*)
 
 # (e) new clients, 1025 set, each request on a connection of its own; the trivial program's connections beside.
 for r in $(seq "$ROUNDS"); do
@@ -298,6 +336,17 @@ fs=$(df -P -T "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 	printf '    efsession, a confirmation (1029) alone: %s ms (target 1.5); the trivial program: %s ms\n' "$f_ef" \
 		"$f_triv"
 	printf '    the same confirmation logged to the journal, libsystemd opened for it: %s ms\n' "$f_journal"
+	if [ -z "$pg_why" ]; then
+		echo "(g) the database on PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $3 }') (this machine, Unix socket, fsync on) beside SQLite, same run"
+		printf '    1 KiB upload sessions, concurrency 8: SQLite %7.1f/s, PostgreSQL %7.1f/s, ratio %s\n' "$b8_ef" \
+			"$b8_pg" "$(ratio "$b8_pg" "$b8_ef")"
+		printf '    key exchanges, concurrency 1: SQLite %7.1f/s, PostgreSQL %7.1f/s, ratio %s\n' "$c1" "$c1_pg" \
+			"$(ratio "$c1_pg" "$c1")"
+		printf '    key exchanges, concurrency 8: SQLite %7.1f/s, PostgreSQL %7.1f/s, ratio %s\n' "$c8" "$c8_pg" \
+			"$(ratio "$c8_pg" "$c8")"
+	else
+		echo "(g) PostgreSQL beside SQLite: not measured: $pg_why"
+	fi
 	if [ -s "$WORK/errors" ]; then
 		echo "ERRORS (the rates above count only the operations that succeeded):"
 		sed 's/^/    /' "$WORK/errors"

@@ -6,6 +6,11 @@
 EFCTL=$(cd "$top_builddir" && pwd)/efctl
 [ -x "$EFCTL" ] || skip_all "efctl is not built"
 
+# tmp_host: this host as names in tmp/ carry it (efctl(8), gc).
+tmp_host() {
+	uname -n | tr -c 'A-Za-z0-9.\n-' '_' | cut -c1-64
+}
+
 # ctl [OPTION|ARGUMENT]...: efctl, stdout in $work/ctl.out, stderr in $work/ctl.err, status in $ctl_status.
 ctl() {
 	"$EFCTL" "$@" >"$work/ctl.out" 2>"$work/ctl.err"

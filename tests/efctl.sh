@@ -96,6 +96,10 @@ check "--help lists every command" eval 'ctl_is 0 && out_has "remove-client NAME
 # What killed sessions and interrupted removals leave.
 touch "$srv/tmp/upload-4194305-00aa"
 touch "$srv/tmp/upload-$$-00bb"
+# Names carry their host (tmp/upload-<host>-<pid>-<random>): this host's dead session, another host's.
+host=$(tmp_host)
+touch "$srv/tmp/upload-$host-4194306-00dd"
+touch "$srv/tmp/upload-other-host.example-4194305-00cc"
 orphan=0123456789abcdef0123456789abcdef
 mkdir -p "$srv/files/$orphan" && echo left >"$srv/files/$orphan/x"
 mkdir "$work/carol"
@@ -107,12 +111,13 @@ before=$(snapshot "$srv")
 ctl "${S[@]}" gc
 check "gc: lists a dead session's temporary file, a row without its file, an orphan and an empty directory" eval 'ctl_is 0 && out_has "would remove tmp/upload-4194305-00aa" && out_has "would remove files/$carol/h.txt: database row" && out_has "would remove files/$orphan: directory of a client no longer" && out_has "would remove files/$bob/h.txt" && out_has "would remove files/$carol: empty client directory" && out_has "efctl gc --force removes them"'
 check "gc: a live process's temporary file is not listed" eval '! grep -q "upload-$$-" "$work/ctl.out"'
+check "gc: this host's dead session's file is listed, another host's is left to that host" eval 'out_has "would remove tmp/upload-$host-4194306-00dd" && ! grep -q "upload-other-host" "$work/ctl.out" && out_has "1 temporary file of other hosts left alone (efctl gc on each host judges its own; this is $host)."'
 check "gc without --force changed nothing" eval '[ "$before" = "$(snapshot "$srv")" ]'
 ctl "${S[@]}" gc --force
-check "gc --force: removes them" eval 'ctl_is 0 && out_has "removed files/$orphan" && [ ! -e "$srv/tmp/upload-4194305-00aa" ] && [ -e "$srv/tmp/upload-$$-00bb" ] && [ ! -e "$srv/files/$orphan" ] && [ ! -e "$srv/files/$carol" ]'
+check "gc --force: removes them" eval 'ctl_is 0 && out_has "removed files/$orphan" && [ ! -e "$srv/tmp/upload-4194305-00aa" ] && [ -e "$srv/tmp/upload-$$-00bb" ] && [ ! -e "$srv/tmp/upload-$host-4194306-00dd" ] && [ -e "$srv/tmp/upload-other-host.example-4194305-00cc" ] && [ ! -e "$srv/files/$orphan" ] && [ ! -e "$srv/files/$carol" ]'
 ctl "${S[@]}" files --client carol
 check "gc --force: the row whose file was gone is deleted, the client kept" eval 'ctl_is 0 && [ $(grep -c "" "$work/ctl.out") -eq 1 ]'
-rm "$srv/tmp/upload-$$-00bb"
+rm "$srv/tmp/upload-$$-00bb" "$srv/tmp/upload-other-host.example-4194305-00cc"
 ctl "${S[@]}" gc
 check "gc afterwards: nothing to clean" eval 'ctl_is 0 && out_has "Nothing to clean."'
 ctl "${S[@]}" verify

@@ -222,17 +222,69 @@ int main(void)
 		ok(vault_remove_dir(v, VAULT_FILES, other, true) == 0 && entries("files") == 1,
 		   "with its content, it is removed");
 
-		snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "%d-00", root, (int)getpid());
-		close(open(path, O_WRONLY | O_CREAT, 0600));
-		snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "2147483647-00", root);
-		close(open(path, O_WRONLY | O_CREAT, 0600));
-		snprintf(path, sizeof(path), "%s/tmp/unrelated", root);
-		close(open(path, O_WRONLY | O_CREAT, 0600));
-		ok(vault_each_leftover(v, false, count_name, &names) == 0 && names == 1 && entries("tmp") == 3,
-		   "a leftover of a dead process is found, a live one's and other names are not");
-		names = 0;
-		ok(vault_each_leftover(v, true, count_name, &names) == 0 && names == 1 && entries("tmp") == 2,
-		   "and removed on request");
+		{
+			char host[VAULT_HOST_SIZE];
+			char names_in_tmp[7][200];
+			/* Names of no session: no host before the pid, no random part, no pid, pid 0. */
+			static const char *const not_ours[] = {"upload--5-aa", "upload-5-", "upload-x-y-zz",
+			                                       "upload-0-aa"};
+			long elsewhere = -1;
+			bool safe = true;
+			int me = (int)getpid();
+
+			vault_host_name(host);
+			for (size_t i = 0; host[i]; i++)
+				safe &= strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_",
+				               host[i]) != NULL;
+			ok(host[0] && strlen(host) < VAULT_HOST_SIZE && safe && strcmp(host, vault_host(v)) == 0,
+			   "this host's name in tmp/ is non-empty, bounded and of safe characters");
+			/* An earlier version's, live and dead; this host's, live and dead; other hosts'. */
+			snprintf(names_in_tmp[0], 200, "%d-00", me);
+			snprintf(names_in_tmp[1], 200, "2147483647-00");
+			snprintf(names_in_tmp[2], 200, "%s-%d-0123456789abcdef", host, me);
+			snprintf(names_in_tmp[3], 200, "%s-2147483646-0123456789abcdef", host);
+			snprintf(names_in_tmp[4], 200, "other-host.example-%d-00aa", me);
+			snprintf(names_in_tmp[5], 200, "other-host.example-2147483647-00bb");
+			snprintf(names_in_tmp[6], 200, "7-host-1-2147483647-00cc");
+			for (size_t i = 0; i < 7; i++) {
+				snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "%.199s", root,
+				         names_in_tmp[i]);
+				close(open(path, O_WRONLY | O_CREAT, 0600));
+			}
+			snprintf(path, sizeof(path), "%s/tmp/unrelated", root);
+			close(open(path, O_WRONLY | O_CREAT, 0600));
+			for (size_t i = 0; i < sizeof(not_ours) / sizeof(*not_ours); i++) {
+				snprintf(path, sizeof(path), "%s/tmp/%s", root, not_ours[i]);
+				close(open(path, O_WRONLY | O_CREAT, 0600));
+			}
+			ok(vault_each_leftover(v, false, count_name, &names, &elsewhere) == 0 && names == 2 &&
+			       elsewhere == 3 && entries("tmp") == 12,
+			   "leftovers of this host's dead processes are found; live ones, other hosts' and other names "
+			   "are not");
+			names = 0;
+			ok(vault_each_leftover(v, true, count_name, &names, &elsewhere) == 0 && names == 2 &&
+			       elsewhere == 3 && entries("tmp") == 10,
+			   "and removed on request");
+			snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "%s-2147483646-0123456789abcdef", root,
+			         host);
+			ok(access(path, F_OK) < 0, "this host's dead one is gone");
+			snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "other-host.example-2147483647-00bb",
+			         root);
+			ok(access(path, F_OK) == 0, "another host's, whose pid means nothing here, is left");
+			snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "%s-%d-0123456789abcdef", root, host,
+			         (int)getpid());
+			ok(access(path, F_OK) == 0, "this host's live one is left");
+			/* Left for what follows: an earlier version's live name and an unrelated one. */
+			for (size_t i = 2; i < 7; i++) {
+				snprintf(path, sizeof(path), "%s/tmp/" VAULT_TMP_PREFIX "%.199s", root,
+				         names_in_tmp[i]);
+				unlink(path);
+			}
+			for (size_t i = 0; i < sizeof(not_ours) / sizeof(*not_ours); i++) {
+				snprintf(path, sizeof(path), "%s/tmp/%s", root, not_ours[i]);
+				unlink(path);
+			}
+		}
 		seal_key_free(key);
 	}
 

@@ -1,25 +1,31 @@
 #!/bin/bash
 # Several hosts behind a TCP balancer: three hosts as three network
-# namespaces on a bridge (in a namespace of its own), each running efsession
-# per connection under systemd-socket-activate on its own address, all with
-# the same database and the same state directory (one file system stands in
-# for a shared one); haproxy in front on a loopback address, round robin, no
-# stickiness. Through it: efclient with the 1025 set and a connection per
-# request (the hosts' logs show consecutive requests served by different
-# hosts), efclient with the 1100 set, then 64 efbench clients x 20 uploads
+# namespaces on a bridge (in a namespace of its own), each with a host name
+# of its own (a UTS namespace) and running efsession per connection under
+# systemd-socket-activate on its own address, all with the same database and
+# the same state directory; haproxy in front on a loopback address, round
+# robin, no stickiness. The state directory stands in for a shared file
+# system: a FUSE mount (bindfs) which, as NFS, makes no unnamed files, so
+# every upload goes through a named file in tmp/ (a local directory when
+# bindfs is missing). Through it: efclient with the 1025 set and a
+# connection per request (the hosts' logs show consecutive requests served
+# by different hosts), efclient with the 1100 set, then 64 efbench clients x 20 uploads
 # of mixed sizes, both code sets, beside efclient uploads of known files,
 # while random efsession processes of one host are killed (SIGKILL) and the
 # database is restarted once. Afterwards: efctl verify clean, every confirmed
 # file byte-identical to what its client sent, no acknowledged file lost,
-# nothing left in tmp/; the figures (uploads, kills, failures seen by
+# nothing left in tmp/ once efctl gc ran on every host (each removing only
+# its own host's names); the figures (uploads, kills, failures seen by
 # clients, files lost) on a "# cluster:" line.
 #
 # The database: PostgreSQL (tests/pg-lib.sh, in a namespace of its own, over
 # TCP) when efsession has --database, else the SQLite file in the shared
 # state directory, which has no server to restart. EFSERVER_CLUSTER_DATABASE=sqlite
 # or postgresql chooses instead. Uses the main build; needs root (network
-# namespaces), haproxy and python3.
+# namespaces), haproxy, python3 and unshare.
 set -u
+# The database is the one chosen below, whatever this environment says.
+unset EFSERVER_DATABASE CREDENTIALS_DIRECTORY
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export top_srcdir=$top top_builddir=$top
 . "$top/tests/client-lib.sh"
@@ -38,6 +44,7 @@ need haproxy haproxy
 need ip iproute2
 need ss iproute2
 need python3 python3
+need unshare util-linux
 [ "$(id -u)" -eq 0 ] || skip_all "network namespaces need root"
 nsid=efc$$
 # What the network below needs: a namespace, its loopback up, a bridge and a veth pair in it.
@@ -74,6 +81,16 @@ fi
 
 state=$WORK/state
 mkdir -m 0700 "$state"
+# The shared file system's stand-in: a FUSE mount without O_TMPFILE over a local directory.
+shared_fs="a local directory (bindfs, Debian package bindfs, is not installed)"
+if command -v bindfs >/dev/null 2>&1 && [ -c /dev/fuse ]; then
+	mkdir -m 0700 "$WORK/disk"
+	if bindfs "$WORK/disk" "$state" 2>"$WORK/bindfs.err"; then
+		shared_fs="a FUSE mount (bindfs), no O_TMPFILE"
+	else
+		shared_fs="a local directory (bindfs cannot mount here: $(head -n 1 "$WORK/bindfs.err"))"
+	fi
+fi
 launchers=()
 haproxy_pid=
 helpers=()
@@ -91,6 +108,7 @@ cluster_cleanup() {
 	done
 	wait 2>/dev/null
 	pg_stop
+	umount "$state" 2>/dev/null
 	for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }'); do
 		case $ns in "$nsid"-*) ip netns del "$ns" ;; esac
 	done
@@ -176,12 +194,20 @@ if [ "$backend" = postgresql ]; then
 	fi
 fi
 
+# on_host K: the command that runs what follows on host K, in its network
+# namespace, under its host name $nsid-hK; the process is what follows.
+on_host() {
+	# shellcheck disable=SC2016
+	host_cmd=(ip netns exec "$nsid-h$1" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$nsid-h$1")
+}
+
 # Host k: efsession per connection on $net.k:1357, its log in host$k.log. Every client comes
 # through the balancer, one source address: --registrations-per-hour would stop the load.
 for k in "${hosts[@]}"; do
 	log=$WORK/host$k.log
 	: >"$log"
-	ip netns exec "$nsid-h$k" "$SOCKET_ACTIVATE" --listen="$net.$k:1357" --accept --inetd \
+	on_host "$k"
+	"${host_cmd[@]}" "$SOCKET_ACTIVATE" --listen="$net.$k:1357" --accept --inetd \
 		"$top/efsession" --state-dir "$state" --log-target stderr --log-level debug --registrations-per-hour 0 \
 		"${db_opt[@]}" 2>"$log" &
 	launchers[k]=$!
@@ -225,6 +251,7 @@ done
 }
 server=127.0.0.1:$port
 echo "# database: $backend${PG_TCP_URI:+ at $PG_TCP_URI}; hosts $net.1-3:1357 in $nsid-h1..3; haproxy on $server"
+echo "# state directory: $shared_fs"
 
 # sessions_done: no efsession left on any host (each ends when its client closes).
 sessions_done() {
@@ -453,7 +480,9 @@ bad_errors() {
 		fi | sed "s/^/efclient known${c%%:*} exited /"
 	done
 }
-check "every failure the clients saw was a connection cut short" eval '[ -z "$(bad_errors | tee "$WORK/bad")" ]'
+cut_why="a connection cut short"
+[ "$backend" = postgresql ] && cut_why="$cut_why, or a 2107 while the database restarted"
+check "every failure the clients saw was $cut_why" eval '[ -z "$(bad_errors | tee "$WORK/bad")" ]'
 [ -s "$WORK/bad" ] && diag "$WORK/bad"
 if [ "$backend" = sqlite ]; then
 	check "no more failures than kills: a kill cuts one operation, nothing else fails" [ "$failures" -le "$kills" ]
@@ -556,14 +585,31 @@ read -r _ checked _ lost < <(grep '^acknowledged' "$WORK/files.check")
 check "every acknowledged upload ($acked) is confirmed in the database, its file byte-identical to what was sent" \
 	eval '[ "${checked:-0}" -eq "$acked" ] && [ "${lost:-1}" -eq 0 ]'
 
-# tmp/: a session killed between naming its file there and moving it into
-# place leaves the name, which efctl gc removes; nothing else may be left.
+# tmp/: a session killed while its file had a name there leaves the name
+# (on a file system without O_TMPFILE, every killed upload does), carrying
+# its host. efctl gc on each host removes its own host's, none of another's.
+# tmp_of K: how many names of host K are in tmp/.
+tmp_of() {
+	find "$state/tmp" -mindepth 1 -name "upload-$nsid-h$1-*" | wc -l
+}
+ctl_on() {
+	on_host "$1"
+	"${host_cmd[@]}" "$top/efctl" --state-dir "$state" "${db_opt[@]}" "${@:2}"
+}
 leftover=$(find "$state/tmp" -mindepth 1 | wc -l)
-ctl gc --force >"$WORK/gc.out" 2>&1
-diag "$WORK/gc.out"
-check "tmp/ empty after efctl gc ($leftover names of killed sessions were left)" \
-	eval '[ -z "$(find "$state/tmp" -mindepth 1)" ] && [ "$(grep -c "temporary file" "$WORK/gc.out")" -eq "$leftover" ]'
-check "efctl gc found nothing else to clean: no row without its file, no stray directory" \
-	eval '! grep -v "temporary file" "$WORK/gc.out" | grep -q "^removed "'
+for k in 1 3 2; do
+	mine=$(tmp_of "$k")
+	others=$(($(find "$state/tmp" -mindepth 1 | wc -l) - mine))
+	ctl_on "$k" gc --force >"$WORK/gc$k.out" 2>&1
+	diag "$WORK/gc$k.out"
+	check "efctl gc on host $k removed its $mine names in tmp/ and left the $others of other hosts" \
+		eval '[ "$(tmp_of "$k")" = 0 ] && [ "$(grep -c "temporary file of a session" "$WORK/gc$k.out")" -eq "$mine" ] &&
+			[ "$(find "$state/tmp" -mindepth 1 | wc -l)" -eq "$others" ] &&
+			{ [ "$others" -eq 0 ] || grep -q "^$others temporary files\? of other hosts left alone" "$WORK/gc$k.out"; }'
+	check "efctl gc on host $k found nothing else to clean: no row without its file, no stray directory" \
+		eval '! grep -v "temporary file" "$WORK/gc$k.out" | grep -q "^removed "'
+done
+check "tmp/ empty after efctl gc on every host ($leftover names of killed sessions were left)" \
+	eval '[ -z "$(find "$state/tmp" -mindepth 1)" ]'
 echo "# cluster: $backend, $total efbench uploads and $((2 * KNOWN_FILES)) efclient uploads; $acked acknowledged; $kills kills; $failures failures seen by clients; ${lost:-?} files lost"
 done_testing
