@@ -136,6 +136,7 @@ enum select_by { BY_EITHER, BY_ID, BY_NAME };
 
 struct ctl {
 	char *state_dir;
+	char *database; /* a PostgreSQL URI, never printed (a password); NULL: SQLite in the state directory */
 	const char *key_file;
 	const char *client; /* the client named, if any */
 	enum select_by by;
@@ -158,6 +159,17 @@ struct ctl {
 	bool name_valid;
 };
 
+/* --database, in the help of a build that has the PostgreSQL engine. */
+#ifdef HAVE_POSTGRESQL
+#define USAGE_DATABASE                                                                                                 \
+	"      --database URL          efsession's PostgreSQL database, a libpq URI\n"                                 \
+	"                              postgresql://... (default: $" OPTS_DATABASE_ENV ", else\n"                      \
+	"                              the " OPTS_DATABASE_CREDENTIAL " credential, else\n"                            \
+	"                              SQLite in the state directory)\n"
+#else
+#define USAGE_DATABASE ""
+#endif
+
 static void usage(FILE *to)
 {
 	fprintf(to, "Usage: efctl [OPTION]... COMMAND [ARGUMENT]...\n"
@@ -169,7 +181,7 @@ static void usage(FILE *to)
 	fprintf(to, "\n"
 	            "Options:\n"
 	            "  -s, --state-dir DIR         state directory (default: $STATE_DIRECTORY, else\n"
-	            "                              " EF_STATE_DIR ")\n"
+	            "                              " EF_STATE_DIR ")\n" USAGE_DATABASE
 	            "  -k, --storage-key-file FILE the storage key for files encrypted at rest\n"
 	            "                              (default: the " SEAL_CREDENTIAL " credential)\n"
 	            "  -j, --json                  JSON instead of a table\n"
@@ -269,15 +281,18 @@ static int open_store(struct ctl *c, bool writable)
 		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c->state_dir, strerror(-r));
 		return r;
 	}
-	r = writable ? store_open(c->state_dir, 0, may_create_store, c, &c->st)
-	             : store_open_readonly(c->state_dir, 0, &c->st);
-	if (r == -ENOENT)
+	r = store_open_database(c->database, c->state_dir, 0, !writable, may_create_store, c, &c->st);
+	if (r == -ENOENT && c->database)
+		fprintf(stderr, "efctl: no efserver schema in the PostgreSQL database (has efsession used it?)\n");
+	else if (r == -ENOENT)
 		fprintf(stderr, "efctl: no efserver database in %s (has efsession run there?)\n", c->state_dir);
 	else if (r == -EEXIST)
 		fprintf(stderr,
 		        "efctl: not creating a database in %s: %s, but " VAULT_FILES_DIR "/ holds client directories; "
 		        "restore " STORE_DB_NAME " from a backup, or move " VAULT_FILES_DIR "/ aside\n",
 		        c->state_dir, failure_str(r));
+	else if (r < 0 && c->database)
+		fprintf(stderr, "efctl: cannot open the PostgreSQL database: %s\n", failure_str(r));
 	else if (r < 0)
 		fprintf(stderr, "efctl: cannot open the database in %s: %s\n", c->state_dir, failure_str(r));
 	return r;
@@ -1407,6 +1422,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"state-dir", required_argument, NULL, 's'},
+	    {"database", required_argument, NULL, 'D'},
 	    {"storage-key-file", required_argument, NULL, 'k'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"client", required_argument, NULL, 'c'},
@@ -1431,7 +1447,7 @@ int main(int argc, char **argv)
 	enum command cmd = CMD_NONE;
 	unsigned given = 0, selectors = 0;
 	uint64_t u;
-	const char *state_arg = NULL;
+	const char *state_arg = NULL, *database_arg = NULL, *why;
 	bool help = false;
 	static char program[] = "efctl";
 	int opt, r, want;
@@ -1442,6 +1458,9 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 's':
 			state_arg = optarg;
+			break;
+		case 'D':
+			database_arg = optarg;
 			break;
 		case 'k':
 			c.key_file = optarg;
@@ -1555,8 +1574,20 @@ int main(int argc, char **argv)
 		seal_key_free(c.key);
 		return r;
 	}
+	/* Never printed: a URI may hold a password. */
+	if ((r = opts_database(database_arg, &c.database, &why)) == -ENOMEM) {
+		fprintf(stderr, "efctl: out of memory\n");
+		return EXIT_SYSTEM;
+	} else if (r < 0) {
+		fprintf(stderr,
+		        "efctl: the database (--database, $" OPTS_DATABASE_ENV " or the " OPTS_DATABASE_CREDENTIAL
+		        " credential): %s\n",
+		        why);
+		return EXIT_USAGE;
+	}
 	if ((r = opts_state_dir(state_arg, &c.state_dir)) < 0) {
 		fprintf(stderr, "efctl: cannot settle the state directory: %s\n", strerror(-r));
+		free(c.database);
 		return EXIT_SYSTEM;
 	}
 	if ((c.state_fd = open(c.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -1612,5 +1643,6 @@ out:
 		close(c.state_fd);
 	free(c.buf);
 	free(c.state_dir);
+	free(c.database);
 	return r;
 }
