@@ -226,6 +226,13 @@ static const char *const sqlite_sql[ST_COUNT] = {
         "	(SELECT count(*) FROM (SELECT 1 FROM bad_paddings WHERE client_id = ?1 AND at > " SQL_HOUR_AGO
         "		LIMIT ?3))\n"
         "FROM clients AS c LEFT JOIN files AS f ON f.client_id = c.id AND f.path_name = ?2 WHERE c.id = ?1",
+    /* A row of each table as another database holds it (store_copy): the counters follow from the rows. */
+    [ST_COPY_CLIENT] = "INSERT INTO clients (id, name, public_key, aes_key, last_seen, registered) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_COPY_FILE] =
+        "INSERT INTO files (" DB_FILE_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [ST_COPY_REGISTRATION] = "INSERT INTO registrations (source, at) VALUES (?1, ?2)",
+    [ST_COPY_BAD_PADDING] = "INSERT INTO bad_paddings (client_id, at) VALUES (?1, ?2)",
     [ST_EACH_CLIENT] = "SELECT " DB_CLIENT_COLUMNS " FROM clients ORDER BY name",
     [ST_EACH_FILE] = "SELECT " DB_FILE_COLUMNS " FROM files ORDER BY client_id, path_name",
     [ST_EACH_FILE_OF] = "SELECT " DB_FILE_COLUMNS " FROM files WHERE client_id = ?1 ORDER BY path_name",
@@ -236,6 +243,9 @@ static const char *const sqlite_sql[ST_COUNT] = {
     [ST_EACH_SOURCE] = "SELECT source, count(*) AS n FROM registrations WHERE at > " SQL_HOUR_AGO
                        " GROUP BY source ORDER BY n DESC, source",
     [ST_REPAIR_CANDIDATES] = "SELECT " DB_FILE_COLUMNS " FROM files WHERE pending_name IS NOT NULL",
+    [ST_COPY_CLIENTS] = "SELECT " DB_CLIENT_COLUMNS ", registered FROM clients ORDER BY id",
+    [ST_COPY_REGISTRATIONS] = "SELECT source, at FROM registrations ORDER BY id",
+    [ST_COPY_BAD_PADDINGS] = "SELECT client_id, at FROM bad_paddings ORDER BY id",
 };
 
 /* A statement of sqlite_sql, and the first failure to bind one of its parameters. */

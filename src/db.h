@@ -48,7 +48,7 @@ _Static_assert(STORE_FILE_STORED == 0 && STORE_FILE_FAILED == 1, "files.status C
 /* Further attempts after a lock wait gave up, or after a failure that another attempt may not meet. */
 #define DB_RETRIES 8
 /* A statement takes at most this many parameters. */
-#define DB_PARAMS_MAX 6
+#define DB_PARAMS_MAX 13
 
 /*
  * The statements of the store, the same on every engine. Those before
@@ -85,6 +85,10 @@ enum stmt_id {
 	ST_BAD_PADDINGS_PRUNE,
 	ST_BAD_PADDING_ADD,
 	ST_UPLOAD_CHECK,
+	ST_COPY_CLIENT,
+	ST_COPY_FILE,
+	ST_COPY_REGISTRATION,
+	ST_COPY_BAD_PADDING,
 	ST_ITERATE_FIRST,
 	ST_EACH_CLIENT = ST_ITERATE_FIRST,
 	ST_EACH_FILE,
@@ -92,6 +96,9 @@ enum stmt_id {
 	ST_EACH_USAGE,
 	ST_EACH_SOURCE,
 	ST_REPAIR_CANDIDATES,
+	ST_COPY_CLIENTS,
+	ST_COPY_REGISTRATIONS,
+	ST_COPY_BAD_PADDINGS,
 	ST_COUNT,
 };
 

@@ -63,6 +63,7 @@ enum command {
 	CMD_REMOVE,
 	CMD_GC,
 	CMD_DECRYPT,
+	CMD_MIGRATE,
 	CMD_NONE
 };
 
@@ -77,6 +78,7 @@ enum {
 	OPT_OUT = 64,
 	OPT_RSA_BITS = 128,
 	OPT_LIMITS = 256, /* --client-quota, --min-free-space: efsession's, which efctl cannot read */
+	OPT_TO = 512,     /* migrate --to URL */
 };
 
 static const struct command_spec {
@@ -129,6 +131,11 @@ static const struct command_spec {
     [CMD_DECRYPT] = {"decrypt", OPT_OUTPUT, 1, false, "decrypt FILE [-o OUT]",
                      "Write the original bytes of a file stored encrypted at rest to OUT (replaced\n"
                      "only once every segment has authenticated), or to standard output."},
+    [CMD_MIGRATE] = {"migrate", OPT_TO, 0, false, "migrate --to URL",
+                     "Copy the SQLite database of the state directory, every client, file row\n"
+                     "and count of the last hour, into the empty PostgreSQL database at URL (a\n"
+                     "libpq URI), in one transaction; its schema is created if need be. Stop\n"
+                     "efsession first; the files stay where they are."},
 };
 
 /* How a client was named: by id or name (the operand, --client), or explicitly. */
@@ -142,6 +149,7 @@ struct ctl {
 	enum select_by by;
 	const char *output;
 	const char *out_dir;
+	const char *to; /* migrate --to URL: never printed (a password) */
 	unsigned rsa_bits;
 	bool json;
 	bool force;
@@ -1179,6 +1187,52 @@ static int gc_pending_dir(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx)
 	return gc_dir(ctx, VAULT_PENDING, id, empty);
 }
 
+/* SQLite in the state directory, copied into an empty PostgreSQL database. */
+static int cmd_migrate(struct ctl *c)
+{
+	struct store_copied n;
+	struct store *to = NULL;
+	const char *why;
+	char *url = NULL;
+	int r;
+
+	if (c->database) {
+		fprintf(stderr, "efctl: migrate copies the SQLite database of the state directory: give no --database, "
+		                "$" OPTS_DATABASE_ENV " or " OPTS_DATABASE_CREDENTIAL " credential with it\n");
+		return EXIT_USAGE;
+	}
+	if ((r = opts_database(c->to, &url, &why)) < 0) {
+		fprintf(stderr, "efctl: --to: %s\n", r == -ENOMEM ? strerror(-r) : why);
+		return r == -ENOMEM ? EXIT_SYSTEM : EXIT_USAGE;
+	}
+	if (open_store(c, false) < 0) {
+		free(url);
+		return EXIT_SYSTEM;
+	}
+	r = store_open_database(url, c->state_dir, 0, false, NULL, NULL, &to);
+	free(url);
+	if (r < 0) {
+		fprintf(stderr, "efctl: cannot open the PostgreSQL database: %s\n", failure_str(r));
+		return EXIT_SYSTEM;
+	}
+	r = store_copy(c->st, to, &n);
+	store_close(to);
+	if (r == -EEXIST) {
+		fprintf(stderr, "efctl: the PostgreSQL database already holds clients; migrate copies into an empty "
+		                "one\n");
+		return EXIT_PROBLEMS;
+	}
+	if (r < 0) {
+		fprintf(stderr, "efctl: cannot copy the database: %s (nothing was copied)\n", failure_str(r));
+		return EXIT_SYSTEM;
+	}
+	printf("Copied %lld client%s, %lld file row%s, %lld registration%s and %lld bad padding%s of the last hour "
+	       "from %s/" STORE_DB_NAME " into the PostgreSQL database.\n",
+	       n.clients, n.clients == 1 ? "" : "s", n.files, n.files == 1 ? "" : "s", n.registrations,
+	       n.registrations == 1 ? "" : "s", n.bad_paddings, n.bad_paddings == 1 ? "" : "s", c->state_dir);
+	return EXIT_OK;
+}
+
 static int cmd_gc(struct ctl *c)
 {
 	struct gc g = {.c = c};
@@ -1432,6 +1486,7 @@ int main(int argc, char **argv)
 	    {"id", required_argument, NULL, 'i'},
 	    {"name", required_argument, NULL, 'n'},
 	    {"out", required_argument, NULL, 'O'},
+	    {"to", required_argument, NULL, 'T'},
 	    {"rsa-bits", required_argument, NULL, 'B'},
 	    {"client-quota", required_argument, NULL, 'Q'},
 	    {"min-free-space", required_argument, NULL, 'M'},
@@ -1480,6 +1535,10 @@ int main(int argc, char **argv)
 		case 'O':
 			c.out_dir = optarg;
 			given |= OPT_OUT;
+			break;
+		case 'T':
+			c.to = optarg;
+			given |= OPT_TO;
 			break;
 		case 'B':
 			if (opts_parse_u64(optarg, KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS, &u) < 0 || u % 8) {
@@ -1550,12 +1609,13 @@ int main(int argc, char **argv)
 	/* A client named by --id or --name takes the place of a NAME|ID operand. */
 	want = commands[cmd].client_operand && (given & OPT_SELECT) ? 0 : commands[cmd].args;
 	if (argc - optind != want || (given & ~commands[cmd].options) || selectors > 1 ||
-	    (cmd == CMD_ADD && !c.out_dir)) {
+	    (cmd == CMD_ADD && !c.out_dir) || (cmd == CMD_MIGRATE && !c.to)) {
 		fprintf(stderr, "efctl: %s\n",
 		        argc - optind != want            ? "wrong number of arguments"
 		        : selectors > 1                  ? "one client at most: NAME|ID, --client, --id or --name"
 		        : given & ~commands[cmd].options ? "an option this command does not take"
-		                                         : "add-client needs --out DIR");
+		        : cmd == CMD_ADD                 ? "add-client needs --out DIR"
+		                                         : "migrate needs --to URL");
 		command_usage(stderr, cmd);
 		return EXIT_USAGE;
 	}
@@ -1626,6 +1686,9 @@ int main(int argc, char **argv)
 		break;
 	case CMD_GC:
 		r = cmd_gc(&c);
+		break;
+	case CMD_MIGRATE:
+		r = cmd_migrate(&c);
 		break;
 	default:
 		r = EXIT_USAGE;

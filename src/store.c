@@ -1242,6 +1242,167 @@ int store_each_source(struct store *st, store_source_fn fn, void *ctx)
 	return iterate(s, source_from_row, &row, sizeof(row), each_source, &e);
 }
 
+/* A client row of ST_COPY_CLIENTS, with when it registered. */
+struct copy_client {
+	struct store_client c;
+	char registered[STORE_TIME_SIZE];
+};
+
+static int copy_client_from_row(struct db_stmt *s, void *out)
+{
+	struct copy_client *cc = out;
+	int r;
+
+	if ((r = client_from_row(s, &cc->c)) < 0)
+		return r;
+	return column_str(s, 7, cc->registered, sizeof(cc->registered), true)
+	           ? 0
+	           : corrupt("malformed row in table clients");
+}
+
+/* Run a bound insert of store_copy: 0 or a negative errno. */
+static int copy_insert(struct db_stmt *s, long long *count)
+{
+	long long n = stmt_exec(s);
+
+	if (n < 0)
+		return (int)n;
+	(*count)++;
+	return 0;
+}
+
+static int copy_clients(struct store *from, struct store *to, struct store_copied *n)
+{
+	struct db_stmt *s = NULL, *ins = NULL;
+	struct copy_client cc;
+	int step, r = 0;
+
+	if ((r = db_get(from->db, ST_COPY_CLIENTS, &s)) < 0)
+		return r;
+	while ((step = db_step(s)) == DB_ROW) {
+		if ((r = copy_client_from_row(s, &cc)) < 0 || (r = db_get(to->db, ST_COPY_CLIENT, &ins)) < 0)
+			break;
+		db_bind_blob(ins, 1, cc.c.id, WIRE_ID_SIZE);
+		db_bind_text(ins, 2, cc.c.name);
+		if (cc.c.public_key_len)
+			db_bind_blob(ins, 3, cc.c.public_key, cc.c.public_key_len);
+		if (cc.c.aes_key_len)
+			db_bind_blob(ins, 4, cc.c.aes_key, cc.c.aes_key_len);
+		db_bind_text(ins, 5, cc.c.last_seen);
+		db_bind_text(ins, 6, cc.registered);
+		if ((r = copy_insert(ins, &n->clients)) < 0)
+			break;
+	}
+	if (r == 0 && step < 0)
+		r = step;
+	explicit_bzero(&cc, sizeof(cc));
+	db_done(s);
+	return r;
+}
+
+static int copy_files(struct store *from, struct store *to, struct store_copied *n)
+{
+	struct db_stmt *s = NULL, *ins = NULL;
+	struct store_file f;
+	int step, r = 0;
+
+	if ((r = db_get(from->db, ST_EACH_FILE, &s)) < 0)
+		return r;
+	while ((step = db_step(s)) == DB_ROW) {
+		if ((r = file_from_row(s, &f)) < 0 || (r = db_get(to->db, ST_COPY_FILE, &ins)) < 0)
+			break;
+		db_bind_blob(ins, 1, f.client_id, WIRE_ID_SIZE);
+		db_bind_text(ins, 2, f.file_name);
+		db_bind_text(ins, 3, f.path_name);
+		db_bind_int(ins, 4, f.verified);
+		db_bind_int(ins, 5, f.status);
+		db_bind_int(ins, 6, (int64_t)f.size);
+		db_bind_int(ins, 7, f.checksum);
+		db_bind_int(ins, 8, f.attempts);
+		db_bind_text(ins, 9, f.received);
+		/* Not bound: NULL, nothing kept aside. */
+		if (f.pending) {
+			db_bind_text(ins, 10, f.pending_name);
+			db_bind_int(ins, 11, (int64_t)f.pending_size);
+			db_bind_int(ins, 12, f.pending_checksum);
+			db_bind_text(ins, 13, f.pending_received);
+		}
+		if ((r = copy_insert(ins, &n->files)) < 0)
+			break;
+	}
+	if (r == 0 && step < 0)
+		r = step;
+	db_done(s);
+	return r;
+}
+
+/* The rows of registrations or bad_paddings, each a text or id and a time. */
+static int copy_times(struct store *from, struct store *to, enum stmt_id read, enum stmt_id write, bool by_id,
+                      long long *count)
+{
+	struct db_stmt *s = NULL, *ins = NULL;
+	char source[STORE_SOURCE_SIZE], at[STORE_TIME_SIZE];
+	uint8_t id[WIRE_ID_SIZE];
+	size_t id_len = 0;
+	int step, r = 0;
+
+	if ((r = db_get(from->db, read, &s)) < 0)
+		return r;
+	while ((step = db_step(s)) == DB_ROW) {
+		if ((by_id ? !column_blob(s, 0, id, sizeof(id), &id_len) || id_len != WIRE_ID_SIZE
+		           : !column_str(s, 0, source, sizeof(source), false)) ||
+		    !column_str(s, 1, at, sizeof(at), false)) {
+			r = corrupt("malformed row in a table of the last hour's counts");
+			break;
+		}
+		if ((r = db_get(to->db, write, &ins)) < 0)
+			break;
+		if (by_id)
+			db_bind_blob(ins, 1, id, WIRE_ID_SIZE);
+		else
+			db_bind_text(ins, 1, source);
+		db_bind_text(ins, 2, at);
+		if ((r = copy_insert(ins, count)) < 0)
+			break;
+	}
+	if (r == 0 && step < 0)
+		r = step;
+	db_done(s);
+	return r;
+}
+
+int store_copy(struct store *from, struct store *to, struct store_copied *out)
+{
+	struct store_copied n = {0};
+	struct db_stmt *s = NULL;
+	long long clients = 0;
+	int r;
+
+	if (!from || !to || !out)
+		return -EINVAL;
+	failure_clear();
+	if ((r = db_begin(to->db, NULL)) < 0)
+		return r;
+	if ((r = db_get(to->db, ST_CLIENT_TOTAL, &s)) < 0 || (r = stmt_int(s, &clients)) < 0)
+		goto rollback;
+	if (clients != 0) {
+		r = -EEXIST;
+		goto rollback;
+	}
+	if ((r = copy_clients(from, to, &n)) < 0 || (r = copy_files(from, to, &n)) < 0 ||
+	    (r = copy_times(from, to, ST_COPY_REGISTRATIONS, ST_COPY_REGISTRATION, false, &n.registrations)) < 0 ||
+	    (r = copy_times(from, to, ST_COPY_BAD_PADDINGS, ST_COPY_BAD_PADDING, true, &n.bad_paddings)) < 0)
+		goto rollback;
+	if ((r = db_commit(to->db)) < 0)
+		return r;
+	*out = n;
+	return 0;
+
+rollback:
+	db_rollback(to->db);
+	return r;
+}
+
 int store_checkpoint(struct store *st)
 {
 	if (!st)

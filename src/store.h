@@ -337,7 +337,20 @@ int store_pending_referenced(struct store *st, const uint8_t id[WIRE_ID_SIZE], c
 int store_forget_pending(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *token, store_publish_fn remove,
                          void *ctx);
 
-/* PRAGMA integrity_check: 0 when "ok", -EIO otherwise. */
+/* What store_copy copied. */
+struct store_copied {
+	long long clients, files, registrations, bad_paddings;
+};
+
+/*
+ * Copy every row of from into to (efctl migrate), in one transaction of to,
+ * which must hold no client (-EEXIST otherwise); the counters of to follow
+ * from the rows. The rows are read outside any transaction of from: no
+ * efsession may write to it meanwhile.
+ */
+int store_copy(struct store *from, struct store *to, struct store_copied *out);
+
+/* The database's own checks (PRAGMA integrity_check, or the counters recounted): 0 when sound, -EIO otherwise. */
 int store_integrity_check(struct store *st);
 
 #endif
