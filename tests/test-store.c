@@ -1605,6 +1605,75 @@ static void test_no_creation(void)
 	free(dir);
 }
 
+#ifdef HAVE_POSTGRESQL
+/* The server ends the store's connection, as a restart or a network failure would. */
+static struct raw *killer;
+
+static void kill_connections(void)
+{
+	raw_exec(killer, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	                 "WHERE application_name = 'test-store' AND pid <> pg_backend_pid()");
+}
+
+/* A publication during which the connection is lost: the transaction cannot commit. */
+static int place_and_kill(void *ctx, bool aside, const char *token)
+{
+	(void)ctx;
+	(void)aside;
+	(void)token;
+	kill_connections();
+	return 0;
+}
+
+/*
+ * PostgreSQL's connection lost: between transactions, a read or a write
+ * makes it again and succeeds; inside one, the request fails and changes
+ * nothing, and a COMMIT that could not be sent is found not to have
+ * committed (txid_status) rather than guessed; then the store goes on.
+ */
+static void test_lost_connection(void)
+{
+	char *dir = make_subdir("lost");
+	const char *path = "files/l0/lost.txt";
+	uint8_t id[WIRE_ID_SIZE];
+	struct store_client c;
+	struct store_file f, g;
+	struct store_recorded rec;
+	struct disk_log d = {0};
+	struct store_disk disk = disk_of(&d);
+	struct store *st = NULL;
+	const char *why;
+	int r;
+
+	make_id(id, 8, 8);
+	if (t_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "lost") < 0) {
+		ok(0, "lost-connection set-up");
+		store_close(st);
+		free(dir);
+		return;
+	}
+	killer = raw_open(dir);
+	kill_connections();
+	is_int(store_get_client(st, id, &c), 0, "a read after the connection was lost connects again");
+	kill_connections();
+	is_int(store_touch(st, id), 0, "so does a write transaction");
+	make_file(&f, id, "lost.txt", path, 10, 1);
+	disk.place = place_and_kill;
+	r = store_record_file(st, &f, TOKEN_A, &disk, NULL, &rec, NULL);
+	is_int(r, -EIO, "an upload whose connection is lost inside its transaction fails with -EIO");
+	why = failure_str(r);
+	ok(strstr(why, "PostgreSQL: ") != NULL, "and the note says what PostgreSQL said (%s)", why);
+	is_int(store_get_file(st, id, path, &g), -ENOENT, "its row was not written");
+	disk.place = log_place;
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "the next upload is recorded");
+	is_int(store_get_file(st, id, path, &g), 0, "and its row is there");
+	is_int(store_integrity_check(st), 0, "the database is intact");
+	raw_close(killer);
+	store_close(st);
+	free(dir);
+}
+#endif
+
 int main(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -1651,6 +1720,10 @@ int main(void)
 	test_no_creation();
 	test_short_connections();
 	test_concurrency();
+#ifdef HAVE_POSTGRESQL
+	if (pg_url)
+		test_lost_connection();
+#endif
 
 	free(dir);
 	if (nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
