@@ -33,7 +33,7 @@
 #define PG_LOCK_CLASS        1701213811
 #define PG_LOCK_REGISTRATION 1
 #define PG_LOCK_SCHEMA       2
-#define PG_SQL_SIZE          160
+#define PG_SQL_SIZE          224
 
 /* The parameter types of pg_bind_*, as pg_type knows them. */
 #define PG_BYTEA 17
@@ -609,12 +609,14 @@ static int pg_begin(struct db *db, const uint8_t *client)
 		return -EROFS;
 	if (client)
 		snprintf(sql, sizeof(sql),
-		         "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(%lld), txid_current()",
-		         client_lock(client));
+		         "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = %d; "
+		         "SELECT pg_advisory_xact_lock(%lld), txid_current()",
+		         d->timeout_ms, client_lock(client));
 	else
 		snprintf(sql, sizeof(sql),
-		         "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(%d, %d), txid_current()",
-		         PG_LOCK_CLASS, PG_LOCK_REGISTRATION);
+		         "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = %d; "
+		         "SELECT pg_advisory_xact_lock(%d, %d), txid_current()",
+		         d->timeout_ms, PG_LOCK_CLASS, PG_LOCK_REGISTRATION);
 	for (unsigned i = 0;; i++) {
 		if (!connected(d) && (r = reconnect(d)) < 0) {
 			if (i >= DB_RETRIES)
@@ -722,43 +724,47 @@ static int schema_version(struct pg_db *d, long long *v)
 }
 
 /*
- * Create or migrate the schema, found at version v, under the session-level
- * advisory lock of the schema: whoever takes it looks again, since another
- * process may have done it meanwhile. Each step and the new version commit
- * together.
+ * Create or migrate the schema, found at version v, in one transaction that
+ * first takes the advisory lock of the schema: whoever gets it looks again,
+ * since another process may have done it meanwhile, and the steps and the
+ * new version commit together. A transaction-level lock, so that a pooler
+ * in transaction mode may stand between.
  */
 static int schema_upgrade(struct pg_db *d, long long v)
 {
 	char sql[PG_SQL_SIZE];
+	PGresult *res;
+	bool exists;
 	int r;
 
-	snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%d, %d)", PG_LOCK_CLASS, PG_LOCK_SCHEMA);
-	pq.PQclear(exec(d, sql, PGRES_TUPLES_OK, &r));
-	if (r < 0)
-		return r;
-	if ((r = schema_version(d, &v)) < 0)
-		goto unlock;
+	snprintf(sql, sizeof(sql),
+	         "BEGIN; SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d, %d), "
+	         "to_regclass('efserver_schema') IS NOT NULL",
+	         d->timeout_ms, PG_LOCK_CLASS, PG_LOCK_SCHEMA);
+	if (!(res = exec(d, sql, PGRES_TUPLES_OK, &r)))
+		goto rollback;
+	/* Whether the table of the version is there: reading it when it is not would end the transaction. */
+	exists = pq.PQntuples(res) == 1 && strcmp(pq.PQgetvalue(res, 0, 1), "t") == 0;
+	pq.PQclear(res);
+	v = 0;
+	if (exists && (r = schema_version(d, &v)) < 0)
+		goto rollback;
 	if (v < 0 || v > STORE_SCHEMA_VERSION) {
 		r = db_schema_unknown(v);
-		goto unlock;
+		goto rollback;
 	}
 	for (size_t i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
 		if (migrations[i].version <= v)
 			continue;
-		if ((r = exec_command(d, "BEGIN")) < 0)
-			goto unlock;
 		snprintf(sql, sizeof(sql), "UPDATE efserver_schema SET version = %d", migrations[i].version);
-		if ((r = exec_command(d, migrations[i].sql)) < 0 || (r = exec_command(d, sql)) < 0 ||
-		    (r = exec_command(d, "COMMIT")) < 0) {
-			if (connected(d))
-				(void)exec_command(d, "ROLLBACK");
-			goto unlock;
-		}
+		if ((r = exec_command(d, migrations[i].sql)) < 0 || (r = exec_command(d, sql)) < 0)
+			goto rollback;
 	}
-unlock:
-	snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%d, %d)", PG_LOCK_CLASS, PG_LOCK_SCHEMA);
+	return exec_command(d, "COMMIT");
+
+rollback:
 	if (connected(d))
-		pq.PQclear(pq.PQexec(d->conn, sql));
+		(void)exec_command(d, "ROLLBACK");
 	return r;
 }
 
@@ -782,10 +788,12 @@ static void quiet(void *arg, const char *message)
 int db_pg_open(const char *url, int busy_timeout_ms, bool readonly, store_create_fn may_create, void *ctx,
                struct db **out)
 {
-	char options[PG_SQL_SIZE];
-	/* Ours first: whatever the URL sets itself wins. */
-	const char *keywords[] = {"connect_timeout", "fallback_application_name", "options", "dbname", NULL};
-	const char *values[] = {PG_CONNECT_TIMEOUT_S, program_invocation_short_name, options, url, NULL};
+	/*
+	 * Ours first: whatever the URL sets itself wins. No startup option
+	 * (options=-c ...), which a pooler would refuse.
+	 */
+	const char *keywords[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
+	const char *values[] = {PG_CONNECT_TIMEOUT_S, program_invocation_short_name, url, NULL};
 	struct pg_db *d;
 	long long v = 0;
 	int r;
@@ -799,9 +807,6 @@ int db_pg_open(const char *url, int busy_timeout_ms, bool readonly, store_create
 	d->timeout_ms = busy_timeout_ms > 0 ? busy_timeout_ms : PG_TIMEOUT_DEFAULT_MS;
 	for (size_t i = 0; i < ST_ITERATE_FIRST; i++)
 		stmt_init(&d->stmt[i], d, (enum stmt_id)i);
-	/* A lock waited for as long as SQLite's busy timeout; a tool that must not write cannot. */
-	snprintf(options, sizeof(options), "-c lock_timeout=%d%s", d->timeout_ms,
-	         readonly ? " -c default_transaction_read_only=on" : "");
 	d->conn = pq.PQconnectdbParams(keywords, values, 1);
 	if (!d->conn) {
 		free(d);
