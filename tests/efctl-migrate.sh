@@ -18,22 +18,8 @@ setup
 trap 'stop_peers; pg_stop; cleanup' EXIT
 
 srv=$work/state
-server_start "$srv" || exit 1
-printf 'hello\n' >"$work/h.txt"
-head -c 300000 /dev/urandom >"$work/r.bin"
-mkdir "$work/alice" "$work/bob"
-run_client "$work/c" -q -s "127.0.0.1:$port" -n alice -d "$work/alice" "$work/h.txt" "$work/r.bin"
-run_client "$work/c" -q -s "127.0.0.1:$port" -n bob -d "$work/bob" "$work/h.txt"
-wait_sessions
+two_clients "$srv"
 stop_server
-alice=$(client_id "$work/alice")
-bob=$(client_id "$work/bob")
-check "setup: alice stored two files, bob one" eval 'stored "$srv" "$work/alice" "$work/h.txt" "$work/r.bin" && stored "$srv" "$work/bob" "$work/h.txt"'
-# A copy kept aside for bob's h.txt and a bad padding of alice's, as sessions would record them.
-sqlite3 "$srv/efserver.db" "UPDATE files SET pending_name = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', pending_size = 40,
-	pending_checksum = 1, pending_received = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-	WHERE file_name = 'h.txt' AND client_id = x'$bob';
-	INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 S=(-s "$srv")
 pg_start
 P=(-s "$srv" --database "$PG_URI")
