@@ -738,13 +738,17 @@ static int schema_upgrade(struct pg_db *d, long long v)
 	int r;
 
 	snprintf(sql, sizeof(sql),
-	         "BEGIN; SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d, %d), "
-	         "to_regclass('efserver_schema') IS NOT NULL",
+	         "BEGIN; SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d, %d); "
+	         "SELECT to_regclass('efserver_schema') IS NOT NULL",
 	         d->timeout_ms, PG_LOCK_CLASS, PG_LOCK_SCHEMA);
 	if (!(res = exec(d, sql, PGRES_TUPLES_OK, &r)))
 		goto rollback;
-	/* Whether the table of the version is there: reading it when it is not would end the transaction. */
-	exists = pq.PQntuples(res) == 1 && strcmp(pq.PQgetvalue(res, 0, 1), "t") == 0;
+	/*
+	 * Whether the table of the version is there, looked at by a statement
+	 * of its own once the lock is held, so that it sees what the holder
+	 * before committed: reading a missing table would end the transaction.
+	 */
+	exists = pq.PQntuples(res) == 1 && strcmp(pq.PQgetvalue(res, 0, 0), "t") == 0;
 	pq.PQclear(res);
 	v = 0;
 	if (exists && (r = schema_version(d, &v)) < 0)
