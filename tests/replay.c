@@ -155,14 +155,24 @@ static void pg_rows(const char *query, const uint8_t *param, FILE *m, const char
 	PQfinish(c);
 }
 
-/* An empty database for the file: nothing of the last one's. */
-static void pg_wipe(void)
+/*
+ * Nothing of the last file's: with schema false, no schema at all; else the
+ * schema's tables emptied (faster than creating it again for each file).
+ */
+static void pg_wipe(bool schema)
 {
 	char *out = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&out, &len);
 
-	pg_rows("SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public", NULL, m, "", "");
+	if (schema)
+		pg_rows("DO $$ BEGIN IF to_regclass('efserver_schema') IS NOT NULL THEN "
+		        "TRUNCATE clients, files, registrations, bad_paddings; UPDATE totals SET clients = 0; "
+		        "ELSE DROP SCHEMA public CASCADE; CREATE SCHEMA public; END IF; END $$",
+		        NULL, m, "", "");
+	else
+		pg_rows("SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public", NULL, m,
+		        "", "");
 	fclose(m);
 	if (len)
 		die("cannot empty the database: %s", out);
@@ -1273,7 +1283,7 @@ static void seed_state(const char *how)
 
 #ifdef HAVE_POSTGRESQL
 	if (R.database)
-		pg_wipe();
+		pg_wipe(strcmp(how, "fixture") == 0);
 #endif
 	if (strcmp(how, "missing") == 0) {
 		rmdir(R.state);
