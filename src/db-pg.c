@@ -29,11 +29,21 @@
 
 #define PG_TIMEOUT_DEFAULT_MS 60000
 #define PG_CONNECT_TIMEOUT_S  "10"
+/*
+ * A server that stops answering is given up (every read under a deadline):
+ * data unacknowledged for a minute, or a silent connection after 10 s and
+ * three unanswered probes 5 s apart. The URI may say otherwise.
+ */
+#define PG_TCP_USER_TIMEOUT_MS   "60000"
+#define PG_KEEPALIVES_IDLE_S     "10"
+#define PG_KEEPALIVES_INTERVAL_S "5"
+#define PG_KEEPALIVES_COUNT      "3"
 /* The advisory locks of the two-key space: registration, and the schema's creation or migration. */
 #define PG_LOCK_CLASS        1701213811
 #define PG_LOCK_REGISTRATION 1
 #define PG_LOCK_SCHEMA       2
-#define PG_SQL_SIZE          224
+#define PG_SQL_SIZE          256
+#define PG_NOTE_SIZE         512
 
 /* The parameter types of pg_bind_*, as pg_type knows them. */
 #define PG_BYTEA 17
@@ -272,7 +282,10 @@ static const struct db_ops pg_ops;
 	X(PQgetisnull)                                                                                                 \
 	X(PQcmdTuples)                                                                                                 \
 	X(PQcmdStatus)                                                                                                 \
-	X(PQsetNoticeProcessor)
+	X(PQsetNoticeProcessor)                                                                                        \
+	X(PQconninfoParse)                                                                                             \
+	X(PQconninfoFree)                                                                                              \
+	X(PQfreemem)
 #define PQ_MEMBER(f) __typeof__(&f) f;
 static struct {
 	PQ_FUNCTIONS(PQ_MEMBER)
@@ -303,11 +316,22 @@ static int pq_load(void)
 /* The message of a failure, on one line. */
 static int note(int err, const char *msg)
 {
-	size_t n = msg ? strlen(msg) : 0;
+	char line[PG_NOTE_SIZE];
+	size_t n = 0;
 
-	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+	/* libpq's messages may run over lines (a hint after a newline and a tab): one line for the log. */
+	for (; msg && *msg && n + 1 < sizeof(line); msg++) {
+		if (*msg == '\n' || *msg == '\t' || *msg == '\r')
+			line[n++] = ' ';
+		else
+			line[n++] = *msg;
+		while (*msg == '\n' && (msg[1] == '\t' || msg[1] == ' '))
+			msg++;
+	}
+	while (n > 0 && line[n - 1] == ' ')
 		n--;
-	return failure_note(err, "PostgreSQL: %.*s", (int)n, n ? msg : "unknown error");
+	line[n] = '\0';
+	return failure_note(err, "PostgreSQL: %s", n ? line : "unknown error");
 }
 
 static bool connected(const struct pg_db *d)
@@ -610,13 +634,13 @@ static int pg_begin(struct db *db, const uint8_t *client)
 	if (client)
 		snprintf(sql, sizeof(sql),
 		         "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = %d; "
-		         "SELECT pg_advisory_xact_lock(%lld), txid_current()",
-		         d->timeout_ms, client_lock(client));
+		         "SET LOCAL statement_timeout = %d; SELECT pg_advisory_xact_lock(%lld), txid_current()",
+		         d->timeout_ms, d->timeout_ms, client_lock(client));
 	else
 		snprintf(sql, sizeof(sql),
 		         "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = %d; "
-		         "SELECT pg_advisory_xact_lock(%d, %d), txid_current()",
-		         d->timeout_ms, PG_LOCK_CLASS, PG_LOCK_REGISTRATION);
+		         "SET LOCAL statement_timeout = %d; SELECT pg_advisory_xact_lock(%d, %d), txid_current()",
+		         d->timeout_ms, d->timeout_ms, PG_LOCK_CLASS, PG_LOCK_REGISTRATION);
 	for (unsigned i = 0;; i++) {
 		if (!connected(d) && (r = reconnect(d)) < 0) {
 			if (i >= DB_RETRIES)
@@ -796,14 +820,38 @@ int db_pg_open(const char *url, int busy_timeout_ms, bool readonly, store_create
 	 * Ours first: whatever the URL sets itself wins. No startup option
 	 * (options=-c ...), which a pooler would refuse.
 	 */
-	const char *keywords[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *values[] = {PG_CONNECT_TIMEOUT_S, program_invocation_short_name, url, NULL};
+	const char *keywords[] = {"connect_timeout",
+	                          "fallback_application_name",
+	                          "client_encoding",
+	                          "tcp_user_timeout",
+	                          "keepalives_idle",
+	                          "keepalives_interval",
+	                          "keepalives_count",
+	                          "dbname",
+	                          NULL};
+	const char *values[] = {PG_CONNECT_TIMEOUT_S,
+	                        program_invocation_short_name,
+	                        "UTF8",
+	                        PG_TCP_USER_TIMEOUT_MS,
+	                        PG_KEEPALIVES_IDLE_S,
+	                        PG_KEEPALIVES_INTERVAL_S,
+	                        PG_KEEPALIVES_COUNT,
+	                        url,
+	                        NULL};
+	PQconninfoOption *parsed;
+	char *why = NULL;
 	struct pg_db *d;
 	long long v = 0;
 	int r;
 
 	if ((r = pq_load()) < 0)
 		return r;
+	/* libpq's word for a URI it cannot parse may quote it, password and all: not ours to log. */
+	if (!(parsed = pq.PQconninfoParse(url, &why))) {
+		pq.PQfreemem(why);
+		return failure_note(-EINVAL, "PostgreSQL: the database URI cannot be parsed");
+	}
+	pq.PQconninfoFree(parsed);
 	if (!(d = calloc(1, sizeof(*d))))
 		return -ENOMEM;
 	d->base.ops = &pg_ops;

@@ -27,4 +27,28 @@ check "and writes nothing on stderr" [ ! -s "$WORK/stderr" ]
 [ -s "$WORK/stderr" ] && diag "$WORK/stderr"
 check "the database is left with the schema of the store" \
 	[ "$(pg_psql -A -t -c 'SELECT version FROM efserver_schema')" = 3 ]
+
+# A database that cannot be reached: the request is answered 2107, the exit status is 111, and the
+# log says why without the URI's password, however the URI is written; efctl says so the same way.
+mkdir "$WORK/state"
+# A 1025 registration of "x": the zero id, version 3, code 1025, 255 bytes of name.
+{
+	head -c 16 /dev/zero
+	printf '\x03\x01\x04\xff\x00\x00\x00x'
+	head -c 254 /dev/zero
+} >"$WORK/1025"
+for uri in 'postgresql://efserver:s3cretpw@127.0.0.1:1/efserver' "postgresql://efserver:s3cr%zzetpw@127.0.0.1:1/x" \
+	"postgresql:///efserver?host=$PG_DIR/nowhere&password=s3cretpw"; do
+	status=0
+	"$EFSESSION" --state-dir "$WORK/state" --database "$uri" --log-target stderr <"$WORK/1025" >"$WORK/out" \
+		2>"$WORK/log" || status=$?
+	check "unreachable ($uri): answered 2107, exit status 111" \
+		eval '[ "$status" = 111 ] && [ "$(od -An -tx1 "$WORK/out" | tr -d " \n")" = 033b0800000000 ]'
+	check "and the log says why, never the password" \
+		eval 'grep -q "Cannot open the PostgreSQL database: PostgreSQL: " "$WORK/log" && ! grep -q "s3cr" "$WORK/log"'
+	status=0
+	"$top_builddir/efctl" --state-dir "$WORK/state" --database "$uri" clients >"$WORK/out" 2>"$WORK/log" || status=$?
+	check "efctl: exit status 4, the reason, never the password" \
+		eval '[ "$status" = 4 ] && grep -q "cannot open the PostgreSQL database" "$WORK/log" && ! grep -q "s3cr" "$WORK/log"'
+done
 done_testing
