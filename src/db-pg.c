@@ -254,6 +254,7 @@ struct pg_db {
 	bool readonly;
 	bool in_tx;
 	long long txid; /* of the open transaction, to learn the outcome of a COMMIT the connection lost */
+	int backend;    /* the server process of the connection that began it */
 	int timeout_ms;
 	struct pg_stmt stmt[ST_ITERATE_FIRST];
 };
@@ -285,7 +286,8 @@ static const struct db_ops pg_ops;
 	X(PQsetNoticeProcessor)                                                                                        \
 	X(PQconninfoParse)                                                                                             \
 	X(PQconninfoFree)                                                                                              \
-	X(PQfreemem)
+	X(PQfreemem)                                                                                                   \
+	X(PQbackendPID)
 #define PQ_MEMBER(f) __typeof__(&f) f;
 static struct {
 	PQ_FUNCTIONS(PQ_MEMBER)
@@ -652,6 +654,7 @@ static int pg_begin(struct db *db, const uint8_t *client)
 		if (res) {
 			d->in_tx = true;
 			d->txid = pq.PQntuples(res) == 1 ? strtoll(pq.PQgetvalue(res, 0, 1), NULL, 10) : 0;
+			d->backend = pq.PQbackendPID(d->conn);
 			pq.PQclear(res);
 			return 0;
 		}
@@ -666,18 +669,24 @@ static int pg_begin(struct db *db, const uint8_t *client)
 /*
  * The connection was lost while the COMMIT was on its way: it may have
  * committed or not. Never guessed: a new connection asks the server what
- * became of the transaction, waiting while it is still in progress, for up
- * to the timeout.
+ * became of the transaction, for up to the timeout. Still in progress, its
+ * server process has not noticed the loss (the COMMIT never arrived): it is
+ * ended, if it is still the one running that transaction, so that the
+ * transaction is rolled back and its locks freed rather than waited for.
  */
 static int commit_outcome(struct pg_db *d)
 {
-	char sql[PG_SQL_SIZE];
+	char sql[PG_SQL_SIZE], end[PG_SQL_SIZE];
+	bool ended = false;
 	struct timespec start, now;
 	PGresult *res;
 	const char *status;
 	int r = -EIO;
 
 	snprintf(sql, sizeof(sql), "SELECT txid_status(%lld)", d->txid);
+	snprintf(end, sizeof(end),
+	         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %d AND backend_xid::text = '%lld'",
+	         d->backend, d->txid & 0xffffffffLL);
 	(void)clock_gettime(CLOCK_MONOTONIC, &start);
 	for (unsigned i = 0;; i++) {
 		if (connected(d) || reconnect(d) == 0) {
@@ -695,6 +704,10 @@ static int commit_outcome(struct pg_db *d)
 				                    "not commit");
 			}
 			pq.PQclear(res);
+			if (status && !ended) {
+				pq.PQclear(pq.PQexec(d->conn, end));
+				ended = true;
+			}
 		}
 		(void)clock_gettime(CLOCK_MONOTONIC, &now);
 		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > d->timeout_ms)
