@@ -202,6 +202,7 @@ static void usage(FILE *to)
 	            "  -o, --output FILE           decrypt: write to FILE\n"
 	            "      --out DIR               add-client: write the identity files into DIR\n"
 	            "      --rsa-bits N            add-client: the RSA key size, 1024 (default) to 4096\n"
+	            "      --to URL                migrate: the PostgreSQL database to copy into\n"
 	            "      --client-quota BYTES    usage: efsession's --client-quota (default 0: none)\n"
 	            "      --min-free-space BYTES  usage: efsession's --min-free-space (default 1G)\n"
 	            "  -h, --help                  show this help (or a command's) and exit\n"
