@@ -1119,6 +1119,128 @@ static void test_concurrency(void)
 	free(dir);
 }
 
+/* Every kept-aside copy is on disk: nothing to roll forward. */
+static int exists_always(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	(void)ctx;
+	(void)id;
+	(void)token;
+	return 1;
+}
+
+/* A kept-aside copy put in place: nothing on disk to move. */
+static int promote_ok(void *ctx, const char *token)
+{
+	(void)ctx;
+	(void)token;
+	return 0;
+}
+
+/*
+ * One client's uploads and confirmations of the same file from several
+ * processes at once: each decides from the row as its transaction finds it
+ * (in place, or kept aside beside the verified copy), so every operation
+ * succeeds whatever the interleaving.
+ */
+static void same_client_run(const char *dir, int index, int start_fd, int result_fd)
+{
+	struct child_result res = {.index = index};
+	struct store_disk disk = {.ctx = &res.published,
+	                          .pending_exists = exists_always,
+	                          .place = place_nothing,
+	                          .promote = promote_ok,
+	                          .remove = remove_nothing};
+	uint8_t id[WIRE_ID_SIZE];
+	struct store_recorded rec;
+	struct store_settled done;
+	struct store_file f;
+	struct store *st = NULL;
+	char token[STORE_TOKEN_SIZE], c;
+	int r;
+
+	while (read(start_fd, &c, 1) > 0)
+		continue;
+	make_id(id, 0x200, 0);
+	if ((r = t_open(dir, 0, NULL, NULL, &st)) < 0) {
+		child_note(&res, r);
+	} else {
+		for (int i = 0; i < N_ROUNDS; i++) {
+			snprintf(token, sizeof(token), "%08x%024x", (unsigned)index, (unsigned)i);
+			make_file(&f, id, "same.bin", "files/same/same.bin", (uint64_t)(16 * (index + 1)), (uint32_t)i);
+			child_note(&res, store_record_file(st, &f, token, &disk, NULL, &rec, NULL));
+			r = store_settle_file(st, STORE_CONFIRM, id, "files/same/same.bin", "same.bin", &disk, &done);
+			child_note(&res, r);
+		}
+		store_close(st);
+	}
+	if (write(result_fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
+		_exit(2);
+	_exit(0);
+}
+
+static void test_same_client(void)
+{
+	char *dir = make_subdir("same");
+	struct child_result res, total = {0};
+	int start[2], results[2], status, exited_ok = 0;
+	uint8_t id[WIRE_ID_SIZE];
+	struct store_file g;
+	struct store_client c;
+	struct store *st = NULL;
+	pid_t pids[N_PROCS];
+
+	make_id(id, 0x200, 0);
+	if (t_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "same") < 0) {
+		ok(0, "same-client set-up");
+		store_close(st);
+		free(dir);
+		return;
+	}
+	if (pipe(start) < 0 || pipe(results) < 0) {
+		perror("pipe");
+		exit(99);
+	}
+	fflush(stdout);
+	for (int i = 0; i < N_PROCS; i++) {
+		if ((pids[i] = fork()) < 0) {
+			perror("fork");
+			exit(99);
+		}
+		if (pids[i] == 0) {
+			close(start[1]);
+			close(results[0]);
+			same_client_run(dir, i, start[0], results[1]);
+		}
+	}
+	close(start[0]);
+	close(results[1]);
+	close(start[1]);
+	while (read(results[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
+		total.ops += res.ops;
+		total.errors += res.errors;
+		if (res.errors)
+			printf("# process %d: %d errors, first %s\n", res.index, res.errors,
+			       strerror(-res.first_error));
+	}
+	close(results[0]);
+	for (int i = 0; i < N_PROCS; i++)
+		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			exited_ok++;
+	is_int(exited_ok, N_PROCS, "%d processes uploading and confirming one client's file exited cleanly", N_PROCS);
+	is_int(total.ops, N_PROCS * N_ROUNDS * 2, "they made %d uploads and confirmations", total.ops);
+	is_int(total.errors, 0, "none of them failed, whatever the interleaving");
+	is_int(store_get_file(st, id, "files/same/same.bin", &g), 0, "the file's row");
+	ok(g.verified && g.status == STORE_FILE_STORED && g.attempts >= 1 && g.attempts <= N_PROCS * N_ROUNDS,
+	   "verified, its attempts counted (%lld)", g.attempts);
+	is_int(store_get_client(st, id, &c), 0, "the client's row");
+	ok(c.stored_files == 1 && c.stored_bytes == g.size + (g.pending ? g.pending_size : 0),
+	   "its counters are the one copy it keeps and any kept aside (%llu bytes, %llu files)",
+	   (unsigned long long)c.stored_bytes, (unsigned long long)c.stored_files);
+	is_int(store_integrity_check(st), 0, "integrity_check passes after them");
+	store_close(st);
+	free(dir);
+}
+
 /* Callbacks of a process killed inside its transaction, before its commit. */
 static int die_in_place(void *ctx, bool aside, const char *token)
 {
@@ -1720,6 +1842,7 @@ int main(void)
 	test_no_creation();
 	test_short_connections();
 	test_concurrency();
+	test_same_client();
 #ifdef HAVE_POSTGRESQL
 	if (pg_url)
 		test_lost_connection();
