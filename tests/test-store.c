@@ -1241,6 +1241,88 @@ static void test_same_client(void)
 	free(dir);
 }
 
+/* Registrations at once from several processes, under --max-clients: N_CLIENTS_MAX pass, no more. */
+#define N_CLIENTS_MAX 50
+
+static void register_run(const char *dir, int index, int start_fd, int result_fd)
+{
+	struct store_limits lim = {.max_clients = N_CLIENTS_MAX, .registrations_per_hour = 1000};
+	struct child_result res = {.index = index};
+	enum store_limit why;
+	uint8_t id[WIRE_ID_SIZE];
+	struct store *st = NULL;
+	char name[32], c;
+	int r;
+
+	while (read(start_fd, &c, 1) > 0)
+		continue;
+	if ((r = t_open(dir, 0, NULL, NULL, &st)) < 0) {
+		child_note(&res, r);
+	} else {
+		for (int i = 0; i < N_ROUNDS / 2; i++) {
+			make_id(id, 0x300 + (unsigned)index, (unsigned)i);
+			snprintf(name, sizeof(name), "reg%d-%d", index, i);
+			r = store_register_from(st, id, name, "192.0.2.7", &lim, &why);
+			if (r == 0)
+				res.published++;
+			else if (r != -EDQUOT || why != STORE_LIMIT_MAX_CLIENTS)
+				child_note(&res, r);
+		}
+		store_close(st);
+	}
+	if (write(result_fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
+		_exit(2);
+	_exit(0);
+}
+
+static void test_registrations_at_once(void)
+{
+	char *dir = make_subdir("registrations");
+	struct child_result res, total = {0};
+	int start[2], results[2], status, exited_ok = 0;
+	struct store *st = NULL;
+	long long clients = -1;
+	pid_t pids[N_PROCS];
+
+	if (pipe(start) < 0 || pipe(results) < 0) {
+		perror("pipe");
+		exit(99);
+	}
+	fflush(stdout);
+	for (int i = 0; i < N_PROCS; i++) {
+		if ((pids[i] = fork()) < 0) {
+			perror("fork");
+			exit(99);
+		}
+		if (pids[i] == 0) {
+			close(start[1]);
+			close(results[0]);
+			register_run(dir, i, start[0], results[1]);
+		}
+	}
+	close(start[0]);
+	close(results[1]);
+	close(start[1]);
+	while (read(results[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
+		total.published += res.published;
+		total.errors += res.errors;
+	}
+	close(results[0]);
+	for (int i = 0; i < N_PROCS; i++)
+		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			exited_ok++;
+	is_int(exited_ok, N_PROCS, "%d processes registering at once under --max-clients %d exited cleanly", N_PROCS,
+	       N_CLIENTS_MAX);
+	is_int(total.errors, 0, "each registration either passed or was refused by --max-clients");
+	is_int(total.published, N_CLIENTS_MAX, "exactly %d passed", N_CLIENTS_MAX);
+	is_int(t_open(dir, 0, NULL, NULL, &st), 0, "open the store after them");
+	is_int(store_count_clients(st, &clients), 0, "count the clients");
+	is_int(clients, N_CLIENTS_MAX, "the server's count is %d", N_CLIENTS_MAX);
+	is_int(store_integrity_check(st), 0, "integrity_check passes");
+	store_close(st);
+	free(dir);
+}
+
 /* Callbacks of a process killed inside its transaction, before its commit. */
 static int die_in_place(void *ctx, bool aside, const char *token)
 {
@@ -1843,6 +1925,7 @@ int main(void)
 	test_short_connections();
 	test_concurrency();
 	test_same_client();
+	test_registrations_at_once();
 #ifdef HAVE_POSTGRESQL
 	if (pg_url)
 		test_lost_connection();
