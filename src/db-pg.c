@@ -441,10 +441,12 @@ static int pg_get(struct db *db, enum stmt_id id, struct db_stmt **out)
 	} else {
 		q = &d->stmt[id];
 	}
-	if (q->nparams < 0)
-		q->nparams = count_params(pg_sql[id]);
-	if (q->nparams > DB_PARAMS_MAX)
+	if (q->nparams < 0 && (q->nparams = count_params(pg_sql[id])) > DB_PARAMS_MAX) {
+		q->nparams = -1;
+		if (id >= ST_ITERATE_FIRST)
+			free(q);
 		return failure_note(-EINVAL, "PostgreSQL: a statement takes more than %d parameters", DB_PARAMS_MAX);
+	}
 	*out = &q->base;
 	return 0;
 }
@@ -452,7 +454,6 @@ static int pg_get(struct db *db, enum stmt_id id, struct db_stmt **out)
 static void pg_done(struct db_stmt *s)
 {
 	struct pg_stmt *q = (struct pg_stmt *)s;
-	struct pg_db *d = (struct pg_db *)s->db;
 
 	pq.PQclear(q->res);
 	q->res = NULL;
@@ -466,7 +467,6 @@ static void pg_done(struct db_stmt *s)
 	memset(q->formats, 0, sizeof(q->formats));
 	q->bind_error = 0;
 	q->row = q->rows = 0;
-	(void)d;
 }
 
 static void bind(struct pg_stmt *q, int i, Oid type, const void *v, size_t len, int format)
