@@ -29,6 +29,8 @@
 
 #define PG_TIMEOUT_DEFAULT_MS 60000
 #define PG_CONNECT_TIMEOUT_S  "10"
+/* How long a server that cannot be connected to is tried again. */
+#define PG_RECONNECT_MS 10000
 /*
  * A server that stops answering is given up (every read under a deadline):
  * data unacknowledged for a minute, or a silent connection after 10 s and
@@ -379,11 +381,33 @@ static bool retryable(int r, const struct pg_db *d)
 	return r == -EBUSY || !connected(d);
 }
 
-/* After a lost connection, a new one with the same parameters: 0, or -EIO with the reason noted. */
+static long elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/*
+ * A new connection with the same parameters, after one failed or was lost:
+ * tried again for PG_RECONNECT_MS, so that a server restarting (or one
+ * with all its connection slots taken for a moment) is waited for. 0, or
+ * -EIO with the reason noted.
+ */
 static int reconnect(struct pg_db *d)
 {
-	pq.PQreset(d->conn);
-	return connected(d) ? 0 : note(-EIO, pq.PQerrorMessage(d->conn));
+	struct timespec start;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &start);
+	for (unsigned i = 0;; i++) {
+		pq.PQreset(d->conn);
+		if (connected(d))
+			return 0;
+		if (elapsed_ms(&start) >= PG_RECONNECT_MS)
+			return note(-EIO, pq.PQerrorMessage(d->conn));
+		db_backoff(i < DB_RETRIES ? i : DB_RETRIES);
+	}
 }
 
 /* A statement outside the store's table, with no parameter, its result in text: the result or NULL. */
@@ -525,7 +549,7 @@ static int run(struct pg_db *d, struct pg_stmt *q)
 		if (d->in_tx || i >= DB_RETRIES || !retryable(r, d))
 			return r;
 		db_backoff(i);
-		if (!connected(d) && reconnect(d) < 0 && i + 1 >= DB_RETRIES)
+		if (!connected(d) && reconnect(d) < 0)
 			return r;
 	}
 	q->rows = pq.PQntuples(q->res);
@@ -644,12 +668,8 @@ static int pg_begin(struct db *db, const uint8_t *client)
 		         "SET LOCAL statement_timeout = %d; SELECT pg_advisory_xact_lock(%d, %d), txid_current()",
 		         d->timeout_ms, d->timeout_ms, PG_LOCK_CLASS, PG_LOCK_REGISTRATION);
 	for (unsigned i = 0;; i++) {
-		if (!connected(d) && (r = reconnect(d)) < 0) {
-			if (i >= DB_RETRIES)
-				return r;
-			db_backoff(i);
-			continue;
-		}
+		if (!connected(d) && (r = reconnect(d)) < 0)
+			return r;
 		res = exec(d, sql, PGRES_TUPLES_OK, &r);
 		if (res) {
 			d->in_tx = true;
@@ -678,7 +698,7 @@ static int commit_outcome(struct pg_db *d)
 {
 	char sql[PG_SQL_SIZE], end[PG_SQL_SIZE];
 	bool ended = false;
-	struct timespec start, now;
+	struct timespec start;
 	PGresult *res;
 	const char *status;
 	int r = -EIO;
@@ -709,8 +729,7 @@ static int commit_outcome(struct pg_db *d)
 				ended = true;
 			}
 		}
-		(void)clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > d->timeout_ms)
+		if (elapsed_ms(&start) > d->timeout_ms)
 			return failure_note(
 			    -EIO,
 			    "PostgreSQL: the connection was lost during COMMIT, and whether it committed "
@@ -878,10 +897,8 @@ int db_pg_open(const char *url, int busy_timeout_ms, bool readonly, store_create
 		return -ENOMEM;
 	}
 	(void)pq.PQsetNoticeProcessor(d->conn, quiet, NULL);
-	if (!connected(d)) {
-		r = note(-EIO, pq.PQerrorMessage(d->conn));
+	if (!connected(d) && (r = reconnect(d)) < 0)
 		goto out;
-	}
 	if ((r = schema_version(d, &v)) < 0)
 		goto out;
 	if (v == STORE_SCHEMA_VERSION) {
