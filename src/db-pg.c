@@ -60,9 +60,8 @@
 
 /*
  * Schema version 3 of SQLite's, with the same columns, constraints and
- * counters: bytea for blobs, bigint for integers, and text compared byte by
- * byte (COLLATE "C") as SQLite does. The counters are kept by triggers, as
- * in SQLite.
+ * counters (which the store keeps): bytea for blobs, bigint for integers,
+ * and text compared byte by byte (COLLATE "C") as SQLite does.
  */
 static const char schema_v3[] =
     "CREATE TABLE clients (\n"
@@ -101,35 +100,6 @@ static const char schema_v3[] =
     "	clients bigint NOT NULL CHECK (clients >= 0)\n"
     ");\n"
     "INSERT INTO totals (one, clients) SELECT 1, count(*) FROM clients;\n"
-    "CREATE FUNCTION efserver_client_counted() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-    "BEGIN\n"
-    "	UPDATE totals SET clients = clients + CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END;\n"
-    "	RETURN NULL;\n"
-    "END $$;\n"
-    "CREATE TRIGGER client_counted AFTER INSERT OR DELETE ON clients\n"
-    "	FOR EACH ROW EXECUTE FUNCTION efserver_client_counted();\n"
-    "CREATE FUNCTION efserver_file_counted() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-    "DECLARE\n"
-    "	bytes bigint := 0;\n"
-    "	names bigint := 0;\n"
-    "	client_key bytea;\n"
-    "BEGIN\n"
-    "	IF TG_OP <> 'INSERT' THEN\n"
-    "		bytes := bytes - CASE WHEN OLD.status = 0 THEN OLD.size ELSE 0 END - coalesce(OLD.pending_size, 0);\n"
-    "		names := names - (OLD.status = 0)::integer;\n"
-    "		client_key := OLD.client_id;\n"
-    "	END IF;\n"
-    "	IF TG_OP <> 'DELETE' THEN\n"
-    "		bytes := bytes + CASE WHEN NEW.status = 0 THEN NEW.size ELSE 0 END + coalesce(NEW.pending_size, 0);\n"
-    "		names := names + (NEW.status = 0)::integer;\n"
-    "		client_key := NEW.client_id;\n"
-    "	END IF;\n"
-    "	UPDATE clients SET stored_bytes = stored_bytes + bytes, stored_files = stored_files + names\n"
-    "		WHERE id = client_key;\n"
-    "	RETURN NULL;\n"
-    "END $$;\n"
-    "CREATE TRIGGER file_counted AFTER INSERT OR UPDATE OR DELETE ON files\n"
-    "	FOR EACH ROW EXECUTE FUNCTION efserver_file_counted();\n"
     "CREATE TABLE registrations (\n"
     "	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
     "	source text COLLATE \"C\" NOT NULL CHECK (octet_length(source) BETWEEN 1 AND 63),\n"
@@ -196,7 +166,10 @@ static const char *const pg_sql[ST_COUNT] = {
     [ST_FILE_DELETE] = "DELETE FROM files WHERE client_id = $1 AND path_name = $2 AND status = 0",
     [ST_FILE_COUNT] = "SELECT count(*) FROM files WHERE client_id = $1",
     [ST_CLIENT_TOTAL] = "SELECT clients FROM totals",
+    [ST_CLIENT_COUNT] = "UPDATE totals SET clients = clients + $1",
     [ST_CLIENT_USAGE] = "SELECT stored_bytes, stored_files FROM clients WHERE id = $1",
+    [ST_CLIENT_ACCOUNT] =
+        "UPDATE clients SET stored_bytes = stored_bytes + $2, stored_files = stored_files + $3 WHERE id = $1",
     [ST_REGISTRATIONS_PRUNE] =
         "DELETE FROM registrations WHERE id IN (SELECT id FROM registrations WHERE at <= " SQL_HOUR_AGO
         " ORDER BY at LIMIT " DB_PRUNE_BATCH ")",
@@ -932,17 +905,16 @@ static int pg_checkpoint(struct db *db)
 	return 0;
 }
 
-/* What the triggers count, counted again; and the row of totals. The references are the server's to keep. */
+/* The counters against a recount of the rows, and the row of totals; the references are the server's to keep. */
 static int pg_check(struct db *db)
 {
 	static const char sql[] =
-	    "SELECT 'client ' || encode(c.id, 'hex') || ': stored_bytes or stored_files disagrees with table files'\n"
-	    "FROM clients AS c WHERE c.stored_bytes <> (SELECT coalesce(sum(CASE WHEN status = 0 THEN size ELSE 0 END\n"
-	    "	+ coalesce(pending_size, 0)), 0) FROM files WHERE client_id = c.id)\n"
+	    "SELECT 'client ' || quote_literal(name) FROM clients AS c WHERE c.stored_bytes <> (SELECT\n"
+	    "	coalesce(sum(CASE WHEN status = 0 THEN size ELSE 0 END + coalesce(pending_size, 0)), 0)\n"
+	    "	FROM files WHERE client_id = c.id)\n"
 	    "	OR c.stored_files <> (SELECT count(*) FROM files WHERE client_id = c.id AND status = 0)\n"
-	    "UNION ALL SELECT 'table totals disagrees with table clients' FROM totals\n"
-	    "	WHERE clients <> (SELECT count(*) FROM clients)\n"
-	    "UNION ALL SELECT 'table totals has no row' WHERE NOT EXISTS (SELECT 1 FROM totals)\n"
+	    "UNION ALL SELECT 'the count of clients' FROM totals WHERE clients <> (SELECT count(*) FROM clients)\n"
+	    "UNION ALL SELECT 'the count of clients (no row)' WHERE NOT EXISTS (SELECT 1 FROM totals)\n"
 	    "LIMIT 1";
 	struct pg_db *d = (struct pg_db *)db;
 	PGresult *res;
@@ -950,7 +922,9 @@ static int pg_check(struct db *db)
 
 	if (!(res = exec(d, sql, PGRES_TUPLES_OK, &r)))
 		return r;
-	r = pq.PQntuples(res) == 0 ? 0 : failure_note(-EIO, "%s", pq.PQgetvalue(res, 0, 0));
+	r = pq.PQntuples(res) == 0
+	        ? 0
+	        : failure_note(-EIO, "counters that disagree with a recount: %s", pq.PQgetvalue(res, 0, 0));
 	pq.PQclear(res);
 	return r;
 }

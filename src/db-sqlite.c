@@ -84,13 +84,15 @@ static const char schema_v2[] =
     "	AND (pending_name IS NULL OR (verified = 1 AND status = 0)));\n";
 
 /*
- * What the limits of efsession(8) count, kept by the database itself so
- * that no statement can forget them: per client, the plaintext bytes of
- * every copy it stores (under a name, or kept aside) and the names with a
- * copy (a given-up name has none); server-wide, the clients. Registrations
- * per source address and bad paddings per client, each with its time, for
- * the counts over the last hour. The counters are computed for the rows a
- * migrated database already holds.
+ * What the limits of efsession(8) count: per client, the plaintext bytes
+ * of every copy it stores (under a name, or kept aside) and the names with
+ * a copy (a given-up name has none); server-wide, the clients. The store
+ * keeps them in the transaction of every change (account(), count_client()),
+ * not by triggers, which SQLite would parse again in every process; a
+ * recount checks them (store_integrity_check). Registrations per source
+ * address and bad paddings per client, each with its time, for the counts
+ * over the last hour. The counters are computed for the rows a migrated
+ * database already holds.
  */
 static const char schema_v3[] =
     "ALTER TABLE clients ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0\n"
@@ -106,34 +108,6 @@ static const char schema_v3[] =
     "	clients INTEGER NOT NULL CHECK (typeof(clients) = 'integer' AND clients >= 0)\n"
     ");\n"
     "INSERT INTO totals (one, clients) SELECT 1, count(*) FROM clients;\n"
-    "CREATE TRIGGER client_added AFTER INSERT ON clients BEGIN\n"
-    "	UPDATE totals SET clients = clients + 1;\n"
-    "END;\n"
-    "CREATE TRIGGER client_removed AFTER DELETE ON clients BEGIN\n"
-    "	UPDATE totals SET clients = clients - 1;\n"
-    "END;\n"
-    "CREATE TRIGGER file_added AFTER INSERT ON files BEGIN\n"
-    "	UPDATE clients SET\n"
-    "		stored_bytes = stored_bytes + CASE WHEN new.status = 0 THEN new.size ELSE 0 END\n"
-    "			+ coalesce(new.pending_size, 0),\n"
-    "		stored_files = stored_files + (new.status = 0)\n"
-    "	WHERE id = new.client_id;\n"
-    "END;\n"
-    "CREATE TRIGGER file_changed AFTER UPDATE ON files BEGIN\n"
-    "	UPDATE clients SET\n"
-    "		stored_bytes = stored_bytes - CASE WHEN old.status = 0 THEN old.size ELSE 0 END\n"
-    "			- coalesce(old.pending_size, 0) + CASE WHEN new.status = 0 THEN new.size ELSE 0 END\n"
-    "			+ coalesce(new.pending_size, 0),\n"
-    "		stored_files = stored_files - (old.status = 0) + (new.status = 0)\n"
-    "	WHERE id = new.client_id;\n"
-    "END;\n"
-    "CREATE TRIGGER file_removed AFTER DELETE ON files BEGIN\n"
-    "	UPDATE clients SET\n"
-    "		stored_bytes = stored_bytes - CASE WHEN old.status = 0 THEN old.size ELSE 0 END\n"
-    "			- coalesce(old.pending_size, 0),\n"
-    "		stored_files = stored_files - (old.status = 0)\n"
-    "	WHERE id = old.client_id;\n"
-    "END;\n"
     "CREATE TABLE registrations (\n"
     "	id INTEGER PRIMARY KEY,\n"
     "	source TEXT NOT NULL CHECK (typeof(source) = 'text' AND length(CAST(source AS BLOB)) BETWEEN 1 AND 63),\n"
@@ -202,7 +176,10 @@ static const char *const sqlite_sql[ST_COUNT] = {
     [ST_FILE_DELETE] = "DELETE FROM files WHERE client_id = ?1 AND path_name = ?2 AND status = 0",
     [ST_FILE_COUNT] = "SELECT count(*) FROM files WHERE client_id = ?1",
     [ST_CLIENT_TOTAL] = "SELECT clients FROM totals",
+    [ST_CLIENT_COUNT] = "UPDATE totals SET clients = clients + ?1",
     [ST_CLIENT_USAGE] = "SELECT stored_bytes, stored_files FROM clients WHERE id = ?1",
+    [ST_CLIENT_ACCOUNT] =
+        "UPDATE clients SET stored_bytes = stored_bytes + ?2, stored_files = stored_files + ?3 WHERE id = ?1",
     /* The oldest first, on the index by time: a batch of them per registration. */
     [ST_REGISTRATIONS_PRUNE] =
         "DELETE FROM registrations WHERE id IN (SELECT id FROM registrations WHERE at <= " SQL_HOUR_AGO
@@ -900,8 +877,12 @@ static int sq_checkpoint(struct db *db)
 	return pragma((struct sq_db *)db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, 0);
 }
 
-/* Run a check PRAGMA that answers with rows of problems; the first one becomes the error message. */
-static int check_rows(struct sq_db *d, const char *sql, const char *healthy)
+/*
+ * Run a check that answers with rows of problems: the first row becomes the
+ * error message, with problem before it when given; a check that says
+ * healthy answers that alone.
+ */
+static int check_rows(struct sq_db *d, const char *sql, const char *healthy, const char *problem)
 {
 	sqlite3_stmt *s = NULL;
 	const unsigned char *t;
@@ -913,14 +894,10 @@ static int check_rows(struct sq_db *d, const char *sql, const char *healthy)
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		t = sqlite3_column_text(s, 0);
-		if (healthy && t && strcmp((const char *)t, healthy) == 0 && sqlite3_step(s) == SQLITE_DONE) {
+		if (healthy && t && strcmp((const char *)t, healthy) == 0 && sqlite3_step(s) == SQLITE_DONE)
 			r = 0;
-		} else {
-			/* integrity_check says what is wrong; foreign_key_check only names a table. */
-			r = failure_note(-EIO, "%s",
-			                 healthy && t ? (const char *)t
-			                              : "a row refers to a missing row of another table");
-		}
+		else
+			r = failure_note(-EIO, "%s%s", problem ? problem : "", t ? (const char *)t : "(no detail)");
 	} else if (rc == SQLITE_DONE) {
 		r = healthy ? failure_note(-EIO, "integrity check returned nothing") : 0;
 	} else {
@@ -930,16 +907,25 @@ static int check_rows(struct sq_db *d, const char *sql, const char *healthy)
 	return r;
 }
 
-/* The pages (integrity_check) and the references between tables (foreign_key_check). */
+/* The clients whose counters a recount of their rows contradicts, and the count of clients if it is wrong. */
+#define COUNTERS_WRONG                                                                                                 \
+	"SELECT 'client ' || quote(name) FROM clients AS c WHERE stored_bytes != (SELECT coalesce(sum(CASE WHEN "      \
+	"status = 0 THEN size ELSE 0 END + coalesce(pending_size, 0)), 0) FROM files WHERE client_id = c.id) OR "      \
+	"stored_files != (SELECT count(*) FROM files WHERE client_id = c.id AND status = 0)\n"                         \
+	"UNION ALL SELECT 'the count of clients' FROM totals WHERE clients != (SELECT count(*) FROM clients)"
+
+/* The pages (integrity_check), the references between tables (foreign_key_check) and the counters (a recount). */
 static int sq_check(struct db *db)
 {
 	struct sq_db *d = (struct sq_db *)db;
 	int r;
 
-	r = check_rows(d, "PRAGMA integrity_check", "ok");
-	if (r < 0)
+	if ((r = check_rows(d, "PRAGMA integrity_check", "ok", NULL)) < 0 ||
+	    (r = check_rows(d, "PRAGMA foreign_key_check", NULL, "a row refers to a missing row of another table: ")) <
+	        0 ||
+	    (r = check_rows(d, COUNTERS_WRONG, NULL, "counters that disagree with a recount: ")) < 0)
 		return r;
-	return check_rows(d, "PRAGMA foreign_key_check", NULL);
+	return 0;
 }
 
 static const struct db_ops sqlite_ops = {

@@ -922,6 +922,13 @@ static int cmd_verify(struct ctl *c)
 		return EXIT_SYSTEM;
 	if (r < 0)
 		return read_failed(r);
+	/* The database itself, whichever client was asked for: its pages, references and counters. */
+	if ((r = store_integrity_check(c->st)) == -EIO) {
+		printf("the database: %s\n", failure_str(r));
+		v.problems++;
+	} else if (r < 0) {
+		return read_failed(r);
+	}
 	printf("%lld file%s checked (%lld encrypted at rest, %lld given up with no copy", v.checked,
 	       v.checked == 1 ? "" : "s", v.sealed, v.given_up);
 	if (v.aside)

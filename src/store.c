@@ -272,6 +272,58 @@ static int stmt_run(struct store *st, enum stmt_id which)
 	return n < 0 ? (int)n : 0;
 }
 
+/* What one row adds to its client's counters: the copy under the name unless given up, and one kept aside. */
+static void row_weight(const struct store_file *f, int64_t *bytes, int64_t *files)
+{
+	*bytes = (f->status == STORE_FILE_STORED ? (int64_t)f->size : 0) + (f->pending ? (int64_t)f->pending_size : 0);
+	*files = f->status == STORE_FILE_STORED;
+}
+
+/*
+ * Within a transaction, after a statement changed the row of path_name:
+ * its client's counters follow the row, from before (NULL: there was none)
+ * to the row as it is now, or none.
+ */
+static int account(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
+                   const struct store_file *before)
+{
+	int64_t b0 = 0, f0 = 0, b1 = 0, f1 = 0;
+	struct store_file after;
+	struct db_stmt *s = NULL;
+	long long n;
+	int r;
+
+	if (before)
+		row_weight(before, &b0, &f0);
+	r = file_fetch(st, id, path_name, &after);
+	if (r == 0)
+		row_weight(&after, &b1, &f1);
+	else if (r != -ENOENT)
+		return r;
+	if (b1 == b0 && f1 == f0)
+		return 0;
+	if ((r = stmt_for(st, ST_CLIENT_ACCOUNT, id, NULL, &s)) < 0)
+		return r;
+	db_bind_int(s, 2, b1 - b0);
+	db_bind_int(s, 3, f1 - f0);
+	n = stmt_exec(s);
+	return n < 0 ? (int)n : 0;
+}
+
+/* Within a transaction: the server-wide count of clients, after one was added (1) or removed (-1). */
+static int count_client(struct store *st, int delta)
+{
+	struct db_stmt *s = NULL;
+	long long n;
+	int r;
+
+	if ((r = db_get(st->db, ST_CLIENT_COUNT, &s)) < 0)
+		return r;
+	db_bind_int(s, 1, delta);
+	n = stmt_exec(s);
+	return n < 0 ? (int)n : 0;
+}
+
 /*
  * Within a registering transaction: the registrations over an hour old
  * pruned, then the limits of lim on one more from source (efsession(8),
@@ -341,6 +393,8 @@ static int add_client(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 		r = (int)n;
 		goto rollback;
 	}
+	if ((r = count_client(st, 1)) < 0)
+		goto rollback;
 	if (source) {
 		if ((r = db_get(st->db, ST_REGISTRATION_ADD, &s)) < 0)
 			goto rollback;
@@ -744,6 +798,8 @@ static int file_current(struct store *st, const uint8_t id[WIRE_ID_SIZE], const 
 		return r < 0 ? r : 0;
 	if ((r = file_stmt(st, ST_FILE_PROMOTE, id, path_name, row->pending_name)) < 0)
 		return r == -ENOENT ? corrupt("file row changed inside its transaction") : r;
+	if ((r = account(st, id, path_name, row)) < 0)
+		return r;
 	row->size = row->pending_size;
 	row->checksum = row->pending_checksum;
 	memcpy(row->received, row->pending_received, sizeof(row->received));
@@ -769,7 +825,7 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 {
 	struct store_file row;
 	struct db_stmt *s = NULL;
-	bool aside = false, rolled, new_name;
+	bool aside = false, rolled, new_name, had_row;
 	char dropped[STORE_TOKEN_SIZE] = "";
 	long long n = 0;
 	int r;
@@ -785,9 +841,10 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 	r = file_current(st, f->client_id, f->path_name, disk, &row, &rolled);
 	if (r < 0 && r != -ENOENT)
 		goto rollback;
+	had_row = r == 0;
 	/* efserver-protocol(7): a verified copy survives everything but its confirmed replacement. */
-	aside = r == 0 && row.verified;
-	new_name = r == -ENOENT || row.status == STORE_FILE_FAILED;
+	aside = had_row && row.verified;
+	new_name = !had_row || row.status == STORE_FILE_FAILED;
 	if (aside) {
 		if (row.pending)
 			memcpy(dropped, row.pending_name, sizeof(dropped));
@@ -808,7 +865,8 @@ int store_record_file(struct store *st, const struct store_file *f, const char *
 		r = (int)n;
 		goto rollback;
 	}
-	if ((r = within_limits(st, f->client_id, lim, new_name, refused)) < 0)
+	if ((r = account(st, f->client_id, f->path_name, had_row ? &row : NULL)) < 0 ||
+	    (r = within_limits(st, f->client_id, lim, new_name, refused)) < 0)
 		goto rollback;
 	r = file_attempts(st, f->client_id, f->path_name, &n);
 	if (r < 0)
@@ -868,11 +926,13 @@ int store_settle_file(struct store *st, enum store_verdict verdict, const uint8_
 		goto rollback;
 	if (row.verified && row.pending && verdict == STORE_CONFIRM) {
 		if ((r = file_stmt(st, ST_FILE_PROMOTE, id, path_name, row.pending_name)) < 0 ||
+		    (r = account(st, id, path_name, &row)) < 0 ||
 		    (r = run_callback(disk->promote(disk->ctx, row.pending_name))) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_REPLACED;
 	} else if (row.verified && row.pending) {
-		if ((r = file_stmt(st, ST_FILE_DISCARD, id, path_name, row.pending_name)) < 0)
+		if ((r = file_stmt(st, ST_FILE_DISCARD, id, path_name, row.pending_name)) < 0 ||
+		    (r = account(st, id, path_name, &row)) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_DISCARDED;
 		memcpy(done.dropped, row.pending_name, sizeof(done.dropped));
@@ -884,7 +944,7 @@ int store_settle_file(struct store *st, enum store_verdict verdict, const uint8_
 		done.outcome = STORE_SETTLED_DONE;
 	} else {
 		if ((r = file_stmt(st, ST_FILE_GIVE_UP, id, path_name, NULL)) < 0 ||
-		    (r = run_callback(disk->remove(disk->ctx))) < 0)
+		    (r = account(st, id, path_name, &row)) < 0 || (r = run_callback(disk->remove(disk->ctx))) < 0)
 			goto rollback;
 		done.outcome = STORE_SETTLED_DONE;
 	}
@@ -911,8 +971,8 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 	r = db_begin(st->db, id);
 	if (r < 0)
 		return r;
-	if ((r = stmt_for(st, ST_CLIENT_DELETE, id, NULL, &s)) == 0 && (n = stmt_exec(s)) <= 0)
-		r = n < 0 ? (int)n : -ENOENT;
+	if ((r = stmt_for(st, ST_CLIENT_DELETE, id, NULL, &s)) == 0)
+		r = (n = stmt_exec(s)) < 0 ? (int)n : n == 0 ? -ENOENT : count_client(st, -1);
 	if (r < 0) {
 		db_rollback(st->db);
 		return r;
@@ -923,6 +983,7 @@ int store_remove_client(struct store *st, const uint8_t id[WIRE_ID_SIZE])
 int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *path_name,
                       store_publish_fn gone_check, void *ctx)
 {
+	struct store_file row;
 	int r;
 
 	if (!st || !id || !str_ok(path_name, STORE_PATH_MAX))
@@ -931,8 +992,9 @@ int store_forget_file(struct store *st, const uint8_t id[WIRE_ID_SIZE], const ch
 	r = db_begin(st->db, id);
 	if (r < 0)
 		return r;
-	if ((r = file_stmt(st, ST_FILE_DELETE, id, path_name, NULL)) < 0 ||
-	    (r = run_callback(gone_check ? gone_check(ctx) : 0)) < 0)
+	if ((r = file_fetch(st, id, path_name, &row)) < 0 ||
+	    (r = file_stmt(st, ST_FILE_DELETE, id, path_name, NULL)) < 0 ||
+	    (r = account(st, id, path_name, &row)) < 0 || (r = run_callback(gone_check ? gone_check(ctx) : 0)) < 0)
 		goto rollback;
 	return db_commit(st->db);
 
@@ -1290,7 +1352,7 @@ static int copy_clients(struct store *from, struct store *to, struct store_copie
 			db_bind_blob(ins, 4, cc.c.aes_key, cc.c.aes_key_len);
 		db_bind_text(ins, 5, cc.c.last_seen);
 		db_bind_text(ins, 6, cc.registered);
-		if ((r = copy_insert(ins, &n->clients)) < 0)
+		if ((r = copy_insert(ins, &n->clients)) < 0 || (r = count_client(to, 1)) < 0)
 			break;
 	}
 	if (r == 0 && step < 0)
@@ -1327,7 +1389,7 @@ static int copy_files(struct store *from, struct store *to, struct store_copied 
 			db_bind_int(ins, 12, f.pending_checksum);
 			db_bind_text(ins, 13, f.pending_received);
 		}
-		if ((r = copy_insert(ins, &n->files)) < 0)
+		if ((r = copy_insert(ins, &n->files)) < 0 || (r = account(to, f.client_id, f.path_name, NULL)) < 0)
 			break;
 	}
 	if (r == 0 && step < 0)

@@ -42,6 +42,15 @@ json_ok() {
 	python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/ctl.out"
 }
 
+# recount STATE: after rows were changed by hand, the counters of the limits as the store keeps them.
+recount() {
+	sqlite3 "$1/efserver.db" "UPDATE clients SET
+		stored_bytes = (SELECT coalesce(sum(CASE WHEN status = 0 THEN size ELSE 0 END + coalesce(pending_size, 0)), 0)
+			FROM files WHERE client_id = clients.id),
+		stored_files = (SELECT count(*) FROM files WHERE client_id = clients.id AND status = 0);
+		UPDATE totals SET clients = (SELECT count(*) FROM clients)"
+}
+
 # snapshot STATE: the database rows and the files on disk, to compare before and after.
 snapshot() {
 	(
@@ -55,7 +64,8 @@ snapshot() {
 # storing h.txt and r.bin (300000 bytes), bob h.txt; $alice and $bob their
 # ids; then a copy kept aside for bob's h.txt (40 bytes) and a bad padding
 # of alice's now, written into the SQLite database as sessions would record
-# them. One check, of the files stored. Needs sqlite3.
+# them, and the counters recounted. One check, of the files stored. Needs
+# sqlite3.
 two_clients() {
 	two_state=$1
 	server_start "$two_state" || exit 1
@@ -73,4 +83,5 @@ two_clients() {
 		pending_checksum = 1, pending_received = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 		WHERE file_name = 'h.txt' AND client_id = x'$bob';
 		INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+	recount "$two_state"
 }

@@ -86,6 +86,7 @@ fi
 # A name shaped like an id, from before that rule: efctl never confuses the two.
 carol=$(client_id "$work/carol")
 sqlite3 "$srv/efserver.db" "INSERT INTO clients (id, name, registered, last_seen) VALUES (x'00112233445566778899aabbccddeeff', '$alice', '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z')"
+recount "$srv"
 ctl "${S[@]}" show "$alice"
 check "an argument that is one client's id and another's name is refused, naming both" \
 	eval 'ctl_is 2 && err_has "'"'"'$alice'"'"' is the id of client '"'"'alice'"'"' and the name of client 00112233445566778899aabbccddeeff; say which with --id or --name"'
@@ -114,6 +115,7 @@ token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 mkdir -p "$srv/pending/$alice"
 cp "$work/doc.txt" "$srv/pending/$alice/$token"
 sqlite3 "$srv/efserver.db" "UPDATE files SET pending_name = '$token', pending_size = $(stat -c %s "$work/doc.txt"), pending_checksum = $(cksum <"$work/doc.txt" | cut -d' ' -f1), pending_received = '2024-05-01T12:00:00.000Z' WHERE file_name = 'doc.txt'"
+recount "$srv"
 ctl "${S[@]}" files --id "$alice"
 check "files: a kept-aside copy on its own line under its file" eval 'ctl_is 0 && grep -q "^  kept aside .* pending *2024-05-01T12:00:00.000Z\$" "$work/ctl.out"'
 ctl "${S[@]}" files --json

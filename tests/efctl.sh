@@ -117,6 +117,11 @@ ctl "${S[@]}" gc
 check "gc afterwards: nothing to clean" eval 'ctl_is 0 && out_has "Nothing to clean."'
 ctl "${S[@]}" verify
 check "verify afterwards: all good" ctl_is 0
+sqlite3 "$srv/efserver.db" "UPDATE clients SET stored_files = stored_files + 1 WHERE name = 'alice'"
+ctl "${S[@]}" verify
+check "verify: a client's counter that a recount contradicts is a problem of the database, exit 1" \
+	eval 'ctl_is 1 && out_has "the database: counters that disagree with a recount: client '"'"'alice'"'"'" && out_has "1 problem."'
+sqlite3 "$srv/efserver.db" "UPDATE clients SET stored_files = stored_files - 1 WHERE name = 'alice'"
 
 ctl "${S[@]}" remove-client 'bob "the" büilder'
 check "remove-client NAME: says what it removed" eval 'ctl_is 0 && out_has "Removed client bob \"the\" büilder ($bob) and its 1 file."'

@@ -1550,7 +1550,7 @@ static void test_migration(void)
 	make_file(&f, id, "v.txt", "files/v/v.txt", 22, 222);
 	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "a new upload of the verified file");
 	ok(rec.aside && rec.attempts == 3, "is kept aside, counting on");
-	is_usage(st, id, 33, 1, "and counted by the triggers the migration made");
+	is_usage(st, id, 33, 1, "and counted from then on");
 	store_close(st);
 	free(dir);
 }
@@ -1596,7 +1596,7 @@ static void is_usage(struct store *st, const uint8_t id[WIRE_ID_SIZE], uint64_t 
 }
 
 /*
- * The limits of efsession(8) the store decides: the counters the triggers
+ * The limits of efsession(8) the store decides: the counters the store
  * keep through every change of a file row, registrations per source and
  * bad paddings per client over the last hour (older ones not counted, and
  * pruned), the server-wide count of clients, the check before an upload's
@@ -1606,6 +1606,7 @@ static void test_limits(void)
 {
 	char *dir = make_subdir("limits");
 	const char *path = "files/l/a.txt";
+	const char *detail;
 	struct store_limits lim = {0};
 	enum store_limit why = STORE_LIMIT_NONE;
 	uint8_t id[WIRE_ID_SIZE], other[WIRE_ID_SIZE], aes[16];
@@ -1746,12 +1747,23 @@ static void test_limits(void)
 	snprintf(seen.name, sizeof(seen.name), "2001:db8::/64");
 	is_int(store_each_source(st, see_source, &seen), 0, "each_source");
 	ok(seen.sources == 2 && seen.registrations == 1, "the sources of the last hour, with their registrations");
-	/* The counters are what a recount finds. */
+	/* The counters are what a recount finds, and the integrity check is the recount. */
 	is_int(raw_int(db,
 	               "SELECT count(*) FROM clients WHERE stored_bytes != (SELECT coalesce(sum(CASE WHEN status = 0 "
 	               "THEN size ELSE 0 END + coalesce(pending_size, 0)), 0) FROM files WHERE client_id = clients.id) "
 	               "OR stored_files != (SELECT count(*) FROM files WHERE client_id = clients.id AND status = 0)"),
 	       0, "every client's counters are what a recount finds");
+	is_int(store_integrity_check(st), 0, "the integrity check finds them right");
+	raw_exec(db, "UPDATE clients SET stored_bytes = stored_bytes + 1");
+	is_int(store_integrity_check(st), -EIO, "a client's bytes off by one: the integrity check says so");
+	detail = failure_str(-EIO);
+	ok(strstr(detail, "counters that disagree with a recount: client '") != NULL, "naming the client (%s)", detail);
+	raw_exec(db, "UPDATE clients SET stored_bytes = stored_bytes - 1");
+	raw_exec(db, "UPDATE totals SET clients = clients + 1");
+	is_int(store_integrity_check(st), -EIO, "the count of clients off by one: the integrity check says so");
+	detail = failure_str(-EIO);
+	ok(strstr(detail, "the count of clients") != NULL, "naming the count (%s)", detail);
+	raw_exec(db, "UPDATE totals SET clients = clients - 1");
 	is_int(store_remove_client(st, id), 0, "remove the client");
 	is_int(raw_int(db, "SELECT count(*) FROM bad_paddings"), 0, "its bad paddings go with it");
 	is_int(store_integrity_check(st), 0, "the database is intact");
