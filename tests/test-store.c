@@ -1036,18 +1036,20 @@ static void child_run(const char *dir, int index, int start_fd, int result_fd)
 	_exit(0);
 }
 
-static void test_concurrency(void)
+/*
+ * N_PROCS processes running fn at once on the store of dir, released
+ * together; what they reported added up in *total, with how many reported
+ * (*reports). Returns how many exited cleanly.
+ */
+static int run_children(const char *dir, void (*fn)(const char *dir, int index, int start_fd, int result_fd),
+                        struct child_result *total, int *reports)
 {
-	char *dir = make_subdir("concurrent");
-	struct child_result res, total = {0};
-	int start[2], results[2], status;
-	int exited_ok = 0, reports = 0;
-	struct store *st = NULL;
-	struct walk w;
-	char mode[16];
-	struct raw *db;
+	struct child_result res;
+	int start[2], results[2], status, exited_ok = 0;
 	pid_t pids[N_PROCS];
 
+	memset(total, 0, sizeof(*total));
+	*reports = 0;
 	if (pipe(start) < 0 || pipe(results) < 0) {
 		perror("pipe");
 		exit(99);
@@ -1062,18 +1064,18 @@ static void test_concurrency(void)
 		if (pids[i] == 0) {
 			close(start[1]);
 			close(results[0]);
-			child_run(dir, i, start[0], results[1]);
+			fn(dir, i, start[0], results[1]);
 		}
 	}
 	close(start[0]);
 	close(results[1]);
 	close(start[1]);
 	while (read(results[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
-		reports++;
-		total.ops += res.ops;
-		total.errors += res.errors;
-		total.busy += res.busy;
-		total.published += res.published;
+		(*reports)++;
+		total->ops += res.ops;
+		total->errors += res.errors;
+		total->busy += res.busy;
+		total->published += res.published;
 		if (res.errors) {
 			printf("# process %d: %d errors, %d -EBUSY, first %s\n", res.index, res.errors, res.busy,
 			       strerror(-res.first_error));
@@ -1084,6 +1086,20 @@ static void test_concurrency(void)
 		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 			exited_ok++;
 	}
+	return exited_ok;
+}
+
+static void test_concurrency(void)
+{
+	char *dir = make_subdir("concurrent");
+	struct child_result total;
+	int exited_ok, reports;
+	struct store *st = NULL;
+	struct walk w;
+	char mode[16];
+	struct raw *db;
+
+	exited_ok = run_children(dir, child_run, &total, &reports);
 
 	is_int(exited_ok, N_PROCS, "all %d processes exited cleanly", N_PROCS);
 	is_int(reports, N_PROCS, "all %d processes reported", N_PROCS);
@@ -1181,13 +1197,12 @@ static void same_client_run(const char *dir, int index, int start_fd, int result
 static void test_same_client(void)
 {
 	char *dir = make_subdir("same");
-	struct child_result res, total = {0};
-	int start[2], results[2], status, exited_ok = 0;
+	struct child_result total;
+	int exited_ok, reports;
 	uint8_t id[WIRE_ID_SIZE];
 	struct store_file g;
 	struct store_client c;
 	struct store *st = NULL;
-	pid_t pids[N_PROCS];
 
 	make_id(id, 0x200, 0);
 	if (t_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "same") < 0) {
@@ -1196,36 +1211,7 @@ static void test_same_client(void)
 		free(dir);
 		return;
 	}
-	if (pipe(start) < 0 || pipe(results) < 0) {
-		perror("pipe");
-		exit(99);
-	}
-	fflush(stdout);
-	for (int i = 0; i < N_PROCS; i++) {
-		if ((pids[i] = fork()) < 0) {
-			perror("fork");
-			exit(99);
-		}
-		if (pids[i] == 0) {
-			close(start[1]);
-			close(results[0]);
-			same_client_run(dir, i, start[0], results[1]);
-		}
-	}
-	close(start[0]);
-	close(results[1]);
-	close(start[1]);
-	while (read(results[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
-		total.ops += res.ops;
-		total.errors += res.errors;
-		if (res.errors)
-			printf("# process %d: %d errors, first %s\n", res.index, res.errors,
-			       strerror(-res.first_error));
-	}
-	close(results[0]);
-	for (int i = 0; i < N_PROCS; i++)
-		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-			exited_ok++;
+	exited_ok = run_children(dir, same_client_run, &total, &reports);
 	is_int(exited_ok, N_PROCS, "%d processes uploading and confirming one client's file exited cleanly", N_PROCS);
 	is_int(total.ops, N_PROCS * N_ROUNDS * 2, "they made %d uploads and confirmations", total.ops);
 	is_int(total.errors, 0, "none of them failed, whatever the interleaving");
@@ -1278,39 +1264,12 @@ static void register_run(const char *dir, int index, int start_fd, int result_fd
 static void test_registrations_at_once(void)
 {
 	char *dir = make_subdir("registrations");
-	struct child_result res, total = {0};
-	int start[2], results[2], status, exited_ok = 0;
+	struct child_result total;
+	int exited_ok, reports;
 	struct store *st = NULL;
 	long long clients = -1;
-	pid_t pids[N_PROCS];
 
-	if (pipe(start) < 0 || pipe(results) < 0) {
-		perror("pipe");
-		exit(99);
-	}
-	fflush(stdout);
-	for (int i = 0; i < N_PROCS; i++) {
-		if ((pids[i] = fork()) < 0) {
-			perror("fork");
-			exit(99);
-		}
-		if (pids[i] == 0) {
-			close(start[1]);
-			close(results[0]);
-			register_run(dir, i, start[0], results[1]);
-		}
-	}
-	close(start[0]);
-	close(results[1]);
-	close(start[1]);
-	while (read(results[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
-		total.published += res.published;
-		total.errors += res.errors;
-	}
-	close(results[0]);
-	for (int i = 0; i < N_PROCS; i++)
-		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-			exited_ok++;
+	exited_ok = run_children(dir, register_run, &total, &reports);
 	is_int(exited_ok, N_PROCS, "%d processes registering at once under --max-clients %d exited cleanly", N_PROCS,
 	       N_CLIENTS_MAX);
 	is_int(total.errors, 0, "each registration either passed or was refused by --max-clients");
