@@ -13,9 +13,10 @@ set -uo pipefail
 cd "$(dirname "$0")" || exit 1
 
 # What building and serving need: the compiler, autotools, the three
-# libraries and systemd-socket-activate.
+# libraries, libpq for a PostgreSQL database shared by several hosts, and
+# systemd-socket-activate.
 SERVE_PACKAGES=(gcc libc6-dev make autoconf automake pkgconf
-	libgcrypt20-dev libsqlite3-dev libsystemd-dev systemd)
+	libgcrypt20-dev libsqlite3-dev libsystemd-dev libpq-dev systemd)
 # What the tests add: zlib as a crc32 reference, mandoc for the manual
 # pages, pgrep, a real inetd, the sqlite3 and python3 the efctl tests look
 # with, and the tests/ci suites' valgrind, clang with libFuzzer, and

@@ -63,6 +63,7 @@ enum command {
 	CMD_REMOVE,
 	CMD_GC,
 	CMD_DECRYPT,
+	CMD_MIGRATE,
 	CMD_NONE
 };
 
@@ -77,6 +78,7 @@ enum {
 	OPT_OUT = 64,
 	OPT_RSA_BITS = 128,
 	OPT_LIMITS = 256, /* --client-quota, --min-free-space: efsession's, which efctl cannot read */
+	OPT_TO = 512,     /* migrate --to URL */
 };
 
 static const struct command_spec {
@@ -129,6 +131,11 @@ static const struct command_spec {
     [CMD_DECRYPT] = {"decrypt", OPT_OUTPUT, 1, false, "decrypt FILE [-o OUT]",
                      "Write the original bytes of a file stored encrypted at rest to OUT (replaced\n"
                      "only once every segment has authenticated), or to standard output."},
+    [CMD_MIGRATE] = {"migrate", OPT_TO, 0, false, "migrate --to URL",
+                     "Copy the SQLite database of the state directory, every client, file row\n"
+                     "and count of the last hour, into the empty PostgreSQL database at URL (a\n"
+                     "libpq URI), in one transaction; its schema is created if need be. Stop\n"
+                     "efsession first; the files stay where they are."},
 };
 
 /* How a client was named: by id or name (the operand, --client), or explicitly. */
@@ -136,11 +143,13 @@ enum select_by { BY_EITHER, BY_ID, BY_NAME };
 
 struct ctl {
 	char *state_dir;
+	char *database; /* a PostgreSQL URI, never printed (a password); NULL: SQLite in the state directory */
 	const char *key_file;
 	const char *client; /* the client named, if any */
 	enum select_by by;
 	const char *output;
 	const char *out_dir;
+	const char *to; /* migrate --to URL: never printed (a password) */
 	unsigned rsa_bits;
 	bool json;
 	bool force;
@@ -158,6 +167,17 @@ struct ctl {
 	bool name_valid;
 };
 
+/* --database, in the help of a build that has the PostgreSQL engine. */
+#ifdef HAVE_POSTGRESQL
+#define USAGE_DATABASE                                                                                                 \
+	"      --database URL          efsession's PostgreSQL database, a libpq URI\n"                                 \
+	"                              postgresql://... (default: $" OPTS_DATABASE_ENV ", else\n"                      \
+	"                              the " OPTS_DATABASE_CREDENTIAL " credential, else\n"                            \
+	"                              SQLite in the state directory)\n"
+#else
+#define USAGE_DATABASE ""
+#endif
+
 static void usage(FILE *to)
 {
 	fprintf(to, "Usage: efctl [OPTION]... COMMAND [ARGUMENT]...\n"
@@ -169,7 +189,7 @@ static void usage(FILE *to)
 	fprintf(to, "\n"
 	            "Options:\n"
 	            "  -s, --state-dir DIR         state directory (default: $STATE_DIRECTORY, else\n"
-	            "                              " EF_STATE_DIR ")\n"
+	            "                              " EF_STATE_DIR ")\n" USAGE_DATABASE
 	            "  -k, --storage-key-file FILE the storage key for files encrypted at rest\n"
 	            "                              (default: the " SEAL_CREDENTIAL " credential)\n"
 	            "  -j, --json                  JSON instead of a table\n"
@@ -182,6 +202,7 @@ static void usage(FILE *to)
 	            "  -o, --output FILE           decrypt: write to FILE\n"
 	            "      --out DIR               add-client: write the identity files into DIR\n"
 	            "      --rsa-bits N            add-client: the RSA key size, 1024 (default) to 4096\n"
+	            "      --to URL                migrate: the PostgreSQL database to copy into\n"
 	            "      --client-quota BYTES    usage: efsession's --client-quota (default 0: none)\n"
 	            "      --min-free-space BYTES  usage: efsession's --min-free-space (default 1G)\n"
 	            "  -h, --help                  show this help (or a command's) and exit\n"
@@ -269,15 +290,18 @@ static int open_store(struct ctl *c, bool writable)
 		fprintf(stderr, "efctl: cannot use the state directory %s: %s\n", c->state_dir, strerror(-r));
 		return r;
 	}
-	r = writable ? store_open(c->state_dir, 0, may_create_store, c, &c->st)
-	             : store_open_readonly(c->state_dir, 0, &c->st);
-	if (r == -ENOENT)
+	r = store_open_database(c->database, c->state_dir, 0, !writable, may_create_store, c, &c->st);
+	if (r == -ENOENT && c->database)
+		fprintf(stderr, "efctl: no efserver schema in the PostgreSQL database (has efsession used it?)\n");
+	else if (r == -ENOENT)
 		fprintf(stderr, "efctl: no efserver database in %s (has efsession run there?)\n", c->state_dir);
 	else if (r == -EEXIST)
 		fprintf(stderr,
 		        "efctl: not creating a database in %s: %s, but " VAULT_FILES_DIR "/ holds client directories; "
 		        "restore " STORE_DB_NAME " from a backup, or move " VAULT_FILES_DIR "/ aside\n",
 		        c->state_dir, failure_str(r));
+	else if (r < 0 && c->database)
+		fprintf(stderr, "efctl: cannot open the PostgreSQL database: %s\n", failure_str(r));
 	else if (r < 0)
 		fprintf(stderr, "efctl: cannot open the database in %s: %s\n", c->state_dir, failure_str(r));
 	return r;
@@ -1171,6 +1195,52 @@ static int gc_pending_dir(const uint8_t id[WIRE_ID_SIZE], bool empty, void *ctx)
 	return gc_dir(ctx, VAULT_PENDING, id, empty);
 }
 
+/* SQLite in the state directory, copied into an empty PostgreSQL database. */
+static int cmd_migrate(struct ctl *c)
+{
+	struct store_copied n;
+	struct store *to = NULL;
+	const char *why;
+	char *url = NULL;
+	int r;
+
+	if (c->database) {
+		fprintf(stderr, "efctl: migrate copies the SQLite database of the state directory: give no --database, "
+		                "$" OPTS_DATABASE_ENV " or " OPTS_DATABASE_CREDENTIAL " credential with it\n");
+		return EXIT_USAGE;
+	}
+	if ((r = opts_database(c->to, &url, &why)) < 0) {
+		fprintf(stderr, "efctl: --to: %s\n", r == -ENOMEM ? strerror(-r) : why);
+		return r == -ENOMEM ? EXIT_SYSTEM : EXIT_USAGE;
+	}
+	if (open_store(c, false) < 0) {
+		free(url);
+		return EXIT_SYSTEM;
+	}
+	r = store_open_database(url, c->state_dir, 0, false, NULL, NULL, &to);
+	free(url);
+	if (r < 0) {
+		fprintf(stderr, "efctl: cannot open the PostgreSQL database: %s\n", failure_str(r));
+		return EXIT_SYSTEM;
+	}
+	r = store_copy(c->st, to, &n);
+	store_close(to);
+	if (r == -EEXIST) {
+		fprintf(stderr, "efctl: the PostgreSQL database already holds clients; migrate copies into an empty "
+		                "one\n");
+		return EXIT_PROBLEMS;
+	}
+	if (r < 0) {
+		fprintf(stderr, "efctl: cannot copy the database: %s (nothing was copied)\n", failure_str(r));
+		return EXIT_SYSTEM;
+	}
+	printf("Copied %lld client%s, %lld file row%s, %lld registration%s and %lld bad padding%s of the last hour "
+	       "from %s/" STORE_DB_NAME " into the PostgreSQL database.\n",
+	       n.clients, n.clients == 1 ? "" : "s", n.files, n.files == 1 ? "" : "s", n.registrations,
+	       n.registrations == 1 ? "" : "s", n.bad_paddings, n.bad_paddings == 1 ? "" : "s", c->state_dir);
+	return EXIT_OK;
+}
+
 static int cmd_gc(struct ctl *c)
 {
 	struct gc g = {.c = c};
@@ -1419,6 +1489,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"state-dir", required_argument, NULL, 's'},
+	    {"database", required_argument, NULL, 'D'},
 	    {"storage-key-file", required_argument, NULL, 'k'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"client", required_argument, NULL, 'c'},
@@ -1428,6 +1499,7 @@ int main(int argc, char **argv)
 	    {"id", required_argument, NULL, 'i'},
 	    {"name", required_argument, NULL, 'n'},
 	    {"out", required_argument, NULL, 'O'},
+	    {"to", required_argument, NULL, 'T'},
 	    {"rsa-bits", required_argument, NULL, 'B'},
 	    {"client-quota", required_argument, NULL, 'Q'},
 	    {"min-free-space", required_argument, NULL, 'M'},
@@ -1443,7 +1515,7 @@ int main(int argc, char **argv)
 	enum command cmd = CMD_NONE;
 	unsigned given = 0, selectors = 0;
 	uint64_t u;
-	const char *state_arg = NULL;
+	const char *state_arg = NULL, *database_arg = NULL, *why;
 	bool help = false;
 	static char program[] = "efctl";
 	int opt, r, want;
@@ -1454,6 +1526,9 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 's':
 			state_arg = optarg;
+			break;
+		case 'D':
+			database_arg = optarg;
 			break;
 		case 'k':
 			c.key_file = optarg;
@@ -1473,6 +1548,10 @@ int main(int argc, char **argv)
 		case 'O':
 			c.out_dir = optarg;
 			given |= OPT_OUT;
+			break;
+		case 'T':
+			c.to = optarg;
+			given |= OPT_TO;
 			break;
 		case 'B':
 			if (opts_parse_u64(optarg, KEYFILE_RSA_MIN_BITS, KEYFILE_RSA_MAX_BITS, &u) < 0 || u % 8) {
@@ -1543,12 +1622,13 @@ int main(int argc, char **argv)
 	/* A client named by --id or --name takes the place of a NAME|ID operand. */
 	want = commands[cmd].client_operand && (given & OPT_SELECT) ? 0 : commands[cmd].args;
 	if (argc - optind != want || (given & ~commands[cmd].options) || selectors > 1 ||
-	    (cmd == CMD_ADD && !c.out_dir)) {
+	    (cmd == CMD_ADD && !c.out_dir) || (cmd == CMD_MIGRATE && !c.to)) {
 		fprintf(stderr, "efctl: %s\n",
 		        argc - optind != want            ? "wrong number of arguments"
 		        : selectors > 1                  ? "one client at most: NAME|ID, --client, --id or --name"
 		        : given & ~commands[cmd].options ? "an option this command does not take"
-		                                         : "add-client needs --out DIR");
+		        : cmd == CMD_ADD                 ? "add-client needs --out DIR"
+		                                         : "migrate needs --to URL");
 		command_usage(stderr, cmd);
 		return EXIT_USAGE;
 	}
@@ -1567,8 +1647,20 @@ int main(int argc, char **argv)
 		seal_key_free(c.key);
 		return r;
 	}
+	/* Never printed: a URI may hold a password. */
+	if ((r = opts_database(database_arg, &c.database, &why)) == -ENOMEM) {
+		fprintf(stderr, "efctl: out of memory\n");
+		return EXIT_SYSTEM;
+	} else if (r < 0) {
+		fprintf(stderr,
+		        "efctl: the database (--database, $" OPTS_DATABASE_ENV " or the " OPTS_DATABASE_CREDENTIAL
+		        " credential): %s\n",
+		        why);
+		return EXIT_USAGE;
+	}
 	if ((r = opts_state_dir(state_arg, &c.state_dir)) < 0) {
 		fprintf(stderr, "efctl: cannot settle the state directory: %s\n", strerror(-r));
+		free(c.database);
 		return EXIT_SYSTEM;
 	}
 	if ((c.state_fd = open(c.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -1608,6 +1700,9 @@ int main(int argc, char **argv)
 	case CMD_GC:
 		r = cmd_gc(&c);
 		break;
+	case CMD_MIGRATE:
+		r = cmd_migrate(&c);
+		break;
 	default:
 		r = EXIT_USAGE;
 		break;
@@ -1624,5 +1719,6 @@ out:
 		close(c.state_fd);
 	free(c.buf);
 	free(c.state_dir);
+	free(c.database);
 	return r;
 }

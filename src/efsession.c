@@ -36,6 +36,17 @@
  */
 #define EXIT_USAGE 100
 
+/* --database, in the help of a build that has the PostgreSQL engine. */
+#ifdef HAVE_POSTGRESQL
+#define USAGE_DATABASE                                                                                                 \
+	"      --database URL         a PostgreSQL database shared by several hosts, a\n"                              \
+	"                             libpq URI postgresql://... (default: $" OPTS_DATABASE_ENV ",\n"                  \
+	"                             else the " OPTS_DATABASE_CREDENTIAL " credential,\n"                             \
+	"                             else SQLite in the state directory)\n"
+#else
+#define USAGE_DATABASE ""
+#endif
+
 static void usage(FILE *to)
 {
 	fprintf(to, "Usage: efsession [OPTION]...\n"
@@ -44,7 +55,7 @@ static void usage(FILE *to)
 	            "systemd (efserver.socket) or inetd; see efsession(8).\n"
 	            "\n"
 	            "  -s, --state-dir DIR        state directory (default: $STATE_DIRECTORY, else\n"
-	            "                             " EF_STATE_DIR ")\n"
+	            "                             " EF_STATE_DIR ")\n" USAGE_DATABASE
 	            "  -c, --checksum ALGO        cksum (default), crc32 or crc32-ciphertext\n"
 	            "  -t, --idle-timeout SECONDS close a connection quiet this long (default 30; 0: never)\n"
 	            "  -m, --max-file-size BYTES  largest encrypted content accepted, K/M/G suffixes\n"
@@ -116,6 +127,7 @@ enum {
 	OPT_MAX_REFUSALS,
 	OPT_MIN_RATE,
 	OPT_MAX_BAD_PADDINGS,
+	OPT_DATABASE,
 };
 
 /* A limit's value (efsession(8), Limits), a count or, with suffixes, a size, into cfg: 0, or a usage error said. */
@@ -189,6 +201,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"state-dir", required_argument, NULL, 's'},
+	    {"database", required_argument, NULL, OPT_DATABASE},
 	    {"checksum", required_argument, NULL, 'c'},
 	    {"idle-timeout", required_argument, NULL, 't'},
 	    {"max-file-size", required_argument, NULL, 'm'},
@@ -223,11 +236,11 @@ int main(int argc, char **argv)
 	    .min_rate = 4096,
 	};
 	struct peer peer;
-	const char *state_arg = NULL, *key_file = NULL;
+	const char *state_arg = NULL, *key_file = NULL, *database_arg = NULL;
 	char key_path[PATH_MAX];
 	struct seal_key *key = NULL;
 	bool encrypt = false;
-	char *state_dir = NULL;
+	char *state_dir = NULL, *database = NULL;
 	enum log_target target = LOG_TARGET_AUTO;
 	int level = LOG_INFO, level_set = 0, opt, r, in = STDIN_FILENO, out = STDOUT_FILENO, n;
 	struct store *st = NULL;
@@ -242,6 +255,9 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 's':
 			state_arg = optarg;
+			break;
+		case OPT_DATABASE:
+			database_arg = optarg;
 			break;
 		case 'c':
 			if (cksum_algo_from_name(optarg, &cfg.checksum) < 0) {
@@ -343,6 +359,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "efsession: --storage-key-file is only used with --encrypt-at-rest\n");
 		return EXIT_USAGE;
 	}
+	/* Never printed: a URI may hold a password. */
+	if ((r = opts_database(database_arg, &database, &why)) == -ENOMEM) {
+		fprintf(stderr, "efsession: out of memory\n");
+		return SESSION_SYSTEM_ERROR;
+	} else if (r < 0) {
+		fprintf(stderr,
+		        "efsession: the database (--database, $" OPTS_DATABASE_ENV " or the " OPTS_DATABASE_CREDENTIAL
+		        " credential): %s\n",
+		        why);
+		return EXIT_USAGE;
+	}
 	if (cfg.debug && !level_set)
 		level = LOG_DEBUG;
 	/* efserver-protocol(7), "Dialects and tolerances". */
@@ -392,9 +419,11 @@ int main(int argc, char **argv)
 		          seal_strerror(r));
 	else if ((r = vault_open(state_dir, &v)) < 0)
 		log_error("Cannot use the state directory %s: %s.", state_dir, strerror(-r));
-	else if ((r = store_open(state_dir, 0, vault_refuse_new_store, v, &st)) < 0 &&
+	else if ((r = store_open_database(database, state_dir, 0, false, vault_refuse_new_store, v, &st)) < 0 &&
 	         refused_new_store(state_dir, v, r))
 		goto out;
+	else if (r < 0 && database)
+		log_error("Cannot open the PostgreSQL database: %s.", failure_str(r));
 	else if (r < 0)
 		log_error("Cannot open the database in %s: %s.", state_dir, failure_str(r));
 
@@ -409,5 +438,6 @@ out:
 	vault_close(v);
 	seal_key_free(key);
 	free(state_dir);
+	free(database);
 	return (int)end;
 }

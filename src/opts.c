@@ -3,11 +3,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "opts.h"
+#include "store.h"
 
 static int parse_scaled(const char *s, uint64_t min, uint64_t max, int allow_suffix, uint64_t *out)
 {
@@ -121,6 +124,83 @@ int opts_state_dir(const char *given, char **out)
 		return -ENOMEM;
 	*out = s;
 	return 0;
+}
+
+/* A URI is a line of a few hundred bytes; a credential file longer than this is not one. */
+#define OPTS_DATABASE_MAX 4096
+
+/* The credential's one line, without its newline: 0, or -EINVAL and *why. */
+static int read_credential(const char *dir, char **out, const char **why)
+{
+	char path[OPTS_DATABASE_MAX], *s;
+	ssize_t n;
+	size_t len = 0;
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, OPTS_DATABASE_CREDENTIAL) >= (int)sizeof(path)) {
+		*why = "$CREDENTIALS_DIRECTORY is too long";
+		return -EINVAL;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		*why = "the " OPTS_DATABASE_CREDENTIAL " credential cannot be read";
+		return -EINVAL;
+	}
+	if (!(s = malloc(OPTS_DATABASE_MAX + 1))) {
+		(void)close(fd);
+		return -ENOMEM;
+	}
+	while (len <= OPTS_DATABASE_MAX && (n = read(fd, s + len, OPTS_DATABASE_MAX + 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	(void)close(fd);
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
+		len--;
+	if (len == 0 || len >= OPTS_DATABASE_MAX || memchr(s, '\0', len) || memchr(s, '\n', len)) {
+		free(s);
+		*why = "the " OPTS_DATABASE_CREDENTIAL " credential is not one line of a URI";
+		return -EINVAL;
+	}
+	s[len] = '\0';
+	*out = s;
+	return 0;
+}
+
+int opts_database(const char *given, char **out, const char **why)
+{
+	const char *env = getenv(OPTS_DATABASE_ENV), *dir = getenv("CREDENTIALS_DIRECTORY");
+	char *s = NULL;
+	int r;
+
+	*out = NULL;
+	if (given)
+		s = strdup(given);
+	else if (env && *env)
+		s = strdup(env);
+	else if (dir && *dir && (r = read_credential(dir, &s, why)) < 0)
+		return r;
+	else if (!s)
+		return 0;
+	if (!s)
+		return -ENOMEM;
+	if (!store_is_url(s) || strlen(s) >= OPTS_DATABASE_MAX) {
+		free(s);
+		*why = "not a PostgreSQL URI (postgresql://... or postgres://...)";
+		return -EINVAL;
+	}
+#ifndef HAVE_POSTGRESQL
+	free(s);
+	*why = OPTS_NO_POSTGRESQL;
+	return -EPROTONOSUPPORT;
+#else
+	*out = s;
+	return 0;
+#endif
 }
 
 const char *opts_human_size(uint64_t bytes, char *buf, unsigned long size)

@@ -48,4 +48,24 @@ int opts_parse_compat(const char *list, unsigned *out, const char **why);
  */
 int opts_state_dir(const char *given, char **out);
 
+/* The credential of systemd that gives efsession(8) and efctl(8) their database. */
+#define OPTS_DATABASE_CREDENTIAL "efserver-database.url"
+/* The environment variable that does, where no --database is given. */
+#define OPTS_DATABASE_ENV "EFSERVER_DATABASE"
+/* What a build without the PostgreSQL engine answers to a PostgreSQL database. */
+#define OPTS_NO_POSTGRESQL                                                                                             \
+	"this program was built without PostgreSQL: install libpq-dev and build it with ./configure --with-postgresql"
+
+/*
+ * The database of efsession(8) and efctl(8): the one given with --database,
+ * else $EFSERVER_DATABASE, else the efserver-database.url credential of
+ * systemd (in $CREDENTIALS_DIRECTORY), each a libpq URI (postgresql://...
+ * or postgres://...); *out NULL when none is set: SQLite in the state
+ * directory. *out is for the caller to free. 0; -EINVAL with *why for
+ * something else than a PostgreSQL URI, or a credential that cannot be
+ * read; -EPROTONOSUPPORT (OPTS_NO_POSTGRESQL) in a build without PostgreSQL.
+ * The URI may hold a password: never print it.
+ */
+int opts_database(const char *given, char **out, const char **why);
+
 #endif

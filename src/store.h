@@ -1,10 +1,11 @@
 /*
- * The store: all shared state, in SQLite (efserver-protocol(7), "What the
- * server keeps"). The only module that speaks SQL. Every write is one short
- * BEGIN IMMEDIATE transaction; contention waits on the busy timeout, never
- * fails. Functions return 0 or a negative errno-style code and do not log;
- * when the database fails, SQLite's own words are noted for the caller's
- * log line (failure.h), a refusal (-ENOENT, -EEXIST, -EPERM) notes nothing.
+ * The store: all shared state, in SQLite in the state directory or in
+ * PostgreSQL (efserver-protocol(7), "What the server keeps"). The only
+ * module, with its engines (db.h), that speaks SQL. Every write is one short
+ * transaction; contention waits, never fails. Functions return 0 or a
+ * negative errno-style code and do not log; when the database fails, its
+ * own words are noted for the caller's log line (failure.h), a refusal
+ * (-ENOENT, -EEXIST, -EPERM) notes nothing.
  */
 #ifndef EF_STORE_H
 #define EF_STORE_H
@@ -107,6 +108,17 @@ typedef int (*store_create_fn)(void *ctx);
 int store_open(const char *state_dir, int busy_timeout_ms, store_create_fn may_create, void *ctx, struct store **out);
 /* Open read-only, for tools that must not create anything: -ENOENT when no efsession has created the schema. */
 int store_open_readonly(const char *state_dir, int busy_timeout_ms, struct store **out);
+/*
+ * Either of them on the PostgreSQL database of url, a libpq URI
+ * (postgresql://... or postgres://...), or with url NULL on SQLite in
+ * state_dir. There the schema is created or migrated under an advisory
+ * lock, and may_create is asked when there is none. -EPROTONOSUPPORT for a
+ * URL when this program was built without PostgreSQL.
+ */
+int store_open_database(const char *url, const char *state_dir, int busy_timeout_ms, bool readonly,
+                        store_create_fn may_create, void *ctx, struct store **out);
+/* Whether database names a PostgreSQL database (a libpq URI) rather than anything else. */
+bool store_is_url(const char *database);
 void store_close(struct store *st);
 /*
  * Move what the write-ahead log holds into the database file, for a tool
@@ -325,7 +337,20 @@ int store_pending_referenced(struct store *st, const uint8_t id[WIRE_ID_SIZE], c
 int store_forget_pending(struct store *st, const uint8_t id[WIRE_ID_SIZE], const char *token, store_publish_fn remove,
                          void *ctx);
 
-/* PRAGMA integrity_check: 0 when "ok", -EIO otherwise. */
+/* What store_copy copied. */
+struct store_copied {
+	long long clients, files, registrations, bad_paddings;
+};
+
+/*
+ * Copy every row of from into to (efctl migrate), in one transaction of to,
+ * which must hold no client (-EEXIST otherwise); the counters of to follow
+ * from the rows. The rows are read outside any transaction of from: no
+ * efsession may write to it meanwhile.
+ */
+int store_copy(struct store *from, struct store *to, struct store_copied *out);
+
+/* The database's own checks (PRAGMA integrity_check, or the counters recounted): 0 when sound, -EIO otherwise. */
 int store_integrity_check(struct store *st);
 
 #endif

@@ -64,3 +64,29 @@ snapshot() {
 		cd "$1" && find files tmp -printf '%p %s\n' | sort && find files -type f -exec cksum {} + | sort
 	) 2>&1
 }
+
+# two_clients STATE: efsession serving STATE on $port (running after), alice
+# storing h.txt and r.bin (300000 bytes), bob h.txt; $alice and $bob their
+# ids; then a copy kept aside for bob's h.txt (40 bytes) and a bad padding
+# of alice's now, written into the SQLite database as sessions would record
+# them, and the counters recounted. One check, of the files stored. Needs
+# sqlite3.
+two_clients() {
+	two_state=$1
+	server_start "$two_state" || exit 1
+	printf 'hello\n' >"$work/h.txt"
+	head -c 300000 /dev/urandom >"$work/r.bin"
+	mkdir "$work/alice" "$work/bob"
+	run_client "$work/c" -q -s "127.0.0.1:$port" -n alice -d "$work/alice" "$work/h.txt" "$work/r.bin"
+	run_client "$work/c" -q -s "127.0.0.1:$port" -n bob -d "$work/bob" "$work/h.txt"
+	wait_sessions
+	alice=$(client_id "$work/alice")
+	bob=$(client_id "$work/bob")
+	check "setup: alice stored two files, bob one" \
+		eval 'stored "$two_state" "$work/alice" "$work/h.txt" "$work/r.bin" && stored "$two_state" "$work/bob" "$work/h.txt"'
+	sqlite3 "$two_state/efserver.db" "UPDATE files SET pending_name = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', pending_size = 40,
+		pending_checksum = 1, pending_received = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+		WHERE file_name = 'h.txt' AND client_id = x'$bob';
+		INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+	recount "$two_state"
+}

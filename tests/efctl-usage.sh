@@ -13,23 +13,9 @@ need sqlite3 sqlite3
 setup
 
 srv=$work/state
-server_start "$srv" || exit 1
-printf 'hello\n' >"$work/h.txt"
-head -c 300000 /dev/urandom >"$work/r.bin"
-mkdir "$work/alice" "$work/bob"
-run_client "$work/c" -q -s "127.0.0.1:$port" -n alice -d "$work/alice" "$work/h.txt" "$work/r.bin"
-run_client "$work/c" -q -s "127.0.0.1:$port" -n bob -d "$work/bob" "$work/h.txt"
-wait_sessions
-alice=$(client_id "$work/alice")
-bob=$(client_id "$work/bob")
-check "setup: alice stored two files, bob one" eval 'stored "$srv" "$work/alice" "$work/h.txt" "$work/r.bin" && stored "$srv" "$work/bob" "$work/h.txt"'
-# A copy kept aside for bob's h.txt (40 bytes), and a bad padding of alice's: as sessions would record them.
-sqlite3 "$srv/efserver.db" "UPDATE files SET pending_name = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', pending_size = 40,
-	pending_checksum = 1, pending_received = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-	WHERE file_name = 'h.txt' AND client_id = x'$bob';
-	INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
-	INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', '2000-01-01T00:00:00.000Z')"
-recount "$srv"
+two_clients "$srv"
+# One more bad padding of alice's, over an hour old.
+sqlite3 "$srv/efserver.db" "INSERT INTO bad_paddings (client_id, at) VALUES (x'$alice', '2000-01-01T00:00:00.000Z')"
 S=(-s "$srv")
 
 ctl "${S[@]}" usage

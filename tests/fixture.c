@@ -13,10 +13,15 @@ const uint8_t fixture_alice_aes[16] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06,
 
 int fixture_seed(const char *state_dir, const uint8_t *alice_spki, size_t spki_len)
 {
+	return fixture_seed_database(NULL, state_dir, alice_spki, spki_len);
+}
+
+int fixture_seed_database(const char *url, const char *state_dir, const uint8_t *alice_spki, size_t spki_len)
+{
 	struct store *st;
 	int r;
 
-	if ((r = store_open(state_dir, 0, NULL, NULL, &st)) < 0)
+	if ((r = store_open_database(url, state_dir, 0, false, NULL, NULL, &st)) < 0)
 		return r;
 	if ((r = store_register_client(st, fixture_alice_id, "alice")) == 0 &&
 	    (r = store_register_client(st, fixture_bob_id, "bob")) == 0)

@@ -17,5 +17,7 @@ extern const uint8_t fixture_alice_aes[16];
 
 /* Create STATE_DIR's database with the fixture, alice_spki as alice's key: 0, or a negative errno (failure.h). */
 int fixture_seed(const char *state_dir, const uint8_t *alice_spki, size_t spki_len);
+/* The same in the PostgreSQL database of url (a libpq URI), or with url NULL as fixture_seed. */
+int fixture_seed_database(const char *url, const char *state_dir, const uint8_t *alice_spki, size_t spki_len);
 
 #endif

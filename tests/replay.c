@@ -28,6 +28,9 @@
 
 #include <gcrypt.h>
 #include <sqlite3.h>
+#ifdef HAVE_POSTGRESQL
+#include <libpq-fe.h>
+#endif
 
 #include "cksum.h"
 #include "crypto.h"
@@ -102,6 +105,7 @@ static struct {
 	const char *connect; /* HOST:PORT, or NULL for a child on a pipe */
 	char *snapshot;
 	const struct wire_dialect *dialect; /* of the run's responses, for capture-id and adopt-key */
+	const char *database;               /* REPLAY_DATABASE: the PostgreSQL database, else SQLite */
 } R;
 
 static void die(const char *fmt, ...)
@@ -114,6 +118,73 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	printf("\n");
 	exit(99);
+}
+
+#ifdef HAVE_POSTGRESQL
+/*
+ * A query on REPLAY_DATABASE, its rows written to m as check_sql and
+ * snapshot write SQLite's: columns by "|", NULL as null_as, booleans as 1
+ * and 0 (SQLite's); param, when not NULL, the 16 bytes of $1.
+ */
+static void pg_rows(const char *query, const uint8_t *param, FILE *m, const char *null_as, const char *row_sep)
+{
+	PGconn *c = PQconnectdb(R.database);
+	PGresult *res = NULL;
+	const char *v[1] = {(const char *)param};
+	int len[1] = {16}, fmt[1] = {1};
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(m, "(cannot connect: %s)", PQerrorMessage(c));
+	} else {
+		/* Without a parameter, the simple protocol: several statements in one string (pg_wipe). */
+		res = param ? PQexecParams(c, query, 1, NULL, v, len, fmt, 0) : PQexec(c, query);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+			fprintf(m, "(error: %s)", PQerrorMessage(c));
+		for (int r = 0; PQresultStatus(res) == PGRES_TUPLES_OK && r < PQntuples(res); r++) {
+			fprintf(m, "%s", r ? row_sep : "");
+			for (int i = 0; i < PQnfields(res); i++) {
+				const char *s = PQgetisnull(res, r, i) ? null_as : PQgetvalue(res, r, i);
+
+				if (!PQgetisnull(res, r, i) && PQftype(res, i) == 16 /* bool */)
+					s = strcmp(s, "t") == 0 ? "1" : "0";
+				fprintf(m, "%s%s", i ? "|" : "", s);
+			}
+		}
+	}
+	PQclear(res);
+	PQfinish(c);
+}
+
+/*
+ * Nothing of the last file's: with schema false, no schema at all; else the
+ * schema's tables emptied (faster than creating it again for each file).
+ */
+static void pg_wipe(bool schema)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&out, &len);
+
+	if (schema)
+		pg_rows("DO $$ BEGIN IF to_regclass('efserver_schema') IS NOT NULL THEN "
+		        "TRUNCATE clients, files, registrations, bad_paddings; UPDATE totals SET clients = 0; "
+		        "ELSE DROP SCHEMA public CASCADE; CREATE SCHEMA public; END IF; END $$",
+		        NULL, m, "", "");
+	else
+		pg_rows("SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public", NULL, m,
+		        "", "");
+	fclose(m);
+	if (len)
+		die("cannot empty the database: %s", out);
+	free(out);
+}
+#endif
+
+/* SQL only SQLite speaks, in a check: on PostgreSQL, the check is skipped. */
+static bool sqlite_only(const char *sql)
+{
+	return strncmp(sql, "PRAGMA", 6) == 0 || strstr(sql, "hex(") || strstr(sql, "x'") || strstr(sql, "AS BLOB") ||
+	       strstr(sql, "sqlite_");
 }
 
 static uint64_t padded(uint64_t size)
@@ -874,8 +945,18 @@ static char *snapshot(void)
 	sqlite3_stmt *st;
 	int i;
 
-	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+#ifdef HAVE_POSTGRESQL
+	if (R.database)
+		pg_rows("SELECT 'client', encode(id, 'hex'), name, encode(public_key, 'hex'), encode(aes_key, 'hex'), "
+		        "NULL, NULL, NULL FROM clients UNION ALL SELECT 'file', encode(client_id, 'hex'), file_name, "
+		        "path_name, verified::text, status::text, size::text, checksum || '/' || attempts || '/' || "
+		        "received "
+		        "FROM files ORDER BY 1, 2, 3",
+		        NULL, m, "", "|\n");
+	else
+#endif
+		snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
+	if (!R.database && sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
 	    sqlite3_prepare_v2(
 	        db,
 	        "SELECT 'client', hex(id), name, hex(public_key), hex(aes_key), NULL, NULL, NULL FROM clients "
@@ -890,7 +971,8 @@ static char *snapshot(void)
 		}
 		sqlite3_finalize(st);
 	}
-	sqlite3_close(db);
+	if (!R.database)
+		sqlite3_close(db);
 	fflush(m);
 	{
 		/* Files: name, size and a hash of the content; client directories, which a failed upload must not leave. */
@@ -946,9 +1028,19 @@ static void check_sql(const char *q, int line)
 	want = arrow + 2;
 	while (*want == ' ')
 		want++;
+	if (R.database && sqlite_only(query)) {
+		printf("ok %d # SKIP %s:%d: SQLite's SQL: %s\n", ++tap_count, R.file, line, query);
+		return;
+	}
 	m = open_memstream(&got, &len);
 	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+#ifdef HAVE_POSTGRESQL
+	if (R.database) {
+		pg_rows(query, NULL, m, "NULL", ", ");
+		db = NULL;
+	} else
+#endif
+	    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
 		fprintf(m, "(cannot open the database)");
 	else if (sqlite3_prepare_v2(db, query, -1, &st, NULL) != SQLITE_OK)
 		fprintf(m, "(error: %s)", sqlite3_errmsg(db));
@@ -961,7 +1053,8 @@ static void check_sql(const char *q, int line)
 		}
 		sqlite3_finalize(st);
 	}
-	sqlite3_close(db);
+	if (db)
+		sqlite3_close(db);
 	fclose(m);
 	if (!ok(strcmp(got, want) == 0, "%s:%d: database: %s=> %s", R.file, line, query, want))
 		printf("#   got: %s\n", got);
@@ -1154,7 +1247,22 @@ static void adopt_key(int line)
 		gcry_sexp_release(v);
 	}
 	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
-	if (R.content_key_len == klen && sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+#ifdef HAVE_POSTGRESQL
+	if (R.database && R.content_key_len == klen) {
+		char *hex = NULL, want[2 * 32 + 1];
+		size_t hex_len = 0;
+		FILE *m = open_memstream(&hex, &hex_len);
+
+		pg_rows("SELECT encode(aes_key, 'hex') FROM clients WHERE id = $1", resp.id, m, "", "");
+		fclose(m);
+		for (i = 0; i < klen; i++)
+			snprintf(want + 2 * i, 3, "%02x", R.content_key[i]);
+		good = strcmp(hex, want) == 0;
+		free(hex);
+	} else
+#endif
+	    if (!R.database && R.content_key_len == klen &&
+	        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
 		if (sqlite3_prepare_v2(db, "SELECT aes_key FROM clients WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
 			sqlite3_bind_blob(st, 1, resp.id, 16, SQLITE_STATIC);
 			if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) == klen)
@@ -1173,6 +1281,10 @@ static void seed_state(const char *how)
 {
 	int r;
 
+#ifdef HAVE_POSTGRESQL
+	if (R.database)
+		pg_wipe(strcmp(how, "fixture") == 0);
+#endif
 	if (strcmp(how, "missing") == 0) {
 		rmdir(R.state);
 		return;
@@ -1181,7 +1293,7 @@ static void seed_state(const char *how)
 		return;
 	if (strcmp(how, "fixture") != 0)
 		die("unknown state '%s'", how);
-	if ((r = fixture_seed(R.state, keys.spki, keys.spki_len)) < 0)
+	if ((r = fixture_seed_database(R.database, R.state, keys.spki, keys.spki_len)) < 0)
 		die("cannot create the fixture: %s", failure_str(r));
 }
 
@@ -1214,7 +1326,7 @@ static void seed_client(const char *args)
 			die("client: bad AES key");
 		aes[aes_len++] = (uint8_t)(hi << 4 | lo);
 	}
-	if ((r = store_open(R.state, 0, NULL, NULL, &st)) < 0)
+	if ((r = store_open_database(R.database, R.state, 0, false, NULL, NULL, &st)) < 0)
 		die("client: %s", failure_str(r));
 	r = store_register_client(st, id, (const char *)name);
 	if (r == 0 && strcmp(keyword, "spki") == 0)
@@ -1237,6 +1349,10 @@ static void prepare_state(const char *sql)
 	sqlite3 *db;
 	char *err = NULL;
 
+	if (R.database) {
+		printf("1..0 # SKIP %s: prepares SQLite's database\n", R.file);
+		exit(0);
+	}
 	snprintf(path, sizeof(path), "%s/%s", R.state, STORE_DB_NAME);
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
 	    sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
@@ -1261,6 +1377,10 @@ static void prepare_file(const char *args)
 
 	if (sscanf(args, "%4095s %127s", path, spec) != 2)
 		die("prepare-file PATH absent|empty|content:SIZE:SEED");
+	if (R.database && strncmp(path, STORE_DB_NAME, strlen(STORE_DB_NAME)) == 0) {
+		printf("1..0 # SKIP %s: prepares SQLite's database file\n", R.file);
+		exit(0);
+	}
 	snprintf(full, sizeof(full), "%s/%s", R.state, path);
 	if (strcmp(spec, "absent") == 0) {
 		if (unlink(full) < 0 && errno != ENOENT)
@@ -1378,6 +1498,10 @@ static void start_run(char *opts, int line)
 		for (tok = strtok_r(extra, " \t", &save); tok && R.argc < MAX_ARGS; tok = strtok_r(NULL, " \t", &save))
 			R.argv[R.argc++] = strdup(tok);
 	}
+	if (R.database && R.argc + 2 <= MAX_ARGS) {
+		R.argv[R.argc++] = strdup("--database");
+		R.argv[R.argc++] = strdup(R.database);
+	}
 	for (tok = strtok_r(opts, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
 		if (R.argc == MAX_ARGS)
 			die("too many options");
@@ -1413,6 +1537,14 @@ int main(int argc, char **argv)
 	snprintf(efs, sizeof(efs), "%s/efsession", builddir ? builddir : ".");
 	snprintf(R.efsession, sizeof(R.efsession), "%s", getenv("EFSESSION") ? getenv("EFSESSION") : efs);
 	R.connect = getenv("REPLAY_CONNECT");
+	/* REPLAY_DATABASE: the suite on PostgreSQL (tests/replay-pg.sh), which also gives efsession --database. */
+	R.database = getenv("REPLAY_DATABASE") && *getenv("REPLAY_DATABASE") ? getenv("REPLAY_DATABASE") : NULL;
+#ifndef HAVE_POSTGRESQL
+	if (R.database) {
+		printf("1..0 # SKIP built without PostgreSQL\n");
+		return 0;
+	}
+#endif
 	if (getenv("REPLAY_STATE")) {
 		/* The state directory of the efsession behind REPLAY_CONNECT; it is the caller's to remove. */
 		snprintf(R.state, sizeof(R.state), "%s", getenv("REPLAY_STATE"));

@@ -28,6 +28,9 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#ifdef HAVE_POSTGRESQL
+#include <libpq-fe.h>
+#endif
 
 #include "failure.h"
 #include "store.h"
@@ -42,6 +45,18 @@
 #define WAL_FRAMES_MAX 64
 
 static char *tmpdir;
+/*
+ * $EFSERVER_TEST_DATABASE: the PostgreSQL database to test the store on
+ * (tests/store-pg.sh), emptied for each test that wants a new database;
+ * else SQLite in a state directory of each test.
+ */
+static const char *pg_url;
+
+/* A check of the other engine's, not of this one's: counted, and said why. */
+static void skip(const char *why)
+{
+	printf("ok %d # SKIP %s\n", ++tap_count, why);
+}
 
 static char *xasprintf(const char *a, const char *b)
 {
@@ -54,13 +69,25 @@ static char *xasprintf(const char *a, const char *b)
 	return s;
 }
 
+struct raw;
+static void raw_exec(struct raw *db, const char *sql);
+static struct raw *raw_open(const char *dir);
+static void raw_close(struct raw *db);
+
+/* A new state directory, and on PostgreSQL an empty database, for a test. */
 static char *make_subdir(const char *name)
 {
 	char *d = xasprintf(tmpdir, name);
+	struct raw *db;
 
 	if (mkdir(d, 0700) < 0) {
 		perror(d);
 		exit(99);
+	}
+	if (pg_url) {
+		db = raw_open(d);
+		raw_exec(db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+		raw_close(db);
 	}
 	return d;
 }
@@ -82,50 +109,112 @@ static int db_file_mode(const char *dir, const char *suffix)
 }
 
 /* A direct connection, to look at the database behind the store's back. */
-static sqlite3 *raw_open(const char *dir)
-{
-	char *p = xasprintf(dir, STORE_DB_NAME);
-	sqlite3 *db = NULL;
+struct raw {
+	sqlite3 *lite;
+#ifdef HAVE_POSTGRESQL
+	PGconn *pg;
+#endif
+};
 
-	if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-		fprintf(stderr, "%s: %s\n", p, sqlite3_errmsg(db));
+static struct raw *raw_open(const char *dir)
+{
+	struct raw *db = calloc(1, sizeof(*db));
+	char *p;
+
+	if (!db)
+		exit(99);
+#ifdef HAVE_POSTGRESQL
+	if (pg_url) {
+		db->pg = PQconnectdb(pg_url);
+		if (PQstatus(db->pg) != CONNECTION_OK) {
+			fprintf(stderr, "%s", PQerrorMessage(db->pg));
+			exit(99);
+		}
+		PQclear(PQexec(db->pg, "SET client_min_messages = warning"));
+		return db;
+	}
+#endif
+	p = xasprintf(dir, STORE_DB_NAME);
+	if (sqlite3_open_v2(p, &db->lite, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+		fprintf(stderr, "%s: %s\n", p, sqlite3_errmsg(db->lite));
 		exit(99);
 	}
-	sqlite3_busy_timeout(db, 60000);
+	sqlite3_busy_timeout(db->lite, 60000);
 	free(p);
 	return db;
 }
 
-static long long raw_int(sqlite3 *db, const char *sql)
+static void raw_close(struct raw *db)
 {
-	sqlite3_stmt *s = NULL;
-	long long v = -1;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-		v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	return v;
+#ifdef HAVE_POSTGRESQL
+	if (db->pg)
+		PQfinish(db->pg);
+#endif
+	sqlite3_close(db->lite);
+	free(db);
 }
 
-static void raw_text(sqlite3 *db, const char *sql, char *buf, size_t size)
+/* The first column of the first row, as text ("" for none). */
+static void raw_text(struct raw *db, const char *sql, char *buf, size_t size)
 {
 	sqlite3_stmt *s = NULL;
 	const unsigned char *t = NULL;
 
 	buf[0] = '\0';
-	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+#ifdef HAVE_POSTGRESQL
+	if (db->pg) {
+		PGresult *res = PQexec(db->pg, sql);
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
+			snprintf(buf, size, "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
+		return;
+	}
+#endif
+	if (sqlite3_prepare_v2(db->lite, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
 		t = sqlite3_column_text(s, 0);
 	if (t)
 		snprintf(buf, size, "%s", (const char *)t);
 	sqlite3_finalize(s);
 }
 
-static void raw_exec(sqlite3 *db, const char *sql)
+static long long raw_int(struct raw *db, const char *sql)
 {
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-		fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(db));
+	char buf[32];
+
+	raw_text(db, sql, buf, sizeof(buf));
+	return buf[0] ? strtoll(buf, NULL, 10) : -1;
+}
+
+static void raw_exec(struct raw *db, const char *sql)
+{
+#ifdef HAVE_POSTGRESQL
+	if (db->pg) {
+		PGresult *res = PQexec(db->pg, sql);
+
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+			fprintf(stderr, "%s: %s\n", sql, PQerrorMessage(db->pg));
+			exit(99);
+		}
+		PQclear(res);
+		return;
+	}
+#endif
+	if (sqlite3_exec(db->lite, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(db->lite));
 		exit(99);
 	}
+}
+
+/* The store of a test, on the engine under test. */
+static int t_open(const char *dir, int timeout, store_create_fn may_create, void *ctx, struct store **out)
+{
+	return store_open_database(pg_url, dir, timeout, false, may_create, ctx, out);
+}
+
+static int t_open_readonly(const char *dir, int timeout, struct store **out)
+{
+	return store_open_database(pg_url, dir, timeout, true, NULL, NULL, out);
 }
 
 static void make_id(uint8_t id[WIRE_ID_SIZE], unsigned a, unsigned b)
@@ -299,12 +388,29 @@ static int rm_entry(const char *path, const struct stat *sb, int type, struct FT
 	return remove(path);
 }
 
+/* Where each engine keeps the schema's version. */
+static const char *version_sql(void)
+{
+	return pg_url ? "SELECT version FROM efserver_schema" : "PRAGMA user_version";
+}
+
 static void test_schema(const char *dir, struct store **out)
 {
 	char mode[16];
-	sqlite3 *db;
+	struct raw *db;
 
-	is_int(store_open(dir, 0, NULL, NULL, out), 0, "store_open creates a new database in an empty state directory");
+	is_int(t_open(dir, 0, NULL, NULL, out), 0, "store_open creates a new database in an empty state directory");
+	if (pg_url) {
+		db = raw_open(dir);
+		is_int(raw_int(db, version_sql()), STORE_SCHEMA_VERSION,
+		       "efserver_schema.version is STORE_SCHEMA_VERSION");
+		is_int(
+		    raw_int(db,
+		            "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('clients', 'files')"),
+		    2, "tables clients and files exist");
+		raw_close(db);
+		return;
+	}
 	is_int(db_file_mode(dir, ""), 0600, "the database file is mode 0600 under umask 0");
 	is_int(db_file_mode(dir, "-wal"), 0600, "the -wal file is mode 0600 under umask 0");
 	is_int(db_file_mode(dir, "-shm"), 0600, "the -shm file is mode 0600 under umask 0");
@@ -315,14 +421,14 @@ static void test_schema(const char *dir, struct store **out)
 	ok(strcmp(mode, "wal") == 0, "journal_mode is wal (got %s)", mode);
 	is_int(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('clients', 'files')"),
 	       2, "tables clients and files exist");
-	sqlite3_close(db);
+	raw_close(db);
 }
 
 static void test_clients(const char *dir, struct store *st)
 {
 	uint8_t alice[WIRE_ID_SIZE], bob[WIRE_ID_SIZE], other[WIRE_ID_SIZE];
 	struct store_client c;
-	sqlite3 *db;
+	struct raw *db;
 
 	make_id(alice, 1, 1);
 	make_id(bob, 1, 2);
@@ -359,7 +465,7 @@ static void test_clients(const char *dir, struct store *st)
 	ok(strcmp(c.last_seen, OLD_TIME) == 0, "touch changed only that client's last seen");
 	is_int(store_touch(st, other), 0, "touch of an unknown id is not an error");
 	is_int(raw_int(db, "SELECT count(*) FROM clients"), 2, "touch of an unknown id adds no row");
-	sqlite3_close(db);
+	raw_close(db);
 }
 
 static void test_keys(const char *dir, struct store *st)
@@ -368,7 +474,7 @@ static void test_keys(const char *dir, struct store *st)
 	uint8_t key1[294], key2[294], aes1[32], aes2[32], aes3[32];
 	struct store_client c;
 	bool dropped = true;
-	sqlite3 *db;
+	struct raw *db;
 
 	make_id(alice, 1, 1);
 	make_id(bob, 1, 2);
@@ -446,7 +552,7 @@ static void test_keys(const char *dir, struct store *st)
 	is_int(store_drop_aes_key(st, other, aes3, sizeof(aes3), &dropped), 0, "drop_aes_key of an unknown id");
 	ok(!dropped, "destroys nothing");
 	is_int(store_set_aes_key(st, alice, aes1, sizeof(aes1)), 0, "a fresh key after the destruction");
-	sqlite3_close(db);
+	raw_close(db);
 	explicit_bzero(&c, sizeof(c));
 }
 
@@ -460,7 +566,7 @@ static void test_files(const char *dir, struct store *st)
 	struct store_settled done;
 	struct store_file f, g;
 	struct store_client c;
-	sqlite3 *db;
+	struct raw *db;
 
 	make_id(alice, 1, 1);
 	make_id(other, 1, 3);
@@ -584,7 +690,7 @@ static void test_files(const char *dir, struct store *st)
 	ok(g.status == STORE_FILE_STORED && !g.verified && g.size == 40, "the new upload is stored again");
 	is_int(store_get_file(st, alice, "files/a0a1/never.txt", &g), -ENOENT,
 	       "get_file of a never uploaded path is -ENOENT");
-	sqlite3_close(db);
+	raw_close(db);
 }
 
 /* efserver-protocol(7): a verified copy survives everything but its confirmed replacement. */
@@ -742,9 +848,9 @@ static void test_reopen(const char *dir)
 	struct store *st = NULL, *ro = NULL;
 
 	make_id(alice, 1, 1);
-	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "store_open of an existing database");
+	is_int(t_open(dir, 0, NULL, NULL, &st), 0, "store_open of an existing database");
 	is_int(store_get_client(st, alice, &c), 0, "the data survives close and reopen");
-	is_int(store_open_readonly(dir, 0, &ro), 0, "store_open_readonly beside a writer");
+	is_int(t_open_readonly(dir, 0, &ro), 0, "store_open_readonly beside a writer");
 	is_int(store_find_client_by_name(ro, "alice", &c), 0, "a read-only store reads");
 	is_int(store_register_client(ro, alice, "mallory"), -EROFS, "a read-only store refuses writes with -EROFS");
 	is_int(store_integrity_check(ro), 0, "integrity_check on a read-only store");
@@ -754,32 +860,51 @@ static void test_reopen(const char *dir)
 
 static void test_versions(void)
 {
-	char *newer = make_subdir("newer"), *none = make_subdir("none");
+	char *newer = make_subdir("newer"), *none = NULL;
 	const char *why;
 	char sql[64];
 	struct store *st = NULL;
-	sqlite3 *db;
+	struct raw *db;
 
+	if (pg_url) {
+		is_int(t_open(newer, 0, NULL, NULL, &st), 0, "a new database gets the schema");
+		store_close(st);
+		st = NULL;
+	}
 	db = raw_open(newer);
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 1);
+	snprintf(sql, sizeof(sql), pg_url ? "UPDATE efserver_schema SET version = %d" : "PRAGMA user_version = %d",
+	         STORE_SCHEMA_VERSION + 1);
 	raw_exec(db, sql);
-	sqlite3_close(db);
-	is_int(store_open(newer, 0, NULL, NULL, &st), -EPROTO,
+	raw_close(db);
+	is_int(t_open(newer, 0, NULL, NULL, &st), -EPROTO,
 	       "a database with a newer user_version is refused with -EPROTO");
 	ok(st == NULL, "a refused open returns no store");
 	why = failure_str(-EPROTO);
 	ok(strstr(why, "the database schema is newer than this program knows") != NULL,
 	   "and says why, though it returns no store (%s)", why);
-	is_int(store_open_readonly(newer, 0, &st), -EPROTO, "store_open_readonly refuses it too");
+	is_int(t_open_readonly(newer, 0, &st), -EPROTO, "store_open_readonly refuses it too");
 	why = failure_str(-EPROTO);
 	ok(strstr(why, "newer than this program knows") != NULL, "and says why (%s)", why);
 	db = raw_open(newer);
-	is_int(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION + 1, "the refused database keeps its version");
-	is_int(raw_int(db, "SELECT count(*) FROM sqlite_master"), 0, "nothing was created in the refused database");
-	sqlite3_close(db);
+	is_int(raw_int(db, version_sql()), STORE_SCHEMA_VERSION + 1, "the refused database keeps its version");
+	if (pg_url)
+		is_int(raw_int(db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"), 6,
+		       "nothing was created in the refused database");
+	else
+		is_int(raw_int(db, "SELECT count(*) FROM sqlite_master"), 0,
+		       "nothing was created in the refused database");
+	raw_close(db);
 
-	is_int(store_open_readonly(none, 0, &st), -ENOENT, "store_open_readonly of a missing database is -ENOENT");
-	is_int(db_file_mode(none, ""), -1, "store_open_readonly created no file");
+	none = make_subdir("none");
+	is_int(t_open_readonly(none, 0, &st), -ENOENT, "store_open_readonly of a missing database is -ENOENT");
+	if (pg_url) {
+		db = raw_open(none);
+		is_int(raw_int(db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"), 0,
+		       "store_open_readonly created nothing");
+		raw_close(db);
+	} else {
+		is_int(db_file_mode(none, ""), -1, "store_open_readonly created no file");
+	}
 	free(newer);
 	free(none);
 }
@@ -789,16 +914,23 @@ static void test_not_a_database(void)
 {
 	char *dir = make_subdir("garbage"), *path = xasprintf(dir, STORE_DB_NAME);
 	struct store *st = NULL;
-	FILE *f = fopen(path, "w");
+	FILE *f;
 	const char *why;
 	int r;
 
-	if (!f || fputs("This is not an SQLite database, but it is long enough to be read as one.\n", f) < 0 ||
+	if (pg_url) {
+		skip("SQLite's file that is not a database");
+		free(path);
+		free(dir);
+		return;
+	}
+	if (!(f = fopen(path, "w")) ||
+	    fputs("This is not an SQLite database, but it is long enough to be read as one.\n", f) < 0 ||
 	    fclose(f) != 0) {
 		perror(path);
 		exit(99);
 	}
-	r = store_open(dir, 0, NULL, NULL, &st);
+	r = t_open(dir, 0, NULL, NULL, &st);
 	ok(r < 0 && st == NULL, "store_open of a file that is not a database fails (%d)", r);
 	why = failure_str(r);
 	ok(strstr(why, "SQLite: file is not a database") != NULL, "with SQLite's words for it (%s)", why);
@@ -879,7 +1011,7 @@ static void child_run(const char *dir, int index, int start_fd, int result_fd)
 	/* Everyone blocks here until the parent closes the pipe, then all open at once. */
 	while (read(start_fd, &c, 1) > 0)
 		continue;
-	r = store_open(dir, 0, NULL, NULL, &st);
+	r = t_open(dir, 0, NULL, NULL, &st);
 	if (r < 0) {
 		child_note(&res, r);
 	} else {
@@ -904,18 +1036,20 @@ static void child_run(const char *dir, int index, int start_fd, int result_fd)
 	_exit(0);
 }
 
-static void test_concurrency(void)
+/*
+ * N_PROCS processes running fn at once on the store of dir, released
+ * together; what they reported added up in *total, with how many reported
+ * (*reports). Returns how many exited cleanly.
+ */
+static int run_children(const char *dir, void (*fn)(const char *dir, int index, int start_fd, int result_fd),
+                        struct child_result *total, int *reports)
 {
-	char *dir = make_subdir("concurrent");
-	struct child_result res, total = {0};
-	int start[2], results[2], status;
-	int exited_ok = 0, reports = 0;
-	struct store *st = NULL;
-	struct walk w;
-	char mode[16];
-	sqlite3 *db;
+	struct child_result res;
+	int start[2], results[2], status, exited_ok = 0;
 	pid_t pids[N_PROCS];
 
+	memset(total, 0, sizeof(*total));
+	*reports = 0;
 	if (pipe(start) < 0 || pipe(results) < 0) {
 		perror("pipe");
 		exit(99);
@@ -930,18 +1064,18 @@ static void test_concurrency(void)
 		if (pids[i] == 0) {
 			close(start[1]);
 			close(results[0]);
-			child_run(dir, i, start[0], results[1]);
+			fn(dir, i, start[0], results[1]);
 		}
 	}
 	close(start[0]);
 	close(results[1]);
 	close(start[1]);
 	while (read(results[0], &res, sizeof(res)) == (ssize_t)sizeof(res)) {
-		reports++;
-		total.ops += res.ops;
-		total.errors += res.errors;
-		total.busy += res.busy;
-		total.published += res.published;
+		(*reports)++;
+		total->ops += res.ops;
+		total->errors += res.errors;
+		total->busy += res.busy;
+		total->published += res.published;
 		if (res.errors) {
 			printf("# process %d: %d errors, %d -EBUSY, first %s\n", res.index, res.errors, res.busy,
 			       strerror(-res.first_error));
@@ -952,6 +1086,20 @@ static void test_concurrency(void)
 		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 			exited_ok++;
 	}
+	return exited_ok;
+}
+
+static void test_concurrency(void)
+{
+	char *dir = make_subdir("concurrent");
+	struct child_result total;
+	int exited_ok, reports;
+	struct store *st = NULL;
+	struct walk w;
+	char mode[16];
+	struct raw *db;
+
+	exited_ok = run_children(dir, child_run, &total, &reports);
 
 	is_int(exited_ok, N_PROCS, "all %d processes exited cleanly", N_PROCS);
 	is_int(reports, N_PROCS, "all %d processes reported", N_PROCS);
@@ -961,7 +1109,7 @@ static void test_concurrency(void)
 	is_int(total.published, N_PROCS * N_ROUNDS, "publish ran once per recorded file");
 	printf("# %d processes, %d operations, %d errors, %d -EBUSY\n", N_PROCS, total.ops, total.errors, total.busy);
 
-	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "open the database the processes wrote");
+	is_int(t_open(dir, 0, NULL, NULL, &st), 0, "open the database the processes wrote");
 	memset(&w, 0, sizeof(w));
 	w.all_keyed = true;
 	is_int(store_each_client(st, walk_client, &w), 0, "walk the clients");
@@ -976,11 +1124,161 @@ static void test_concurrency(void)
 	store_close(st);
 
 	db = raw_open(dir);
-	is_int(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION, "the racing opens created the schema once");
-	raw_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
-	ok(strcmp(mode, "wal") == 0, "the racing opens left the database in WAL mode");
-	sqlite3_close(db);
-	is_int(db_file_mode(dir, ""), 0600, "the racing opens created the database 0600");
+	is_int(raw_int(db, version_sql()), STORE_SCHEMA_VERSION, "the racing opens created the schema once");
+	if (!pg_url) {
+		raw_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
+		ok(strcmp(mode, "wal") == 0, "the racing opens left the database in WAL mode");
+	}
+	raw_close(db);
+	if (!pg_url)
+		is_int(db_file_mode(dir, ""), 0600, "the racing opens created the database 0600");
+	free(dir);
+}
+
+/* Every kept-aside copy is on disk: nothing to roll forward. */
+static int exists_always(void *ctx, const uint8_t id[WIRE_ID_SIZE], const char *token)
+{
+	(void)ctx;
+	(void)id;
+	(void)token;
+	return 1;
+}
+
+/* A kept-aside copy put in place: nothing on disk to move. */
+static int promote_ok(void *ctx, const char *token)
+{
+	(void)ctx;
+	(void)token;
+	return 0;
+}
+
+/*
+ * One client's uploads and confirmations of the same file from several
+ * processes at once: each decides from the row as its transaction finds it
+ * (in place, or kept aside beside the verified copy), so every operation
+ * succeeds whatever the interleaving.
+ */
+static void same_client_run(const char *dir, int index, int start_fd, int result_fd)
+{
+	struct child_result res = {.index = index};
+	struct store_disk disk = {.ctx = &res.published,
+	                          .pending_exists = exists_always,
+	                          .place = place_nothing,
+	                          .promote = promote_ok,
+	                          .remove = remove_nothing};
+	uint8_t id[WIRE_ID_SIZE];
+	struct store_recorded rec;
+	struct store_settled done;
+	struct store_file f;
+	struct store *st = NULL;
+	char token[STORE_TOKEN_SIZE], c;
+	int r;
+
+	while (read(start_fd, &c, 1) > 0)
+		continue;
+	make_id(id, 0x200, 0);
+	if ((r = t_open(dir, 0, NULL, NULL, &st)) < 0) {
+		child_note(&res, r);
+	} else {
+		for (int i = 0; i < N_ROUNDS; i++) {
+			snprintf(token, sizeof(token), "%08x%024x", (unsigned)index, (unsigned)i);
+			make_file(&f, id, "same.bin", "files/same/same.bin", (uint64_t)(16 * (index + 1)), (uint32_t)i);
+			child_note(&res, store_record_file(st, &f, token, &disk, NULL, &rec, NULL));
+			r = store_settle_file(st, STORE_CONFIRM, id, "files/same/same.bin", "same.bin", &disk, &done);
+			child_note(&res, r);
+		}
+		store_close(st);
+	}
+	if (write(result_fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
+		_exit(2);
+	_exit(0);
+}
+
+static void test_same_client(void)
+{
+	char *dir = make_subdir("same");
+	struct child_result total;
+	int exited_ok, reports;
+	uint8_t id[WIRE_ID_SIZE];
+	struct store_file g;
+	struct store_client c;
+	struct store *st = NULL;
+
+	make_id(id, 0x200, 0);
+	if (t_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "same") < 0) {
+		ok(0, "same-client set-up");
+		store_close(st);
+		free(dir);
+		return;
+	}
+	exited_ok = run_children(dir, same_client_run, &total, &reports);
+	is_int(exited_ok, N_PROCS, "%d processes uploading and confirming one client's file exited cleanly", N_PROCS);
+	is_int(total.ops, N_PROCS * N_ROUNDS * 2, "they made %d uploads and confirmations", total.ops);
+	is_int(total.errors, 0, "none of them failed, whatever the interleaving");
+	is_int(store_get_file(st, id, "files/same/same.bin", &g), 0, "the file's row");
+	ok(g.verified && g.status == STORE_FILE_STORED && g.attempts >= 1 && g.attempts <= N_PROCS * N_ROUNDS,
+	   "verified, its attempts counted (%lld)", g.attempts);
+	is_int(store_get_client(st, id, &c), 0, "the client's row");
+	ok(c.stored_files == 1 && c.stored_bytes == g.size + (g.pending ? g.pending_size : 0),
+	   "its counters are the one copy it keeps and any kept aside (%llu bytes, %llu files)",
+	   (unsigned long long)c.stored_bytes, (unsigned long long)c.stored_files);
+	is_int(store_integrity_check(st), 0, "integrity_check passes after them");
+	store_close(st);
+	free(dir);
+}
+
+/* Registrations at once from several processes, under --max-clients: N_CLIENTS_MAX pass, no more. */
+#define N_CLIENTS_MAX 50
+
+static void register_run(const char *dir, int index, int start_fd, int result_fd)
+{
+	struct store_limits lim = {.max_clients = N_CLIENTS_MAX, .registrations_per_hour = 1000};
+	struct child_result res = {.index = index};
+	enum store_limit why;
+	uint8_t id[WIRE_ID_SIZE];
+	struct store *st = NULL;
+	char name[32], c;
+	int r;
+
+	while (read(start_fd, &c, 1) > 0)
+		continue;
+	if ((r = t_open(dir, 0, NULL, NULL, &st)) < 0) {
+		child_note(&res, r);
+	} else {
+		for (int i = 0; i < N_ROUNDS / 2; i++) {
+			make_id(id, 0x300 + (unsigned)index, (unsigned)i);
+			snprintf(name, sizeof(name), "reg%d-%d", index, i);
+			r = store_register_from(st, id, name, "192.0.2.7", &lim, &why);
+			if (r == 0)
+				res.published++;
+			else if (r != -EDQUOT || why != STORE_LIMIT_MAX_CLIENTS)
+				child_note(&res, r);
+		}
+		store_close(st);
+	}
+	if (write(result_fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
+		_exit(2);
+	_exit(0);
+}
+
+static void test_registrations_at_once(void)
+{
+	char *dir = make_subdir("registrations");
+	struct child_result total;
+	int exited_ok, reports;
+	struct store *st = NULL;
+	long long clients = -1;
+
+	exited_ok = run_children(dir, register_run, &total, &reports);
+	is_int(exited_ok, N_PROCS, "%d processes registering at once under --max-clients %d exited cleanly", N_PROCS,
+	       N_CLIENTS_MAX);
+	is_int(total.errors, 0, "each registration either passed or was refused by --max-clients");
+	is_int(total.published, N_CLIENTS_MAX, "exactly %d passed", N_CLIENTS_MAX);
+	is_int(t_open(dir, 0, NULL, NULL, &st), 0, "open the store after them");
+	is_int(store_count_clients(st, &clients), 0, "count the clients");
+	is_int(clients, N_CLIENTS_MAX, "the server's count is %d", N_CLIENTS_MAX);
+	is_int(store_integrity_check(st), 0, "integrity_check passes");
+	store_close(st);
 	free(dir);
 }
 
@@ -1017,7 +1315,7 @@ static bool killed_inside(const char *dir, const struct store_file *f, enum stor
 
 		disk.place = die_in_place;
 		disk.promote = die_in_promote;
-		if (store_open(dir, 0, NULL, NULL, &child) == 0) {
+		if (t_open(dir, 0, NULL, NULL, &child) == 0) {
 			if (upload)
 				(void)store_record_file(child, f, TOKEN_B, &disk, NULL, &rec, NULL);
 			else
@@ -1052,17 +1350,20 @@ static void test_short_connections(void)
 		make_id(id, 3, i);
 		snprintf(name, sizeof(name), "short-%u", i);
 		st = NULL;
-		if (store_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, name) < 0)
+		if (t_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, name) < 0)
 			failed++;
 		store_close(st);
 		if (stat(wal, &sb) == 0 && sb.st_size > largest)
 			largest = sb.st_size;
 	}
 	is_int(failed, 0, "%d short connections open the store and register a client each", N_SHORT);
-	ok(largest <= 32 + WAL_FRAMES_MAX * (4096 + 24), "the WAL never held more than %d frames (largest %lld bytes)",
-	   WAL_FRAMES_MAX, largest);
+	if (pg_url)
+		skip("SQLite's WAL");
+	else
+		ok(largest <= 32 + WAL_FRAMES_MAX * (4096 + 24),
+		   "the WAL never held more than %d frames (largest %lld bytes)", WAL_FRAMES_MAX, largest);
 	st = NULL;
-	is_int(store_open_readonly(dir, 0, &st), 0, "open the store after them");
+	is_int(t_open_readonly(dir, 0, &st), 0, "open the store after them");
 	if (st)
 		is_int(store_each_client(st, walk_client, &w), 0, "walk the clients");
 	is_int(w.calls, N_SHORT, "every client registered is there");
@@ -1092,7 +1393,7 @@ static void test_crash(void)
 
 	make_id(id, 7, 7);
 	make_file(&f, id, "doc.txt", path, 100, 1);
-	if (store_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "crash") < 0 ||
+	if (t_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "crash") < 0 ||
 	    record(st, &f, TOKEN_A, &d, &rec) < 0 || settle(st, STORE_CONFIRM, id, path, "doc.txt", &d, &done) < 0) {
 		ok(0, "crash set-up: a verified file");
 		store_close(st);
@@ -1165,8 +1466,13 @@ static void test_migration(void)
 	struct store *st = NULL;
 	struct store_file f, g;
 	char out[64];
-	sqlite3 *db;
+	struct raw *db;
 
+	if (pg_url) {
+		skip("SQLite's schema of version 1, which PostgreSQL never had");
+		free(dir);
+		return;
+	}
 	make_id(id, 9, 9);
 	db = raw_open(dir);
 	raw_exec(db, "PRAGMA journal_mode = WAL");
@@ -1178,9 +1484,9 @@ static void test_migration(void)
 	         "11, 111, 2, '" OLD_TIME "'), (x'00090009a4a5a6a7a8a9aaabacadaeaf', 'u.txt', 'files/v/u.txt', 0, 1, "
 	         "0, 0, 3, '" OLD_TIME "')");
 	raw_exec(db, "PRAGMA user_version = 1");
-	sqlite3_close(db);
+	raw_close(db);
 
-	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "a version-1 database opens");
+	is_int(t_open(dir, 0, NULL, NULL, &st), 0, "a version-1 database opens");
 	db = raw_open(dir);
 	is_int(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION, "it is migrated to the current version");
 	is_int(raw_int(db, "SELECT count(*) FROM files WHERE pending_name IS NULL AND pending_size IS NULL AND "
@@ -1188,14 +1494,14 @@ static void test_migration(void)
 	       2, "every row kept, with nothing kept aside");
 	raw_text(db, "PRAGMA integrity_check", out, sizeof(out));
 	ok(strcmp(out, "ok") == 0, "and the database is intact (%s)", out);
-	sqlite3_close(db);
+	raw_close(db);
 	is_int(store_get_client(st, id, &c), 0, "the client is there");
 	ok(strcmp(c.name, "old") == 0 && c.public_key_len == 2 && c.aes_key_len == 2, "with its name and keys");
 	ok(c.stored_bytes == 11 && c.stored_files == 1,
 	   "its counters computed: the verified copy, not the given-up one");
 	db = raw_open(dir);
 	is_int(raw_int(db, "SELECT clients FROM totals"), 1, "and the server's count of clients");
-	sqlite3_close(db);
+	raw_close(db);
 	is_int(store_get_file(st, id, "files/v/v.txt", &g), 0, "its verified file is there");
 	ok(g.verified && g.size == 11 && g.checksum == 111 && g.attempts == 2 && !g.pending, "as it was");
 	is_int(store_get_file(st, id, "files/v/u.txt", &g), 0, "its given-up file is there");
@@ -1271,12 +1577,12 @@ static void test_limits(void)
 	struct store *st = NULL;
 	bool dropped;
 	long long n = -1;
-	sqlite3 *db;
+	struct raw *db;
 
 	make_id(id, 7, 1);
 	make_id(other, 7, 2);
 	fill(aes, sizeof(aes), 3);
-	if (store_open(dir, 0, NULL, NULL, &st) < 0) {
+	if (t_open(dir, 0, NULL, NULL, &st) < 0) {
 		ok(0, "open a store for the limits");
 		return;
 	}
@@ -1420,7 +1726,7 @@ static void test_limits(void)
 	is_int(store_remove_client(st, id), 0, "remove the client");
 	is_int(raw_int(db, "SELECT count(*) FROM bad_paddings"), 0, "its bad paddings go with it");
 	is_int(store_integrity_check(st), 0, "the database is intact");
-	sqlite3_close(db);
+	raw_close(db);
 	store_close(st);
 	free(dir);
 }
@@ -1438,31 +1744,110 @@ static void test_no_creation(void)
 	struct store *st = NULL;
 	struct stat sb;
 	int asked = 0, fd;
-	sqlite3 *db;
+	struct raw *db;
 
-	is_int(store_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "a missing database, creation refused");
-	ok(asked == 1 && st == NULL && stat(path, &sb) < 0, "the callback was asked, nothing was created");
-	ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " is missing") == 0, "the note says what was found");
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	close(fd);
-	is_int(store_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "an empty (0-byte) database, refused");
-	ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " is empty (0 bytes)") == 0, "the note says so");
-	ok(stat(path, &sb) == 0 && sb.st_size == 0, "the file is left as it was");
-	db = raw_open(dir);
-	raw_exec(db, "CREATE TABLE t (x); DROP TABLE t");
-	sqlite3_close(db);
-	is_int(store_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "a database with no schema, refused");
-	ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " has no schema") == 0, "the note says so");
+	if (pg_url) {
+		is_int(t_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "a database with no schema, refused");
+		ok(asked == 1 && st == NULL, "the callback was asked");
+		ok(strcmp(failure_str(-EEXIST), "the PostgreSQL database has no efserver schema") == 0,
+		   "the note says what was found");
+		db = raw_open(dir);
+		is_int(raw_int(db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"), 0,
+		       "nothing was created");
+		raw_close(db);
+	} else {
+		is_int(t_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "a missing database, creation refused");
+		ok(asked == 1 && st == NULL && stat(path, &sb) < 0, "the callback was asked, nothing was created");
+		ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " is missing") == 0, "the note says what was found");
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		close(fd);
+		is_int(t_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "an empty (0-byte) database, refused");
+		ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " is empty (0 bytes)") == 0, "the note says so");
+		ok(stat(path, &sb) == 0 && sb.st_size == 0, "the file is left as it was");
+		db = raw_open(dir);
+		raw_exec(db, "CREATE TABLE t (x); DROP TABLE t");
+		raw_close(db);
+		is_int(t_open(dir, 0, refuse_creation, &asked, &st), -EEXIST, "a database with no schema, refused");
+		ok(strcmp(failure_str(-EEXIST), STORE_DB_NAME " has no schema") == 0, "the note says so");
+	}
 	asked = 0;
-	is_int(store_open(dir, 0, NULL, NULL, &st), 0, "allowed, the schema is created");
+	is_int(t_open(dir, 0, NULL, NULL, &st), 0, "allowed, the schema is created");
 	store_close(st);
-	is_int(store_open(dir, 0, refuse_creation, &asked, &st), 0,
-	       "an existing database opens, whatever the callback");
+	is_int(t_open(dir, 0, refuse_creation, &asked, &st), 0, "an existing database opens, whatever the callback");
 	is_int(asked, 0, "without asking it");
 	store_close(st);
 	free(path);
 	free(dir);
 }
+
+#ifdef HAVE_POSTGRESQL
+/* The server ends the store's connection, as a restart or a network failure would. */
+static struct raw *killer;
+
+static void kill_connections(void)
+{
+	raw_exec(killer, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	                 "WHERE application_name = 'test-store' AND pid <> pg_backend_pid()");
+}
+
+/* A publication during which the connection is lost: the transaction cannot commit. */
+static int place_and_kill(void *ctx, bool aside, const char *token)
+{
+	(void)ctx;
+	(void)aside;
+	(void)token;
+	kill_connections();
+	return 0;
+}
+
+/*
+ * PostgreSQL's connection lost: between transactions, a read or a write
+ * makes it again and succeeds; inside one, the request fails and changes
+ * nothing, and a COMMIT that could not be sent is found not to have
+ * committed (txid_status) rather than guessed; then the store goes on.
+ */
+static void test_lost_connection(void)
+{
+	char *dir = make_subdir("lost");
+	const char *path = "files/l0/lost.txt";
+	uint8_t id[WIRE_ID_SIZE];
+	struct store_client c;
+	struct store_file f, g;
+	struct store_recorded rec;
+	struct disk_log d = {0};
+	struct store_disk disk = disk_of(&d);
+	struct store *st = NULL;
+	const char *why;
+	int r;
+
+	make_id(id, 8, 8);
+	if (t_open(dir, 0, NULL, NULL, &st) < 0 || store_register_client(st, id, "lost") < 0) {
+		ok(0, "lost-connection set-up");
+		store_close(st);
+		free(dir);
+		return;
+	}
+	killer = raw_open(dir);
+	kill_connections();
+	is_int(store_get_client(st, id, &c), 0, "a read after the connection was lost connects again");
+	kill_connections();
+	is_int(store_touch(st, id), 0, "so does a write transaction");
+	make_file(&f, id, "lost.txt", path, 10, 1);
+	disk.place = place_and_kill;
+	r = store_record_file(st, &f, TOKEN_A, &disk, NULL, &rec, NULL);
+	is_int(r, -EIO, "an upload whose connection is lost inside its transaction fails with -EIO");
+	why = failure_str(r);
+	ok(strstr(why, "PostgreSQL: ") != NULL, "and the note says what PostgreSQL said (%s)", why);
+	is_int(store_get_file(st, id, path, &g), -ENOENT, "its row was not written");
+	disk.place = log_place;
+	is_int(record(st, &f, TOKEN_A, &d, &rec), 0, "the next upload is recorded");
+	is_int(store_get_file(st, id, path, &g), 0, "and its row is there");
+	is_int(store_integrity_check(st), 0, "the database is intact");
+	raw_close(killer);
+	store_close(st);
+	free(dir);
+}
+#endif
 
 int main(void)
 {
@@ -1472,6 +1857,17 @@ int main(void)
 
 	if (!base || !*base)
 		base = "/tmp";
+	pg_url = getenv("EFSERVER_TEST_DATABASE");
+	if (pg_url && !*pg_url)
+		pg_url = NULL;
+#ifndef HAVE_POSTGRESQL
+	if (pg_url) {
+		printf("1..0 # SKIP built without PostgreSQL (libpq-dev)\n");
+		return 0;
+	}
+#endif
+	if (pg_url)
+		printf("# the store on PostgreSQL\n");
 	tmpdir = xasprintf(base, "test-store.XXXXXX");
 	if (!mkdtemp(tmpdir)) {
 		perror(tmpdir);
@@ -1499,6 +1895,12 @@ int main(void)
 	test_no_creation();
 	test_short_connections();
 	test_concurrency();
+	test_same_client();
+	test_registrations_at_once();
+#ifdef HAVE_POSTGRESQL
+	if (pg_url)
+		test_lost_connection();
+#endif
 
 	free(dir);
 	if (nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)

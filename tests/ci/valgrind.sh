@@ -99,4 +99,25 @@ for f in upload-1025 upload-1100 resend-1105 give-up-1031 bad-framing bad-public
 	[ $rc -eq 0 ] || grep -v '^ok' "$WORK/$f.tap" | head -20 | diag
 done
 check "efsession under valgrind: no error and no leak in the $(count_reports efsession) processes of all runs" clean_reports efsession
+
+# Some of them again with the store on PostgreSQL (tests/pg-lib.sh), where it is installed and built in.
+. "$top/tests/pg-lib.sh"
+rm -f "$WORK"/vg-efsession.*
+if [ ! -x "$PG_BINDIR/initdb" ]; then
+	skip "the captures on PostgreSQL" "PostgreSQL 15 is not installed (Debian package postgresql)"
+elif ! "$top/efsession" --help | grep -q -- '--database'; then
+	skip "the captures on PostgreSQL" "efsession was built without PostgreSQL (libpq-dev)"
+else
+	pg_start
+	for f in upload-1025 resend-1105 give-up-1031 kept-aside verified-stranger key-rules padding-oracle \
+		limit-client-quota limit-registrations; do
+		REPLAY_DATABASE=$PG_URI EFSESSION=$WORK/vg/efsession "$top/tests/replay-run" "$top/tests/replay/$f.replay" \
+			>"$WORK/$f-pg.tap" 2>&1
+		rc=$?
+		check "tests/replay/$f.replay passes on PostgreSQL with efsession under valgrind" [ $rc -eq 0 ]
+		[ $rc -eq 0 ] || grep -v '^ok' "$WORK/$f-pg.tap" | head -20 | diag
+	done
+	check "efsession on PostgreSQL under valgrind: no error and no leak in the $(count_reports efsession) processes" \
+		clean_reports efsession
+fi
 done_testing
