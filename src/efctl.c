@@ -1652,10 +1652,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "efctl: out of memory\n");
 		return EXIT_SYSTEM;
 	} else if (r < 0) {
-		fprintf(stderr,
-		        "efctl: the database (--database, $" OPTS_DATABASE_ENV " or the " OPTS_DATABASE_CREDENTIAL
-		        " credential): %s\n",
-		        why);
+		fprintf(stderr, "efctl: the database (" OPTS_DATABASE_SOURCES "): %s\n", why);
 		return EXIT_USAGE;
 	}
 	if ((r = opts_state_dir(state_arg, &c.state_dir)) < 0) {

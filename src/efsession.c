@@ -364,10 +364,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "efsession: out of memory\n");
 		return SESSION_SYSTEM_ERROR;
 	} else if (r < 0) {
-		fprintf(stderr,
-		        "efsession: the database (--database, $" OPTS_DATABASE_ENV " or the " OPTS_DATABASE_CREDENTIAL
-		        " credential): %s\n",
-		        why);
+		fprintf(stderr, "efsession: the database (" OPTS_DATABASE_SOURCES "): %s\n", why);
 		return EXIT_USAGE;
 	}
 	if (cfg.debug && !level_set)

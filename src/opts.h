@@ -52,6 +52,8 @@ int opts_state_dir(const char *given, char **out);
 #define OPTS_DATABASE_CREDENTIAL "efserver-database.url"
 /* The environment variable that does, where no --database is given. */
 #define OPTS_DATABASE_ENV "EFSERVER_DATABASE"
+/* Where the database comes from, as a message about it names them. */
+#define OPTS_DATABASE_SOURCES "--database, $" OPTS_DATABASE_ENV " or the " OPTS_DATABASE_CREDENTIAL " credential"
 /* What a build without the PostgreSQL engine answers to a PostgreSQL database. */
 #define OPTS_NO_POSTGRESQL                                                                                             \
 	"this program was built without PostgreSQL: install libpq-dev and build it with ./configure --with-postgresql"
