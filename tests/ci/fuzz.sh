@@ -2,7 +2,9 @@
 # Each libFuzzer harness (tests/fuzz) runs for FUZZ_SECONDS (default 60)
 # from its committed seed corpus, built with clang, AddressSanitizer and
 # UndefinedBehaviorSanitizer: any crash, leak, timeout or sanitizer report
-# fails the suite. Each TAP line states the executions reached.
+# fails the suite. Each TAP line states the executions reached. The tree is
+# configured without PostgreSQL, which the harnesses do not use: efsession
+# and efctl built so must say so when given a PostgreSQL database.
 . "$(dirname "$0")/../robust-lib.sh"
 
 command -v clang >/dev/null || ci_skip_all "clang is not installed (Debian packages clang and libclang-rt-14-dev)"
@@ -18,14 +20,37 @@ trap 'rm -rf "$WORK" "$STATE_TMP"' EXIT
 
 src=$WORK/src
 ci_scratch_tree "$src"
-if (cd "$src" && CC=clang ./configure --enable-fuzzing --enable-sanitizers --enable-werror --disable-hardening &&
-	make -j"$(nproc)" tests/fuzz/fuzz-wire tests/fuzz/fuzz-der tests/fuzz/fuzz-session) >"$WORK/build.log" 2>&1; then
+if (cd "$src" && CC=clang ./configure --enable-fuzzing --enable-sanitizers --enable-werror --disable-hardening \
+	--without-postgresql &&
+	make -j"$(nproc)" tests/fuzz/fuzz-wire tests/fuzz/fuzz-der tests/fuzz/fuzz-session efsession efctl) \
+	>"$WORK/build.log" 2>&1; then
 	ci_pass "the harnesses build with clang, libFuzzer, ASan and UBSan, without a warning"
 else
 	ci_fail "the harnesses build with clang, libFuzzer, ASan and UBSan, without a warning"
 	tail -40 "$WORK/build.log" | ci_diag
 	ci_done
 	exit 1
+fi
+
+# Without PostgreSQL: a URL in the environment (with a password) is refused in the programs' own words.
+nopg="the database (--database, \$EFSERVER_DATABASE or the efserver-database.url credential): this program was built without PostgreSQL: install libpq-dev and build it with ./configure --with-postgresql"
+EFSERVER_DATABASE=postgresql://efserver:secret@db.example/efserver "$src/efsession" --state-dir "$WORK" \
+	</dev/null >/dev/null 2>"$WORK/nopg.err"
+rc=$?
+if [ $rc -eq 100 ] && grep -qxF "efsession: $nopg" "$WORK/nopg.err" && ! grep -q secret "$WORK/nopg.err"; then
+	ci_pass "built without PostgreSQL, efsession given a PostgreSQL database exits 100 and says how to build it"
+else
+	ci_fail "built without PostgreSQL, efsession given a PostgreSQL database exits 100 and says how to build it (exit $rc)"
+	ci_diag <"$WORK/nopg.err"
+fi
+"$src/efctl" --database postgresql://efserver:secret@db.example/efserver clients >/dev/null 2>"$WORK/nopg.err"
+rc=$?
+if [ $rc -eq 2 ] && grep -qxF "efctl: $nopg" "$WORK/nopg.err" && ! grep -q secret "$WORK/nopg.err" &&
+	! "$src/efsession" --help | grep -q -- --database; then
+	ci_pass "and efctl exits 2 saying the same; efsession --help offers no --database"
+else
+	ci_fail "and efctl exits 2 saying the same; efsession --help offers no --database (exit $rc)"
+	ci_diag <"$WORK/nopg.err"
 fi
 
 for h in wire der session; do
